@@ -1,0 +1,40 @@
+//! # wasmtx
+//!
+//! A transaction engine whose business rules are sandboxed WebAssembly components.
+//!
+//! A host asks the engine to run rule R on models M1..Mn under an action name. In lock mode the
+//! engine takes the models' locks and loads their state in one store round trip, runs the rule
+//! in a fresh wasmtime instance against that state, diffs what the rule changed and writes it
+//! back, fenced and field by field, releasing the locks in a second round trip.
+//!
+//! The pieces, one module each:
+//! - [`model`]: values, schemas, ids, snapshots and field changes;
+//! - [`runtime`]: compiling rules and running them in the sandbox (the WIT host);
+//! - [`store`]: the [`Store`] trait and its Redis and in-memory backends;
+//! - [`txn`]: the transaction protocol (lock waits, diffs, commits);
+//! - [`Engine`]: the entry point tying them together.
+#![deny(missing_docs)]
+
+mod direct;
+pub mod engine;
+pub mod error;
+pub mod invocation;
+pub mod model;
+pub mod rule;
+pub mod runtime;
+pub mod store;
+pub mod txn;
+
+pub use engine::{Engine, EngineBuilder, EngineConfig};
+pub use error::{AccessError, Error, Result, RuleLoadError, SchemaError};
+pub use invocation::{Invocation, Mode, Outcome, Timings};
+pub use model::change::{FieldChange, ModelChanges, ModelSnapshot, ModelTarget};
+pub use model::ids::{LockId, ModelId};
+pub use model::schema::{FieldDef, ModelSchema, ModelTypes};
+pub use model::value::{FieldType, FieldValue, Scalar, ScalarKind};
+pub use rule::Rule;
+pub use runtime::{CompiledRule, RuntimeConfig};
+pub use store::memory::MemoryStore;
+pub use store::redis::RedisStore;
+pub use store::{Store, StoreError};
+pub use txn::retry::{RetryOn, RetryPolicy};

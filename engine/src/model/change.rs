@@ -1,0 +1,157 @@
+//! Loaded model state and the field-level changes written back: the data both stores speak.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::ids::ModelId;
+use super::schema::ModelSchema;
+use super::value::{FieldValue, Scalar};
+
+/// A model's state as loaded from a store: every schema field (defaults for what the store
+/// does not hold) and the model's version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSnapshot {
+    /// Field values in schema order.
+    pub values: Vec<FieldValue>,
+    /// The model's version: bumped by every commit that wrote to it, 0 if never written.
+    pub version: u64,
+}
+
+impl ModelSnapshot {
+    /// A model that does not exist yet: every field at its default, version 0.
+    pub fn defaults(schema: &ModelSchema) -> Self {
+        Self { values: schema.fields().map(|(_, f)| f.default.clone()).collect(), version: 0 }
+    }
+
+    /// The snapshot as a JSON object `{field: value}` in schema order.
+    pub fn to_json(&self, schema: &ModelSchema) -> serde_json::Value {
+        schema
+            .fields()
+            .zip(&self.values)
+            .map(|((name, _), v)| (name.to_owned(), v.to_json()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
+/// A model addressed with its resolved schema: what a store needs to read or write it.
+#[derive(Debug, Clone)]
+pub struct ModelTarget {
+    /// The model's id.
+    pub id: ModelId,
+    /// Its schema (the store needs it to know list and dict fields and to decode values).
+    pub schema: Arc<ModelSchema>,
+}
+
+/// One change to one field, keeping the intent of the operation so that a store can apply it
+/// without overwriting concurrent changes to other fields or other items.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FieldChange {
+    /// Assign a scalar field (`HSET`).
+    Set {
+        /// The field.
+        field: String,
+        /// Its new value.
+        value: Scalar,
+    },
+    /// Add to an int field (`HINCRBY`); the stored value need not be known.
+    Increment {
+        /// The field.
+        field: String,
+        /// The amount to add.
+        delta: i64,
+    },
+    /// Append items to a list (`RPUSH`).
+    ListAppend {
+        /// The field.
+        field: String,
+        /// The items, in order.
+        items: Vec<Scalar>,
+    },
+    /// Keep only the first `len` items of a list (`LTRIM`): items were popped from its end.
+    ListTruncate {
+        /// The field.
+        field: String,
+        /// The number of items kept.
+        len: u32,
+    },
+    /// Replace a whole list (`DEL` + `RPUSH`).
+    ListReplace {
+        /// The field.
+        field: String,
+        /// The new items.
+        items: Vec<Scalar>,
+    },
+    /// Insert an item before `index` of the list as it is when the change applies.
+    ListInsert {
+        /// The field.
+        field: String,
+        /// Python-style index (negative from the end, clamped to the ends).
+        index: i64,
+        /// The item.
+        item: Scalar,
+    },
+    /// Remove the item at `index` (or the last one) of the list as it is when the change applies.
+    ListPop {
+        /// The field.
+        field: String,
+        /// Python-style index, `None` for the last item.
+        index: Option<i64>,
+    },
+    /// Remove the first item equal to `item` (`LREM key 1 item`).
+    ListRemove {
+        /// The field.
+        field: String,
+        /// The item.
+        item: Scalar,
+    },
+    /// Set dict entries (`HSET`).
+    DictSet {
+        /// The field.
+        field: String,
+        /// The entries.
+        entries: Vec<(String, Scalar)>,
+    },
+    /// Remove dict entries (`HDEL`).
+    DictRemove {
+        /// The field.
+        field: String,
+        /// The keys.
+        keys: Vec<String>,
+    },
+    /// Empty a list or dict field (`DEL`).
+    Clear {
+        /// The field.
+        field: String,
+    },
+}
+
+impl FieldChange {
+    /// The field this change writes.
+    pub fn field(&self) -> &str {
+        match self {
+            Self::Set { field, .. }
+            | Self::Increment { field, .. }
+            | Self::ListAppend { field, .. }
+            | Self::ListTruncate { field, .. }
+            | Self::ListReplace { field, .. }
+            | Self::ListInsert { field, .. }
+            | Self::ListPop { field, .. }
+            | Self::ListRemove { field, .. }
+            | Self::DictSet { field, .. }
+            | Self::DictRemove { field, .. }
+            | Self::Clear { field } => field,
+        }
+    }
+}
+
+/// The changes an invocation wrote to one model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelChanges {
+    /// The model.
+    pub model: ModelId,
+    /// Its field changes, in the order they apply; empty if the rule did not change it.
+    pub changes: Vec<FieldChange>,
+}

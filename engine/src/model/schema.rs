@@ -1,0 +1,333 @@
+//! Model schemas: named types with typed fields and defaults, defined in Rust or loaded from
+//! TOML or JSON.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::ids::validate_name;
+use super::value::{FieldType, FieldValue};
+use crate::error::SchemaError;
+
+/// One field of a model schema.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldDef {
+    /// The field's type.
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    /// The value a model has in this field until something writes it.
+    pub default: FieldValue,
+}
+
+/// A model type: a name and its ordered, typed fields.
+///
+/// ```
+/// use wasmtx::{ModelSchema, FieldType, ScalarKind};
+/// let account = ModelSchema::builder("Account")
+///     .field("balance", FieldType::Scalar(ScalarKind::Int))
+///     .field("account_holder", FieldType::Scalar(ScalarKind::Str))
+///     .build()
+///     .unwrap();
+/// assert_eq!(account.field("balance").unwrap().ty, FieldType::Scalar(ScalarKind::Int));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSchema {
+    name: String,
+    fields: IndexMap<String, FieldDef>,
+}
+
+/// The file form of a schema, shared by TOML and JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaFile {
+    name: String,
+    fields: IndexMap<String, FieldFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldFile {
+    #[serde(rename = "type")]
+    ty: FieldType,
+    #[serde(default)]
+    default: Option<serde_json::Value>,
+}
+
+impl ModelSchema {
+    /// Starts a schema in Rust.
+    pub fn builder(name: impl Into<String>) -> ModelSchemaBuilder {
+        ModelSchemaBuilder { name: name.into(), fields: Vec::new() }
+    }
+
+    /// Builds a schema from fields, checking names, types and defaults.
+    ///
+    /// # Errors
+    /// [`SchemaError`] for an invalid model or field name, a duplicate field, a default of the
+    /// wrong type, or a schema without fields.
+    pub fn new(name: impl Into<String>, fields: impl IntoIterator<Item = (String, FieldDef)>) -> Result<Self, SchemaError> {
+        let name = name.into();
+        validate_name(&name).map_err(|reason| SchemaError::InvalidName { name: name.clone(), reason })?;
+        let mut map = IndexMap::new();
+        for (field, def) in fields {
+            validate_name(&field).map_err(|reason| SchemaError::InvalidField {
+                model_type: name.clone(),
+                field: field.clone(),
+                reason,
+            })?;
+            if !def.ty.admits(&def.default) {
+                return Err(SchemaError::InvalidField {
+                    model_type: name.clone(),
+                    reason: format!("default {:?} is not a {}", def.default, def.ty),
+                    field,
+                });
+            }
+            let empty_collection = match &def.default {
+                FieldValue::List(items) => items.is_empty(),
+                FieldValue::Dict(map) => map.is_empty(),
+                FieldValue::Scalar(_) => true,
+            };
+            if !empty_collection {
+                // Redis has no empty LIST or HASH: a cleared collection is a missing key, which
+                // must read back as the default. So collection defaults are empty.
+                return Err(SchemaError::InvalidField {
+                    model_type: name.clone(),
+                    reason: "a list or dict field's default must be empty".into(),
+                    field,
+                });
+            }
+            if map.insert(field.clone(), def).is_some() {
+                return Err(SchemaError::InvalidField {
+                    model_type: name.clone(),
+                    field,
+                    reason: "defined twice".into(),
+                });
+            }
+        }
+        if map.is_empty() {
+            return Err(SchemaError::InvalidName { name, reason: "a model type needs at least one field".into() });
+        }
+        Ok(Self { name, fields: map })
+    }
+
+    /// Parses a schema from TOML text (see the README for the format).
+    ///
+    /// # Errors
+    /// [`SchemaError::Parse`] for malformed text, or any error of [`ModelSchema::new`].
+    pub fn from_toml(text: &str) -> Result<Self, SchemaError> {
+        let file: SchemaFile = toml::from_str(text).map_err(|e| SchemaError::Parse(e.to_string()))?;
+        Self::from_file(file)
+    }
+
+    /// Parses a schema from JSON text of the same shape as the TOML form.
+    ///
+    /// # Errors
+    /// [`SchemaError::Parse`] for malformed text, or any error of [`ModelSchema::new`].
+    pub fn from_json(text: &str) -> Result<Self, SchemaError> {
+        let file: SchemaFile = serde_json::from_str(text).map_err(|e| SchemaError::Parse(e.to_string()))?;
+        Self::from_file(file)
+    }
+
+    /// Reads a schema file, TOML or JSON by its extension.
+    ///
+    /// # Errors
+    /// [`SchemaError::Io`] if the file cannot be read, otherwise as [`ModelSchema::from_toml`].
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, SchemaError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| SchemaError::Io(format!("{}: {e}", path.display())))?;
+        if path.extension().is_some_and(|e| e == "json") {
+            Self::from_json(&text)
+        } else {
+            Self::from_toml(&text)
+        }
+    }
+
+    fn from_file(file: SchemaFile) -> Result<Self, SchemaError> {
+        let name = file.name;
+        let mut fields = Vec::with_capacity(file.fields.len());
+        for (field, spec) in file.fields {
+            let default = match &spec.default {
+                None => spec.ty.zero(),
+                Some(json) => FieldValue::from_json(spec.ty, json).map_err(|reason| SchemaError::InvalidField {
+                    model_type: name.clone(),
+                    field: field.clone(),
+                    reason: format!("bad default: {reason}"),
+                })?,
+            };
+            fields.push((field, FieldDef { ty: spec.ty, default }));
+        }
+        Self::new(name, fields)
+    }
+
+    /// The model type's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The field definition, if the schema has this field.
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.get(name)
+    }
+
+    /// The field's position in schema order, if any.
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.get_index_of(name)
+    }
+
+    /// All fields, in schema order.
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = (&str, &FieldDef)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The field at `index` in schema order.
+    pub fn field_at(&self, index: usize) -> Option<(&str, &FieldDef)> {
+        self.fields.get_index(index).map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Always false: a schema has at least one field.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// This schema in the JSON file form (the inverse of [`ModelSchema::from_json`]).
+    pub fn to_json(&self) -> serde_json::Value {
+        let fields: serde_json::Map<_, _> = self
+            .fields
+            .iter()
+            .map(|(k, d)| {
+                (k.clone(), serde_json::json!({ "type": d.ty.to_string(), "default": d.default.to_json() }))
+            })
+            .collect();
+        serde_json::json!({ "name": self.name, "fields": fields })
+    }
+}
+
+/// Builds a [`ModelSchema`] in Rust.
+#[derive(Debug)]
+pub struct ModelSchemaBuilder {
+    name: String,
+    fields: Vec<(String, FieldDef)>,
+}
+
+impl ModelSchemaBuilder {
+    /// Adds a field whose default is the zero value of its type.
+    pub fn field(mut self, name: impl Into<String>, ty: FieldType) -> Self {
+        self.fields.push((name.into(), FieldDef { ty, default: ty.zero() }));
+        self
+    }
+
+    /// Adds a field with an explicit default.
+    pub fn field_with_default(mut self, name: impl Into<String>, ty: FieldType, default: FieldValue) -> Self {
+        self.fields.push((name.into(), FieldDef { ty, default }));
+        self
+    }
+
+    /// Checks and builds the schema.
+    ///
+    /// # Errors
+    /// As [`ModelSchema::new`].
+    pub fn build(self) -> Result<ModelSchema, SchemaError> {
+        ModelSchema::new(self.name, self.fields)
+    }
+}
+
+/// The model types an engine knows, by name.
+///
+/// # Notes
+/// Shared by every invocation of an engine; registering replaces a type for invocations that
+/// start afterwards, while running ones keep the `Arc` they resolved.
+#[derive(Debug, Default)]
+pub struct ModelTypes {
+    by_name: RwLock<HashMap<String, Arc<ModelSchema>>>,
+}
+
+impl ModelTypes {
+    /// Registers (or replaces) a model type and returns the shared schema.
+    pub fn register(&self, schema: ModelSchema) -> Arc<ModelSchema> {
+        let schema = Arc::new(schema);
+        self.by_name
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(schema.name().to_owned(), Arc::clone(&schema));
+        schema
+    }
+
+    /// Looks a model type up by name.
+    pub fn get(&self, name: &str) -> Option<Arc<ModelSchema>> {
+        self.by_name.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+    }
+
+    /// The registered type names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<_> =
+            self.by_name.read().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::value::{Scalar, ScalarKind};
+
+    const CHARACTER: &str = r#"
+        name = "GameCharacter"
+        [fields]
+        name = { type = "str" }
+        level = { type = "int", default = 1 }
+        health = { type = "int", default = 100 }
+        inventory = { type = "list<str>" }
+        skills = { type = "dict<int>" }
+    "#;
+
+    #[test]
+    fn toml_schema_keeps_order_and_defaults() {
+        let s = ModelSchema::from_toml(CHARACTER).expect("valid schema");
+        let names: Vec<_> = s.fields().map(|(n, _)| n).collect();
+        assert_eq!(names, ["name", "level", "health", "inventory", "skills"]);
+        assert_eq!(s.field("level").map(|f| &f.default), Some(&FieldValue::Scalar(Scalar::Int(1))));
+        assert_eq!(s.field("inventory").map(|f| f.ty), Some(FieldType::List(ScalarKind::Str)));
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let s = ModelSchema::from_toml(CHARACTER).expect("valid schema");
+        let again = ModelSchema::from_json(&s.to_json().to_string()).expect("round trip");
+        assert_eq!(s, again);
+    }
+
+    #[test]
+    fn bad_schemas_are_refused_with_a_reason() {
+        let cases = [
+            (r#"name = "A"
+                [fields]
+                x = { type = "int", default = "zero" }"#, "bad default"),
+            (r#"name = "A"
+                [fields]
+                x = { type = "integer" }"#, "unknown field type"),
+            (r#"name = "A b"
+                [fields]
+                x = { type = "int" }"#, "A b"),
+            (r#"name = "A"
+                [fields]"#, "at least one field"),
+            (r#"name = "A"
+                [fields]
+                x = { type = "list<int>", default = [1] }"#, "must be empty"),
+            (r#"name = "A"
+                [fields]
+                x = { type = "int", extra = 1 }"#, "unknown field"),
+        ];
+        for (text, needle) in cases {
+            let err = ModelSchema::from_toml(text).expect_err(text).to_string();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Runtime configuration: the sandbox's limits and the instance pool's size.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// One WebAssembly page: the smallest memory a rule can have.
+const WASM_PAGE: usize = 64 << 10;
+
+/// Limits on what a rule may do through its host calls, per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleLimits {
+    /// The most items a list field may hold after a write (default 100 000).
+    pub max_list_len: usize,
+    /// The most entries a dict field may hold after a write (default 100 000).
+    pub max_dict_len: usize,
+    /// The most bytes one field value may take once stored (default 1 MiB).
+    pub max_value_bytes: usize,
+    /// The most log records one run may emit (default 100); later ones are dropped, counted and
+    /// reported by one warning at the end of the run.
+    pub max_log_records: usize,
+    /// The most bytes of one log record, message and fields together (default 4096); longer
+    /// records are truncated.
+    pub max_log_bytes: usize,
+}
+
+impl Default for RuleLimits {
+    fn default() -> Self {
+        Self {
+            max_list_len: 100_000,
+            max_dict_len: 100_000,
+            max_value_bytes: 1 << 20,
+            max_log_records: 100,
+            max_log_bytes: 4096,
+        }
+    }
+}
+
+/// How rules are compiled and sandboxed.
+///
+/// ```
+/// use std::time::Duration;
+/// use wasmtx::runtime::RuntimeConfig;
+/// let config = RuntimeConfig { deadline: Duration::from_millis(50), ..RuntimeConfig::default() };
+/// assert_eq!(config.memory_limit, 16 << 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Wall-clock time one run (instantiation included) may take (default 100 ms).
+    pub deadline: Duration,
+    /// The most bytes each linear memory of a rule may grow to (default 16 MiB, at least one
+    /// 64 KiB page).
+    pub memory_limit: usize,
+    /// The largest rule `compile` accepts, in bytes (default 8 MiB).
+    pub max_rule_bytes: usize,
+    /// The most rule instances alive at once: the size of the instance pool (default 256).
+    /// Runs beyond it wait for a free slot.
+    pub max_instances: u32,
+    /// Limits on the rule's host calls.
+    pub limits: RuleLimits,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(100),
+            memory_limit: 16 << 20,
+            max_rule_bytes: 8 << 20,
+            max_instances: 256,
+            limits: RuleLimits::default(),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Checks that the configuration can be used.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the first unusable setting.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |reason: &str| {
+            Err(Error::InvalidInput {
+                reason: format!("invalid runtime config: {reason}"),
+            })
+        };
+        if self.deadline.is_zero() {
+            return bad("`deadline` must be longer than zero");
+        }
+        // An epoch deadline is counted in ticks of a u64: anything near an hour is already a
+        // configuration mistake for a rule that runs inside a lock.
+        if self.deadline > Duration::from_secs(3600) {
+            return bad("`deadline` must be at most one hour");
+        }
+        if self.memory_limit < WASM_PAGE {
+            return bad("`memory_limit` must be at least one 64 KiB WebAssembly page");
+        }
+        // Rules are 32-bit WebAssembly: their memories cannot grow past 4 GiB anyway.
+        if self.memory_limit as u64 > 4 << 30 {
+            return bad("`memory_limit` must be at most 4 GiB");
+        }
+        if self.max_rule_bytes == 0 {
+            return bad("`max_rule_bytes` must be at least 1");
+        }
+        if self.max_instances == 0 || self.max_instances > 100_000 {
+            return bad("`max_instances` must be between 1 and 100 000");
+        }
+        let l = &self.limits;
+        if l.max_list_len == 0 || l.max_dict_len == 0 || l.max_value_bytes == 0 {
+            return bad(
+                "`limits.max_list_len`, `max_dict_len` and `max_value_bytes` must be at least 1",
+            );
+        }
+        Ok(())
+    }
+
+    /// The pool's per-memory size: the cap rounded up to whole pages, so that the memory
+    /// limiter (which knows it hit the cap) refuses a growth before the pool would.
+    pub(crate) fn pool_memory_size(&self) -> usize {
+        self.memory_limit.div_ceil(WASM_PAGE) * WASM_PAGE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(RuntimeConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn unusable_settings_are_named() {
+        type Tweak = fn(&mut RuntimeConfig);
+        let cases: [(Tweak, &str); 5] = [
+            (|c| c.deadline = Duration::ZERO, "deadline"),
+            (|c| c.memory_limit = 1000, "memory_limit"),
+            (|c| c.max_rule_bytes = 0, "max_rule_bytes"),
+            (|c| c.max_instances = 0, "max_instances"),
+            (|c| c.limits.max_value_bytes = 0, "max_value_bytes"),
+        ];
+        for (tweak, needle) in cases {
+            let mut config = RuntimeConfig::default();
+            tweak(&mut config);
+            let err = config.validate().expect_err(needle).to_string();
+            assert!(err.contains(needle), "{err} should name {needle}");
+        }
+    }
+
+    #[test]
+    fn pool_memory_is_whole_pages() {
+        let config = RuntimeConfig {
+            memory_limit: (64 << 10) + 1,
+            ..RuntimeConfig::default()
+        };
+        assert_eq!(config.pool_memory_size(), 128 << 10);
+    }
+}

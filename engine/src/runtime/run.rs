@@ -1,0 +1,192 @@
+//! One run of a rule: a fresh `Store` and instance over the models' snapshots, the call, and
+//! the classification of how it ended.
+
+use wasmtime::{Engine, Store, Trap, WasmBacktrace};
+
+use super::RuleRuntime;
+use super::bindings::wasmtx::rule::types as wit;
+use super::convert::{access_error_from_wit, mode_to_wit};
+use super::host::HostState;
+use super::limits::MemoryCap;
+use super::loader::CompiledRule;
+use super::log::RuleLog;
+use super::workspace::ModelWorkspace;
+use crate::error::Error;
+use crate::invocation::RunContext;
+use crate::model::change::{ModelSnapshot, ModelTarget};
+use crate::model::value::{FieldType, FieldValue};
+
+/// What one run needs: the invocation's facts, its models with their loaded state, and the
+/// input.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleRun<'a> {
+    /// The rule's registered name, for logs.
+    pub rule_name: &'a str,
+    /// The invocation facts the rule sees in its `context`.
+    pub context: &'a RunContext,
+    /// The declared models, in the caller's order (`models.open(i)` opens `models[i]`).
+    pub models: &'a [ModelTarget],
+    /// Their loaded state, in the same order.
+    pub snapshots: &'a [ModelSnapshot],
+    /// The caller's input, JSON text.
+    pub input: &'a str,
+}
+
+/// A run whose rule returned `ok`.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The rule's output, valid JSON text.
+    pub output: String,
+    /// What the rule did to each model, in the order of [`RuleRun::models`].
+    pub workspaces: Vec<ModelWorkspace>,
+}
+
+impl RuleRuntime {
+    /// Runs `rule` once over the models' snapshots in a fresh instance.
+    ///
+    /// Blocks the calling thread for the run (at most the configured deadline, plus a wait for
+    /// a free instance slot when `max_instances` runs are already going).
+    ///
+    /// # Errors
+    /// - [`Error::InvalidInput`] if `models` and `snapshots` do not match (lengths or shapes), if
+    ///   `rule` was compiled by another runtime, or if the rule returned `invalid-input`;
+    /// - [`Error::Rejected`] and [`Error::Access`] when the rule returned `rejected` or
+    ///   propagated an access error (`model` is the model of the failed access, when known);
+    /// - [`Error::InvalidOutput`] if the rule's output is not JSON;
+    /// - [`Error::DeadlineExceeded`], [`Error::MemoryLimitExceeded`] and [`Error::Trapped`] when
+    ///   the sandbox stopped the rule.
+    pub fn run(&self, rule: &CompiledRule, run: RuleRun<'_>) -> Result<RunOutput, Error> {
+        let _span = tracing::trace_span!("wasmtx.rule", rule = run.rule_name).entered();
+        if !Engine::same(rule.pre().engine(), &self.engine) {
+            return Err(invalid("the rule was compiled by another runtime".into()));
+        }
+        let workspaces = self.workspaces(&run)?;
+        let context = wit::Context {
+            invocation_id: run.context.invocation_id.clone(),
+            now_ms: run.context.now_ms,
+            action: run.context.action.clone(),
+            mode: mode_to_wit(run.context.mode),
+            models: run
+                .models
+                .iter()
+                .map(|m| wit::ModelRef {
+                    model_type: m.id.model_type.clone(),
+                    key: m.id.key.clone(),
+                })
+                .collect(),
+            attempt: run.context.attempt,
+        };
+        let state = HostState::new(
+            workspaces,
+            MemoryCap::new(self.config.memory_limit),
+            RuleLog::new(
+                run.rule_name,
+                &run.context.invocation_id,
+                &self.config.limits,
+            ),
+        );
+
+        let permit = self.gate.acquire();
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(self.ticker.ticks_for(self.config.deadline));
+        store.epoch_deadline_trap();
+        let result = rule
+            .pre()
+            .instantiate(&mut store)
+            .and_then(|rule| rule.call_run(&mut store, &context, run.input));
+        // Dropping the store returns the instance's slot to the pool: only then free the permit.
+        let state = store.into_data();
+        drop(permit);
+        state.log.finish();
+
+        match result {
+            Ok(Ok(output)) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+                Ok(_) => Ok(RunOutput {
+                    output,
+                    workspaces: state.workspaces,
+                }),
+                Err(e) => Err(Error::InvalidOutput {
+                    reason: format!("not JSON text: {e}"),
+                }),
+            },
+            Ok(Err(wit::RuleError::Rejected(message))) => Err(Error::Rejected { message }),
+            Ok(Err(wit::RuleError::InvalidInput(reason))) => Err(Error::InvalidInput { reason }),
+            Ok(Err(wit::RuleError::Access(e))) => {
+                let error = access_error_from_wit(e);
+                Err(Error::Access {
+                    model: state.model_of_failure(&error),
+                    error,
+                })
+            }
+            Err(e) => Err(self.stopped(&e, state.memory.was_hit())),
+        }
+    }
+
+    /// One workspace per model, after checking that the snapshots fit the schemas.
+    fn workspaces(&self, run: &RuleRun<'_>) -> Result<Vec<ModelWorkspace>, Error> {
+        if run.models.len() != run.snapshots.len() {
+            return Err(invalid(format!(
+                "{} models but {} snapshots",
+                run.models.len(),
+                run.snapshots.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(run.models.len());
+        for (target, snapshot) in run.models.iter().zip(run.snapshots) {
+            let schema = &target.schema;
+            // Shapes only (not every item): the workspace relies on them, and a store decodes
+            // values with the schema, so items are already typed.
+            let fits = snapshot.values.len() == schema.len()
+                && schema
+                    .fields()
+                    .zip(&snapshot.values)
+                    .all(|((_, def), value)| {
+                        matches!(
+                            (def.ty, value),
+                            (FieldType::Scalar(_), FieldValue::Scalar(_))
+                                | (FieldType::List(_), FieldValue::List(_))
+                                | (FieldType::Dict(_), FieldValue::Dict(_))
+                        )
+                    });
+            if !fits {
+                return Err(invalid(format!(
+                    "the snapshot of {} does not match its schema",
+                    target.id
+                )));
+            }
+            out.push(ModelWorkspace::new(
+                target,
+                snapshot.clone(),
+                self.config.limits,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Classifies an instantiation or call failure by its cause: the memory cap (which
+    /// wasmtime reports as a plain error, hence the flag), the epoch deadline, or a trap.
+    fn stopped(&self, e: &wasmtime::Error, memory_hit: bool) -> Error {
+        if memory_hit {
+            return Error::MemoryLimitExceeded {
+                limit_bytes: self.config.memory_limit,
+            };
+        }
+        let trap = e.downcast_ref::<Trap>();
+        if trap == Some(&Trap::Interrupt) {
+            return Error::DeadlineExceeded {
+                limit: self.config.deadline,
+            };
+        }
+        let mut message = trap.map_or_else(|| format!("{e:#}"), ToString::to_string);
+        if let Some(backtrace) = e.downcast_ref::<WasmBacktrace>() {
+            message.push('\n');
+            message.push_str(&backtrace.to_string());
+        }
+        Error::Trapped { message }
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidInput { reason }
+}

@@ -1,0 +1,254 @@
+//! End-to-end runs of hand-lowered rules: outputs, rule errors, sandbox stops, changes.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::error::{AccessError, Error};
+use crate::model::change::FieldChange;
+use crate::model::value::Scalar;
+use crate::runtime::{RuleRun, RunOutput};
+
+const BALANCE: (u32, u32) = (16, 7);
+const NOPE: (u32, u32) = (48, 4);
+
+fn run_rule(rt: &RuleRuntime, rule: &CompiledRule, input: &str) -> Result<RunOutput, Error> {
+    let target = account();
+    let snapshots = [snapshot(&target)];
+    let context = context(Mode::Lock);
+    rt.run(
+        rule,
+        RuleRun {
+            rule_name: "test",
+            context: &context,
+            models: &[target],
+            snapshots: &snapshots,
+            input,
+        },
+    )
+}
+
+#[test]
+fn a_rule_writes_through_its_handle() {
+    let rt = runtime();
+    let rule = compile(&rt, &increment_body(0, BALANCE, 5));
+    let out = run_rule(&rt, &rule, "{}").expect("runs");
+    assert_eq!(out.output, r#"{"ok":true}"#);
+    assert_eq!(out.workspaces.len(), 1);
+    assert_eq!(
+        out.workspaces[0].state_changes(),
+        [FieldChange::Set {
+            field: "balance".into(),
+            value: Scalar::Int(5)
+        }]
+    );
+    assert_eq!(
+        out.workspaces[0].intent_changes(),
+        [FieldChange::Increment {
+            field: "balance".into(),
+            delta: 5
+        }]
+    );
+
+    // A fresh instance per run: the second run starts from the snapshot again.
+    let again = run_rule(&rt, &rule, "{}").expect("runs again");
+    assert_eq!(
+        again.workspaces[0].value("balance"),
+        Some(&crate::model::value::FieldValue::Scalar(Scalar::Int(5)))
+    );
+}
+
+#[test]
+fn the_input_reaches_the_rule() {
+    let rt = runtime();
+    let rule = compile(&rt, "(call $ok (local.get 9) (local.get 10))");
+    let out = run_rule(&rt, &rule, r#"{"amount": 10}"#).expect("runs");
+    assert_eq!(out.output, r#"{"amount": 10}"#);
+    assert!(!out.workspaces[0].is_changed());
+}
+
+#[test]
+fn output_that_is_not_json_is_refused() {
+    let rt = runtime();
+    let rule = compile(&rt, "(call $ok (i32.const 64) (i32.const 8))");
+    assert!(matches!(
+        run_rule(&rt, &rule, "{}"),
+        Err(Error::InvalidOutput { .. })
+    ));
+}
+
+#[test]
+fn a_rejection_carries_its_message() {
+    let rt = runtime();
+    let rule = compile(&rt, "(call $rejected (i32.const 80) (i32.const 18))");
+    match run_rule(&rt, &rule, "{}") {
+        Err(Error::Rejected { message }) => assert_eq!(message, "insufficient funds"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_propagated_access_error_names_its_model() {
+    let rt = runtime();
+    let rule = compile(&rt, &increment_body(0, NOPE, 1));
+    match run_rule(&rt, &rule, "{}") {
+        Err(Error::Access { model, error }) => {
+            assert_eq!(model, Some(ModelId::new("Account", "alice")));
+            assert_eq!(
+                error,
+                AccessError::UnknownField {
+                    field: "nope".into()
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn opening_an_undeclared_model_is_denied() {
+    let rt = runtime();
+    let rule = compile(&rt, &increment_body(5, BALANCE, 1));
+    match run_rule(&rt, &rule, "{}") {
+        Err(Error::Access {
+            model: None,
+            error: AccessError::Denied { reason },
+        }) => {
+            assert!(reason.contains("index 5"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_trap_is_reported() {
+    let rt = runtime();
+    let rule = compile(&rt, "unreachable");
+    match run_rule(&rt, &rule, "{}") {
+        Err(Error::Trapped { message }) => assert!(message.contains("unreachable"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_endless_loop_hits_the_deadline() {
+    let rt = runtime();
+    let rule = compile(&rt, "(loop $forever (br $forever)) unreachable");
+    let start = Instant::now();
+    let result = run_rule(&rt, &rule, "{}");
+    let took = start.elapsed();
+    assert!(
+        matches!(result, Err(Error::DeadlineExceeded { limit }) if limit == Duration::from_millis(50)),
+        "{result:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(50) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn growing_past_the_memory_cap_is_reported_as_such() {
+    let rt = runtime();
+    // 1024 pages = 64 MiB, over the 16 MiB default.
+    let rule = compile(
+        &rt,
+        "(drop (memory.grow (i32.const 1024))) (call $ok (i32.const 32) (i32.const 11))",
+    );
+    assert!(
+        matches!(run_rule(&rt, &rule, "{}"), Err(Error::MemoryLimitExceeded { limit_bytes }) if limit_bytes == 16 << 20)
+    );
+    // Under the cap is fine.
+    let rule = compile(
+        &rt,
+        "(drop (memory.grow (i32.const 16))) (call $ok (i32.const 32) (i32.const 11))",
+    );
+    run_rule(&rt, &rule, "{}").expect("within the cap");
+}
+
+#[test]
+fn log_records_past_the_cap_do_not_fail_the_run() {
+    let rt = runtime();
+    let rule = compile(
+        &rt,
+        r#"(local $i i32)
+    (loop $again
+      (call $emit (i32.const 2) (i32.const 80) (i32.const 18) (i32.const 0) (i32.const 0))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 500))))
+    (call $ok (i32.const 32) (i32.const 11))"#,
+    );
+    run_rule(&rt, &rule, "{}").expect("runs");
+}
+
+#[test]
+fn mismatched_snapshots_and_foreign_rules_are_refused() {
+    let rt = runtime();
+    let rule = compile(&rt, "(call $ok (i32.const 32) (i32.const 11))");
+    let target = account();
+    let context = context(Mode::Pipeline);
+    let no_snapshots = rt.run(
+        &rule,
+        RuleRun {
+            rule_name: "t",
+            context: &context,
+            models: std::slice::from_ref(&target),
+            snapshots: &[],
+            input: "{}",
+        },
+    );
+    assert!(matches!(no_snapshots, Err(Error::InvalidInput { .. })));
+
+    let mut wrong = snapshot(&target);
+    wrong.values.swap(0, 1);
+    let run = RuleRun {
+        rule_name: "t",
+        context: &context,
+        models: &[target],
+        snapshots: &[wrong],
+        input: "{}",
+    };
+    assert!(matches!(
+        rt.run(&rule, run),
+        Err(Error::InvalidInput { .. })
+    ));
+
+    let other = runtime();
+    assert!(
+        matches!(run_rule(&other, &rule, "{}"), Err(Error::InvalidInput { reason }) if reason.contains("another runtime"))
+    );
+}
+
+#[test]
+fn runs_from_many_threads_share_the_pool() {
+    let rt = runtime_with(RuntimeConfig {
+        max_instances: 2,
+        ..RuntimeConfig::default()
+    });
+    let rule = compile(&rt, &increment_body(0, BALANCE, 1));
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    run_rule(&rt, &rule, "{}").expect("runs");
+                }
+            });
+        }
+    });
+}
+
+/// Not a benchmark, a smoke figure: `cargo test --release -p wasmtx --lib per_run_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing; run by hand"]
+fn per_run_cost() {
+    let rt = runtime();
+    let rule = compile(&rt, &increment_body(0, BALANCE, 5));
+    for _ in 0..200 {
+        run_rule(&rt, &rule, "{}").expect("warm up");
+    }
+    let n = 5000;
+    let start = Instant::now();
+    for _ in 0..n {
+        run_rule(&rt, &rule, "{}").expect("runs");
+    }
+    eprintln!("per run: {:?}", start.elapsed() / n);
+}

@@ -1,0 +1,258 @@
+//! The embedded in-memory store: the Redis store's semantics without a server, for quick
+//! starts and rule unit tests.
+//!
+//! Locks are per (model, action) with an owner, a fencing token and a lease; a lock whose
+//! lease ran out counts as free. Every model has a version (bumped by each commit that changed
+//! it, and by [`Store::delete`]) and a fencing counter shared by all its actions. Values are
+//! kept as the text Redis would store, so a model reads back the same from both stores, even
+//! after its schema changed. Releases wake watchers through a [`ReleaseBus`] whose channels are
+//! the locks' [`LockId`] `Display` forms.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use self::state::State;
+use super::{CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch, Store, StoreError};
+use crate::model::change::{ModelSnapshot, ModelTarget};
+use crate::model::ids::LockId;
+
+mod data;
+mod state;
+
+/// A [`Store`] held in this process's memory.
+///
+/// ```
+/// use wasmtx::{MemoryStore, Store};
+/// let store = MemoryStore::new();
+/// let shared = store.clone(); // same data, same locks
+/// # let _: &dyn Store = &shared;
+/// ```
+///
+/// # Notes
+/// Cheap to clone: clones share one state. Every method may be called from many tasks at
+/// once; each takes one mutex for the whole step (never across an `.await`), so each step is
+/// atomic, as a Redis script is. Nothing survives the process.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: Mutex<State>,
+    bus: ReleaseBus,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every step validates before it writes, so a panic cannot leave a half-applied step.
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn announce(&self, released: &[LockId]) {
+        for lock in released {
+            self.inner.bus.announce(&lock.to_string());
+        }
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError> {
+        self.state().try_lock_and_load(request, Instant::now())
+    }
+
+    async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError> {
+        self.state().load(models)
+    }
+
+    async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError> {
+        let (receipt, released) = self.state().commit(&request, Instant::now())?;
+        self.announce(&released);
+        Ok(receipt)
+    }
+
+    async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError> {
+        let released = self.state().release(leases);
+        self.announce(&released);
+        Ok(())
+    }
+
+    async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
+        Ok(self.state().delete(&model.id))
+    }
+
+    fn watch(&self, locks: &[LockId]) -> ReleaseWatch {
+        self.inner.bus.watch(locks.iter().map(LockId::to_string))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::state::State;
+    use super::*;
+    use crate::model::change::FieldChange;
+    use crate::model::ids::ModelId;
+    use crate::model::schema::ModelSchema;
+    use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
+    use crate::store::CommitGuard;
+
+    fn target(key: &str) -> ModelTarget {
+        let schema = ModelSchema::builder("Counter")
+            .field("n", FieldType::Scalar(ScalarKind::Int))
+            .field("log", FieldType::List(ScalarKind::Str))
+            .build()
+            .expect("valid schema");
+        ModelTarget { id: ModelId::new("Counter", key), schema: Arc::new(schema) }
+    }
+
+    fn request(models: &[&ModelTarget], owner: &str, lease: Duration) -> LockRequest {
+        LockRequest {
+            models: models.iter().map(|&t| t.clone()).collect(),
+            action: "bump".into(),
+            owner: owner.into(),
+            lease,
+        }
+    }
+
+    fn acquired(attempt: LockAttempt) -> (Vec<LockLease>, Vec<ModelSnapshot>) {
+        match attempt {
+            LockAttempt::Acquired { leases, snapshots } => (leases, snapshots),
+            LockAttempt::Busy { model_index, .. } => panic!("model {model_index} was busy"),
+        }
+    }
+
+    fn set_n(value: i64) -> Vec<FieldChange> {
+        vec![FieldChange::Set { field: "n".into(), value: Scalar::Int(value) }]
+    }
+
+    #[test]
+    fn a_lock_is_free_exactly_when_its_lease_runs_out() -> Result<(), StoreError> {
+        let mut state = State::default();
+        let a = target("a");
+        let t0 = Instant::now();
+        let lease = Duration::from_millis(50);
+        let (first, _) = acquired(state.try_lock_and_load(&request(&[&a], "one", lease), t0)?);
+
+        let just_before = t0 + lease - Duration::from_nanos(1);
+        match state.try_lock_and_load(&request(&[&a], "two", lease), just_before)? {
+            LockAttempt::Busy { model_index: 0, expires_in: Some(left) } => assert_eq!(left, Duration::from_nanos(1)),
+            other => panic!("expected busy, got {other:?}"),
+        }
+        let (second, _) = acquired(state.try_lock_and_load(&request(&[&a], "two", lease), t0 + lease)?);
+        assert!(second[0].token > first[0].token);
+
+        let changes = [set_n(1)];
+        let late = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Leases(&first) };
+        assert!(matches!(state.commit(&late, t0 + lease), Err(StoreError::LockLost { .. })));
+        assert_eq!(state.load(std::slice::from_ref(&a))?[0].version, 0, "the lost commit wrote nothing");
+        Ok(())
+    }
+
+    #[test]
+    fn an_expired_lease_cannot_commit_even_if_nobody_took_the_lock() -> Result<(), StoreError> {
+        let mut state = State::default();
+        let a = target("a");
+        let t0 = Instant::now();
+        let (leases, _) = acquired(state.try_lock_and_load(&request(&[&a], "one", Duration::from_millis(5)), t0)?);
+        let changes = [set_n(1)];
+        let commit = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Leases(&leases) };
+        assert!(matches!(state.commit(&commit, t0 + Duration::from_millis(5)), Err(StoreError::LockLost { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn a_busy_model_makes_the_whole_attempt_take_nothing() -> Result<(), StoreError> {
+        let mut state = State::default();
+        let (a, b) = (target("a"), target("b"));
+        let now = Instant::now();
+        let lease = Duration::from_secs(10);
+        acquired(state.try_lock_and_load(&request(&[&b], "holder", lease), now)?);
+        let attempt = state.try_lock_and_load(&request(&[&a, &b], "other", lease), now)?;
+        assert!(matches!(attempt, LockAttempt::Busy { model_index: 1, .. }), "{attempt:?}");
+        assert_eq!(state.lock_count(), 1, "`a` was not taken");
+        acquired(state.try_lock_and_load(&request(&[&a], "third", lease), now)?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_refused_change_in_a_later_model_leaves_every_model_untouched() -> Result<(), StoreError> {
+        let mut state = State::default();
+        let (a, b) = (target("a"), target("b"));
+        let models = [a.clone(), b.clone()];
+        let changes = [set_n(5), vec![FieldChange::ListPop { field: "log".into(), index: None }]];
+        let commit = CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded };
+        let err = state.commit(&commit, Instant::now()).expect_err("pop from an empty list");
+        assert!(matches!(&err, StoreError::CannotApply { model, field, .. } if *model == b.id && field == "log"), "{err}");
+        let snapshots = state.load(&models)?;
+        assert_eq!(snapshots, [ModelSnapshot::defaults(&a.schema), ModelSnapshot::defaults(&b.schema)]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_model_named_twice_in_one_commit_gets_both_change_lists() -> Result<(), StoreError> {
+        let mut state = State::default();
+        let a = target("a");
+        let models = [a.clone(), a.clone()];
+        let inc = |delta| vec![FieldChange::Increment { field: "n".into(), delta }];
+        let changes = [inc(2), inc(3)];
+        let commit = CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded };
+        state.commit(&commit, Instant::now())?;
+        assert_eq!(state.load(std::slice::from_ref(&a))?[0].values[0], FieldValue::Scalar(Scalar::Int(5)));
+        Ok(())
+    }
+
+    #[test]
+    fn malformed_guards_are_refused() {
+        let mut state = State::default();
+        let a = target("a");
+        let changes = [set_n(1)];
+        let commit = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Versions(&[]) };
+        assert!(matches!(state.commit(&commit, Instant::now()), Err(StoreError::Backend(_))));
+    }
+
+    #[test]
+    fn expired_locks_nobody_touches_again_are_swept() -> Result<(), StoreError> {
+        let mut state = State::default();
+        let t0 = Instant::now();
+        let lease = Duration::from_millis(1);
+        for i in 0..200 {
+            let t = target(&format!("k{i}"));
+            acquired(state.try_lock_and_load(&request(&[&t], "o", lease), t0 + Duration::from_secs(i))?);
+        }
+        assert!(state.lock_count() < 100, "{} locks left", state.lock_count());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn clones_share_data_locks_and_release_announcements() -> Result<(), StoreError> {
+        let store = MemoryStore::new();
+        let clone = store.clone();
+        let a = target("a");
+        let (leases, _) = acquired(store.try_lock_and_load(&request(&[&a], "one", Duration::from_secs(10))).await?);
+        let attempt = clone.try_lock_and_load(&request(&[&a], "two", Duration::from_secs(10))).await?;
+        assert!(matches!(attempt, LockAttempt::Busy { .. }));
+        let mut watch = clone.watch(&[leases[0].lock.clone()]);
+        store.release(&leases).await?;
+        tokio::time::timeout(Duration::from_secs(5), watch.released()).await.expect("the release was announced");
+        assert!(format!("{store:?}").starts_with("MemoryStore"));
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! The memory store's whole state and its protocol steps, as plain functions of the state and
+//! the current instant (so that lease expiry is testable without waiting).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::data::{ModelData, Undecodable};
+use crate::model::change::{ModelSnapshot, ModelTarget};
+use crate::model::ids::{LockId, ModelId};
+use crate::store::{CommitGuard, CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, StoreError};
+
+/// The shortest lease: Redis' `PX` takes whole milliseconds and at least one.
+const MIN_LEASE: Duration = Duration::from_millis(1);
+/// The longest lease (keeps `Instant` arithmetic far from overflow).
+const MAX_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// Expired locks are swept once the lock table has at least this many entries.
+const MIN_SWEEP: usize = 64;
+
+/// Models, locks and fencing counters.
+#[derive(Debug)]
+pub(super) struct State {
+    models: HashMap<ModelId, ModelEntry>,
+    locks: HashMap<LockId, HeldLock>,
+    /// Sweep expired locks when the lock table reaches this size (twice the live size after
+    /// the last sweep), so that locks nobody touches again do not pile up.
+    sweep_at: usize,
+}
+
+/// One model: kept forever once locked or written, since its version and fencing counter
+/// must never go back.
+#[derive(Debug, Default)]
+struct ModelEntry {
+    version: u64,
+    /// The last fencing token issued for any action on this model.
+    fence: u64,
+    data: ModelData,
+}
+
+#[derive(Debug)]
+struct HeldLock {
+    token: u64,
+    owner: String,
+    expires_at: Instant,
+}
+
+impl HeldLock {
+    fn is_live(&self, now: Instant) -> bool {
+        now < self.expires_at
+    }
+
+    fn is_held_by(&self, lease: &LockLease) -> bool {
+        self.token == lease.token && self.owner == lease.owner
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self { models: HashMap::new(), locks: HashMap::new(), sweep_at: MIN_SWEEP }
+    }
+}
+
+impl State {
+    /// Takes every lock of the request and loads every model, or takes nothing.
+    pub fn try_lock_and_load(&mut self, request: &LockRequest, now: Instant) -> Result<LockAttempt, StoreError> {
+        for (model_index, target) in request.models.iter().enumerate() {
+            let lock = LockId { model: target.id.clone(), action: request.action.clone() };
+            if let Some(held) = self.live_lock(&lock, now) {
+                let expires_in = held.expires_at.saturating_duration_since(now);
+                return Ok(LockAttempt::Busy { model_index, expires_in: Some(expires_in) });
+            }
+        }
+        let snapshots = self.load(&request.models)?;
+        self.sweep_expired_locks(now);
+        let expires_at = now + request.lease.clamp(MIN_LEASE, MAX_LEASE);
+        let leases = request
+            .models
+            .iter()
+            .map(|target| {
+                let entry = self.models.entry(target.id.clone()).or_default();
+                entry.fence += 1;
+                let lease = LockLease {
+                    lock: LockId { model: target.id.clone(), action: request.action.clone() },
+                    token: entry.fence,
+                    owner: request.owner.clone(),
+                };
+                let held = HeldLock { token: lease.token, owner: lease.owner.clone(), expires_at };
+                self.locks.insert(lease.lock.clone(), held);
+                lease
+            })
+            .collect();
+        Ok(LockAttempt::Acquired { leases, snapshots })
+    }
+
+    /// Every model's stored state under its schema (defaults for what is not stored).
+    pub fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError> {
+        models.iter().map(|target| self.snapshot(target)).collect()
+    }
+
+    /// Checks the guard, then every change, then applies them all; returns the receipt and
+    /// the locks it released (to announce).
+    pub fn commit(&mut self, request: &CommitRequest<'_>, now: Instant) -> Result<(CommitReceipt, Vec<LockId>), StoreError> {
+        check_shape(request)?;
+        self.check_guard(request, now)?;
+        let staged = self.stage_changes(request)?;
+        for (id, data) in staged {
+            self.models.entry(id).or_default().data = data;
+        }
+        let versions = self.bump_changed_versions(request);
+        let released = match request.guard {
+            CommitGuard::Leases(leases) => leases
+                .iter()
+                .map(|lease| {
+                    self.locks.remove(&lease.lock);
+                    lease.lock.clone()
+                })
+                .collect(),
+            CommitGuard::Versions(_) | CommitGuard::Unguarded => Vec::new(),
+        };
+        Ok((CommitReceipt { versions }, released))
+    }
+
+    /// Drops the locks still held with these leases' tokens; returns the ones dropped.
+    pub fn release(&mut self, leases: &[LockLease]) -> Vec<LockId> {
+        let mut released = Vec::with_capacity(leases.len());
+        for lease in leases {
+            if self.locks.get(&lease.lock).is_some_and(|held| held.is_held_by(lease)) {
+                self.locks.remove(&lease.lock);
+                released.push(lease.lock.clone());
+            }
+        }
+        released
+    }
+
+    /// Forgets a model's data and bumps its version (its locks and fencing counter stay).
+    pub fn delete(&mut self, model: &ModelId) -> u64 {
+        let entry = self.models.entry(model.clone()).or_default();
+        entry.data = ModelData::default();
+        entry.version += 1;
+        entry.version
+    }
+
+    fn snapshot(&self, target: &ModelTarget) -> Result<ModelSnapshot, StoreError> {
+        let Some(entry) = self.models.get(&target.id) else { return Ok(ModelSnapshot::defaults(&target.schema)) };
+        let values = entry.data.read(&target.schema).map_err(|Undecodable { field, reason }| StoreError::Corrupt {
+            model: target.id.clone(),
+            field,
+            reason,
+        })?;
+        Ok(ModelSnapshot { values, version: entry.version })
+    }
+
+    fn live_lock(&self, lock: &LockId, now: Instant) -> Option<&HeldLock> {
+        self.locks.get(lock).filter(|held| held.is_live(now))
+    }
+
+    fn version_of(&self, model: &ModelId) -> u64 {
+        self.models.get(model).map_or(0, |entry| entry.version)
+    }
+
+    fn check_guard(&self, request: &CommitRequest<'_>, now: Instant) -> Result<(), StoreError> {
+        match request.guard {
+            CommitGuard::Leases(leases) => {
+                for (target, lease) in request.models.iter().zip(leases) {
+                    let held = lease.lock.model == target.id
+                        && self.live_lock(&lease.lock, now).is_some_and(|held| held.is_held_by(lease));
+                    if !held {
+                        return Err(StoreError::LockLost { lock: lease.lock.clone() });
+                    }
+                }
+            }
+            CommitGuard::Versions(versions) => {
+                for (target, &expected) in request.models.iter().zip(versions) {
+                    let found = self.version_of(&target.id);
+                    if found != expected {
+                        return Err(StoreError::Conflict { model: target.id.clone(), expected, found });
+                    }
+                }
+            }
+            CommitGuard::Unguarded => {}
+        }
+        Ok(())
+    }
+
+    /// Applies every change to copies of the models it touches, failing on the first one that
+    /// cannot apply; the store is untouched either way.
+    fn stage_changes(&self, request: &CommitRequest<'_>) -> Result<HashMap<ModelId, ModelData>, StoreError> {
+        let mut staged: HashMap<ModelId, ModelData> = HashMap::new();
+        for (target, changes) in request.models.iter().zip(request.changes) {
+            if changes.is_empty() {
+                continue;
+            }
+            let data = staged
+                .entry(target.id.clone())
+                .or_insert_with(|| self.models.get(&target.id).map(|entry| entry.data.clone()).unwrap_or_default());
+            for change in changes {
+                data.apply(&target.schema, change).map_err(|reason| StoreError::CannotApply {
+                    model: target.id.clone(),
+                    field: change.field().to_owned(),
+                    reason,
+                })?;
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Bumps the version of every model with changes; returns every model's version.
+    fn bump_changed_versions(&mut self, request: &CommitRequest<'_>) -> Vec<u64> {
+        request
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, target)| {
+                if request.changes.get(i).is_some_and(|changes| !changes.is_empty()) {
+                    let entry = self.models.entry(target.id.clone()).or_default();
+                    entry.version += 1;
+                    entry.version
+                } else {
+                    self.version_of(&target.id)
+                }
+            })
+            .collect()
+    }
+
+    fn sweep_expired_locks(&mut self, now: Instant) {
+        if self.locks.len() >= self.sweep_at {
+            self.locks.retain(|_, held| held.is_live(now));
+            self.sweep_at = (self.locks.len() * 2).max(MIN_SWEEP);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn lock_count(&self) -> usize {
+        self.locks.len()
+    }
+}
+
+/// Refuses requests that do not give one guard entry per model, or more change lists than
+/// models (missing change lists count as empty).
+fn check_shape(request: &CommitRequest<'_>) -> Result<(), StoreError> {
+    let models = request.models.len();
+    let guard_entries = match request.guard {
+        CommitGuard::Leases(leases) => Some(leases.len()),
+        CommitGuard::Versions(versions) => Some(versions.len()),
+        CommitGuard::Unguarded => None,
+    };
+    if guard_entries.is_some_and(|n| n != models) {
+        return Err(StoreError::Backend(format!(
+            "commit guard has {} entries for {models} models",
+            guard_entries.unwrap_or_default()
+        )));
+    }
+    if request.changes.len() > models {
+        return Err(StoreError::Backend(format!("commit has {} change lists for {models} models", request.changes.len())));
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Storage backends behind one small trait.
+//!
+//! The engine speaks to a store only through [`Store`]: take locks and load state in one step,
+//! load without locks, commit a change set under a guard (leases, versions or nothing), release,
+//! and watch for releases. Two implementations pass one conformance suite:
+//! [`RedisStore`](redis::RedisStore), the real one, and [`MemoryStore`](memory::MemoryStore), an
+//! embedded store with the same semantics for quick starts and rule unit tests.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
+use crate::model::ids::{LockId, ModelId};
+
+pub mod memory;
+pub mod redis;
+mod release_bus;
+
+pub use release_bus::{ReleaseBus, ReleaseWatch};
+
+/// A request to take one action's locks on several models and load them, all or nothing.
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    /// The models, sorted by id and without duplicates: the global lock order.
+    pub models: Vec<ModelTarget>,
+    /// The action name; one lock per (model, action).
+    pub action: String,
+    /// Who takes the locks (engine instance and invocation), stored in the lock for diagnosis.
+    pub owner: String,
+    /// How long the locks live if their holder never commits or releases them.
+    pub lease: Duration,
+}
+
+/// What one attempt to take locks gave.
+#[derive(Debug, Clone)]
+pub enum LockAttempt {
+    /// Every lock was free and is now held; the models were loaded under the locks.
+    Acquired {
+        /// One lease per model, in request order.
+        leases: Vec<LockLease>,
+        /// One snapshot per model, in request order.
+        snapshots: Vec<ModelSnapshot>,
+    },
+    /// At least one lock is held by someone else; nothing was taken.
+    Busy {
+        /// The index (in request order) of a model whose lock is held.
+        model_index: usize,
+        /// When that lock's lease runs out, if the store knows.
+        expires_in: Option<Duration>,
+    },
+}
+
+/// A held lock: proof of ownership checked by the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockLease {
+    /// The lock.
+    pub lock: LockId,
+    /// The fencing token: strictly greater than every token issued before for this model.
+    pub token: u64,
+    /// The owner string given when taking it.
+    pub owner: String,
+}
+
+/// What must still hold for a commit to apply.
+#[derive(Debug, Clone, Copy)]
+pub enum CommitGuard<'a> {
+    /// Lock mode: every lease (one per model, request order) must still be held with its token.
+    /// The commit releases them.
+    Leases(&'a [LockLease]),
+    /// Optimistic mode: every model's version must still be this (one per model).
+    Versions(&'a [u64]),
+    /// Pipeline mode: no precondition; the changes apply to whatever is stored.
+    Unguarded,
+}
+
+/// A change set to apply atomically: all of it or none of it.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitRequest<'a> {
+    /// Every model of the invocation, in request order (unchanged ones too: the guard covers
+    /// them).
+    pub models: &'a [ModelTarget],
+    /// The changes, one list per model, in request order.
+    pub changes: &'a [Vec<FieldChange>],
+    /// The precondition.
+    pub guard: CommitGuard<'a>,
+}
+
+/// The result of an applied commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitReceipt {
+    /// Each model's version after the commit (bumped for models that changed).
+    pub versions: Vec<u64>,
+}
+
+/// A storage backend.
+///
+/// # Notes
+/// Implementations are shared by every invocation of an engine (and possibly by several
+/// engines): every method may be called concurrently. Atomicity is the store's job: a commit
+/// either applies all its changes and releases its locks, or writes nothing.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Takes every lock of `request` and loads every model, in one step (one round trip for
+    /// Redis). All or nothing: if any lock is held, nothing is taken.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails or holds data that does not fit the schema.
+    async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError>;
+
+    /// Loads models without locking them (pipeline and optimistic modes), with their versions.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails or holds data that does not fit the schema.
+    async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError>;
+
+    /// Checks the guard, then applies every change (and releases the guard's leases), in one
+    /// atomic step.
+    ///
+    /// # Errors
+    /// [`StoreError::LockLost`] or [`StoreError::Conflict`] when the guard fails,
+    /// [`StoreError::CannotApply`] when a change does not fit the stored data: in all three
+    /// cases nothing was written.
+    async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError>;
+
+    /// Releases the locks of these leases that are still held with their tokens, writing
+    /// nothing else, and wakes their waiters.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails (the leases then run out by themselves).
+    async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError>;
+
+    /// Deletes every key of a model (its data, not its locks or fencing counter) and bumps
+    /// its version.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails.
+    async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError>;
+
+    /// Starts watching for releases of these locks. Call it *before* trying to take them, so
+    /// that a release between the attempt and the wait is not missed.
+    fn watch(&self, locks: &[LockId]) -> ReleaseWatch;
+}
+
+/// A failure of a store operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A lease was no longer held with its token at commit time (it ran out, and maybe another
+    /// holder took the lock). Nothing was written.
+    #[error("lock {lock} was lost before the commit (lease expired or taken over); nothing was written")]
+    LockLost {
+        /// The lock.
+        lock: LockId,
+    },
+    /// A model's version changed since it was loaded. Nothing was written.
+    #[error("model {model} changed since it was loaded (version {expected} is now {found}); nothing was written")]
+    Conflict {
+        /// The model.
+        model: ModelId,
+        /// The version the commit expected.
+        expected: u64,
+        /// The version found.
+        found: u64,
+    },
+    /// A change does not fit the stored data (for example a pipeline increment of a field that
+    /// another client set to text, or a pop from an empty list). Nothing was written.
+    #[error("cannot apply the change to {model}.{field}: {reason}; nothing was written")]
+    CannotApply {
+        /// The model.
+        model: ModelId,
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// Stored data does not fit the model's schema (written by another client, or by an older
+    /// schema).
+    #[error("stored data of {model}.{field} does not fit the schema: {reason}")]
+    Corrupt {
+        /// The model.
+        model: ModelId,
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store could not be reached or the connection broke. Retrying may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Any other backend failure.
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Whether retrying the whole invocation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Conflict { .. } | Self::Unavailable(_) | Self::LockLost { .. })
+    }
+}

@@ -1,0 +1,205 @@
+//! Translating between the engine's types and the scripts' KEYS/ARGV and replies.
+
+use redis::Value;
+
+use super::keys::KeyLayout;
+use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
+use crate::model::ids::ModelId;
+use crate::model::schema::ModelSchema;
+use crate::model::value::{FieldType, FieldValue, Scalar};
+use crate::store::StoreError;
+
+/// The collection (list and dict) fields of a schema with their keys, in schema order, and
+/// the `kinds` string the loading scripts expect.
+pub(super) struct Collections {
+    pub keys: Vec<String>,
+    pub kinds: String,
+    /// Schema index of each collection, in the same order as `keys`.
+    pub field_indices: Vec<usize>,
+}
+
+pub(super) fn collections(layout: &KeyLayout, target: &ModelTarget) -> Collections {
+    let mut out = Collections { keys: Vec::new(), kinds: String::new(), field_indices: Vec::new() };
+    for (index, (name, def)) in target.schema.fields().enumerate() {
+        if let Some(key) = layout.collection(&target.id, name, def.ty) {
+            out.keys.push(key);
+            out.kinds.push(if matches!(def.ty, FieldType::List(_)) { 'l' } else { 'd' });
+            out.field_indices.push(index);
+        }
+    }
+    out
+}
+
+/// The arguments of one model's part of the commit script.
+pub(super) struct CommitPart {
+    /// Collection keys the changes touch (slot j = `keys[j - 1]`).
+    pub keys: Vec<String>,
+    /// `op_count` followed by the encoded ops.
+    pub op_count: usize,
+    pub ops: Vec<Vec<u8>>,
+}
+
+pub(super) fn encode_changes(layout: &KeyLayout, target: &ModelTarget, changes: &[FieldChange]) -> CommitPart {
+    let mut part = CommitPart { keys: Vec::new(), op_count: changes.len(), ops: Vec::new() };
+    for change in changes {
+        let field = change.field();
+        let ty = target.schema.field(field).map(|f| f.ty);
+        let slot = match ty.and_then(|ty| layout.collection(&target.id, field, ty)) {
+            None => 0,
+            Some(key) => match part.keys.iter().position(|k| *k == key) {
+                Some(p) => p + 1,
+                None => {
+                    part.keys.push(key);
+                    part.keys.len()
+                }
+            },
+        };
+        let (name, args): (&str, Vec<Vec<u8>>) = match change {
+            FieldChange::Set { field, value } => ("HSET", vec![field.clone().into_bytes(), value.encode()]),
+            FieldChange::Increment { field, delta } => {
+                ("HINCRBY", vec![field.clone().into_bytes(), delta.to_string().into_bytes()])
+            }
+            FieldChange::ListAppend { items, .. } => ("RPUSH", items.iter().map(Scalar::encode).collect()),
+            FieldChange::ListTruncate { len, .. } => ("LTRIM", vec![len.to_string().into_bytes()]),
+            FieldChange::ListReplace { items, .. } => ("LREPLACE", items.iter().map(Scalar::encode).collect()),
+            FieldChange::ListInsert { index, item, .. } => {
+                ("LINSERT", vec![index.to_string().into_bytes(), item.encode()])
+            }
+            FieldChange::ListPop { index, .. } => {
+                ("LPOPAT", vec![index.map(|i| i.to_string().into_bytes()).unwrap_or_default()])
+            }
+            FieldChange::ListRemove { item, .. } => ("LREMOVE", vec![item.encode()]),
+            FieldChange::DictSet { entries, .. } => (
+                "HSET",
+                entries.iter().flat_map(|(k, v)| [k.clone().into_bytes(), v.encode()]).collect(),
+            ),
+            FieldChange::DictRemove { keys, .. } => ("HDEL", keys.iter().map(|k| k.clone().into_bytes()).collect()),
+            FieldChange::Clear { .. } => ("DEL", Vec::new()),
+        };
+        part.ops.push(name.as_bytes().to_vec());
+        part.ops.push(slot.to_string().into_bytes());
+        part.ops.push(field.as_bytes().to_vec());
+        part.ops.push(args.len().to_string().into_bytes());
+        part.ops.extend(args);
+    }
+    part
+}
+
+/// Walks a script reply array.
+pub(super) struct Reply {
+    items: std::vec::IntoIter<Value>,
+}
+
+impl Reply {
+    pub fn new(value: Value) -> Result<Self, StoreError> {
+        match value {
+            Value::Array(items) => Ok(Self { items: items.into_iter() }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn next(&mut self) -> Result<Value, StoreError> {
+        self.items.next().ok_or_else(|| StoreError::Backend("script reply too short".into()))
+    }
+
+    pub fn text(&mut self) -> Result<String, StoreError> {
+        match self.next()? {
+            Value::BulkString(b) => String::from_utf8(b).map_err(|e| StoreError::Backend(e.to_string())),
+            Value::SimpleString(s) => Ok(s),
+            Value::Int(i) => Ok(i.to_string()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn int(&mut self) -> Result<i64, StoreError> {
+        match self.next()? {
+            Value::Int(i) => Ok(i),
+            Value::BulkString(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| StoreError::Backend(format!("not an integer: {}", String::from_utf8_lossy(&b)))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn bytes_list(&mut self) -> Result<Vec<Vec<u8>>, StoreError> {
+        match self.next()? {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::BulkString(b) => Ok(b),
+                    other => Err(unexpected(&other)),
+                })
+                .collect(),
+            Value::Nil => Ok(Vec::new()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(value: &Value) -> StoreError {
+    StoreError::Backend(format!("unexpected reply from Redis: {value:?}"))
+}
+
+fn corrupt(id: &ModelId, field: &str, reason: String) -> StoreError {
+    StoreError::Corrupt { model: id.clone(), field: field.to_owned(), reason }
+}
+
+/// Reads one model's `version, scalars, collections...` from a loading script's reply.
+pub(super) fn decode_model(reply: &mut Reply, target: &ModelTarget, colls: &Collections) -> Result<ModelSnapshot, StoreError> {
+    let schema: &ModelSchema = &target.schema;
+    let mut snapshot = ModelSnapshot::defaults(schema);
+    snapshot.version = u64::try_from(reply.int()?).unwrap_or_default();
+    let scalars = reply.bytes_list()?;
+    for pair in scalars.chunks_exact(2) {
+        let name = String::from_utf8_lossy(&pair[0]);
+        // Hash fields the schema does not know (removed from it, or written by someone else)
+        // are left alone.
+        let Some(index) = schema.field_index(&name) else { continue };
+        let Some((_, def)) = schema.field_at(index) else { continue };
+        let FieldType::Scalar(kind) = def.ty else { continue };
+        let value = Scalar::decode(kind, &pair[1]).map_err(|r| corrupt(&target.id, &name, r))?;
+        snapshot.values[index] = FieldValue::Scalar(value);
+    }
+    for &index in &colls.field_indices {
+        let Some((name, def)) = schema.field_at(index) else { continue };
+        let raw = reply.bytes_list()?;
+        snapshot.values[index] = match def.ty {
+            FieldType::List(kind) => FieldValue::List(
+                raw.iter()
+                    .map(|b| Scalar::decode(kind, b))
+                    .collect::<Result<_, _>>()
+                    .map_err(|r| corrupt(&target.id, name, r))?,
+            ),
+            FieldType::Dict(kind) => FieldValue::Dict(
+                raw.chunks_exact(2)
+                    .map(|p| Ok((String::from_utf8_lossy(&p[0]).into_owned(), Scalar::decode(kind, &p[1])?)))
+                    .collect::<Result<_, String>>()
+                    .map_err(|r| corrupt(&target.id, name, r))?,
+            ),
+            FieldType::Scalar(_) => continue,
+        };
+    }
+    Ok(snapshot)
+}
+
+/// Maps a `{'WRONGTYPE', model, key, found}` reply to an error.
+pub(super) fn wrong_type(reply: &mut Reply, targets: &[ModelTarget]) -> StoreError {
+    let model = reply.int().ok().and_then(|i| usize::try_from(i - 1).ok()).and_then(|i| targets.get(i));
+    let key = reply.text().unwrap_or_default();
+    let found = reply.text().unwrap_or_default();
+    StoreError::Corrupt {
+        model: model.map(|t| t.id.clone()).unwrap_or_else(|| ModelId::new("?", "?")),
+        field: key.rsplit(':').next().unwrap_or_default().to_owned(),
+        reason: format!("key `{key}` holds a Redis {found}, not the type the schema needs"),
+    }
+}
+
+/// Converts a Redis error into a store error, keeping connection trouble retryable.
+pub(super) fn redis_error(e: redis::RedisError) -> StoreError {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
+}

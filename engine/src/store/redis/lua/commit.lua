@@ -1,0 +1,197 @@
+-- Commit: check the guard, check every change applies, apply all, bump versions, release.
+-- See scripts.rs (COMMIT) for the KEYS/ARGV layout. Nothing is written before the last check.
+local guard, n, action, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local CHUNK = 4000
+
+local models, k, a = {}, 1, 5
+for i = 1, n do
+  local m = {lock = KEYS[k], meta = KEYS[k + 1], keys = {[0] = KEYS[k + 2]}, guard = ARGV[a], ops = {}}
+  local c, nops = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  for j = 1, c do m.keys[j] = KEYS[k + 2 + j] end
+  k = k + 3 + c
+  for o = 1, nops do
+    local op = {name = ARGV[a], slot = tonumber(ARGV[a + 1]), field = ARGV[a + 2], args = {}}
+    local argc = tonumber(ARGV[a + 3])
+    for x = 1, argc do op.args[x] = ARGV[a + 3 + x] end
+    a = a + 4 + argc
+    m.ops[o] = op
+  end
+  models[i] = m
+end
+
+-- 1. The guard.
+for i, m in ipairs(models) do
+  if guard == 'L' then
+    if redis.call('GET', m.lock) ~= m.guard then return {'LOST', i} end
+  elseif guard == 'V' then
+    local v = redis.call('HGET', m.meta, 'version') or '0'
+    if v ~= m.guard then return {'CONFLICT', i, v} end
+  end
+end
+
+-- 2. Every change applies: simulate list lengths and hash values over the batch.
+local types, llen, hval, added = {}, {}, {}, {}
+local function key_type(key)
+  if types[key] == nil then types[key] = redis.call('TYPE', key)['ok'] end
+  return types[key]
+end
+local function list_len(key)
+  if llen[key] == nil then llen[key] = redis.call('LLEN', key) end
+  return llen[key]
+end
+local function hash_get(key, f)
+  local id = key .. '\0' .. f
+  if hval[id] == nil then hval[id] = redis.call('HGET', key, f) or false end
+  return hval[id]
+end
+local function py_index(idx, len)
+  if idx < 0 then idx = idx + len end
+  return idx
+end
+local WANT = {HSET = 'hash', HINCRBY = 'hash', HDEL = 'hash', RPUSH = 'list', LTRIM = 'list',
+  LREPLACE = 'list', LINSERT = 'list', LPOPAT = 'list', LREMOVE = 'list'}
+
+for i, m in ipairs(models) do
+  for _, op in ipairs(m.ops) do
+    local key, name, args = m.keys[op.slot], op.name, op.args
+    local want = WANT[name]
+    if want then
+      local t = key_type(key)
+      if t ~= 'none' and t ~= want then return {'WRONGTYPE', i, key, t} end
+    end
+    if name == 'HSET' then
+      for x = 1, #args, 2 do hval[key .. '\0' .. args[x]] = args[x + 1] end
+    elseif name == 'HINCRBY' then
+      local cur = hash_get(key, args[1])
+      if cur and not string.match(cur, '^-?%d+$') then
+        return {'CANNOT', i, op.field, 'stored value `' .. cur .. '` is not an int'}
+      end
+      local new = tonumber(cur or '0') + tonumber(args[2])
+      if new >= 9.2233720368547e18 or new <= -9.2233720368547e18 then
+        return {'CANNOT', i, op.field, 'increment would overflow a 64-bit int'}
+      end
+      hval[key .. '\0' .. args[1]] = string.format('%.0f', new)
+    elseif name == 'HDEL' then
+      for x = 1, #args do hval[key .. '\0' .. args[x]] = false end
+    elseif name == 'RPUSH' then
+      llen[key] = list_len(key) + #args
+      added[key] = added[key] or {}
+      for x = 1, #args do added[key][args[x]] = true end
+    elseif name == 'LTRIM' then
+      llen[key] = math.min(list_len(key), tonumber(args[1]))
+    elseif name == 'LREPLACE' then
+      llen[key] = #args
+      added[key] = {}
+      for x = 1, #args do added[key][args[x]] = true end
+    elseif name == 'LINSERT' then
+      llen[key] = list_len(key) + 1
+      added[key] = added[key] or {}
+      added[key][args[2]] = true
+    elseif name == 'LPOPAT' then
+      local len = list_len(key)
+      if len == 0 then return {'CANNOT', i, op.field, 'pop from an empty list'} end
+      if args[1] ~= '' then
+        local idx = py_index(tonumber(args[1]), len)
+        if idx < 0 or idx >= len then
+          return {'CANNOT', i, op.field, 'pop index ' .. args[1] .. ' out of range for length ' .. len}
+        end
+      end
+      llen[key] = len - 1
+    elseif name == 'LREMOVE' then
+      local present = (added[key] and added[key][args[1]])
+      if not present and key_type(key) == 'list' then
+        present = redis.call('LPOS', key, args[1]) ~= false
+      end
+      if not present then return {'CANNOT', i, op.field, 'item to remove is not in the list'} end
+      llen[key] = list_len(key) - 1
+    elseif name == 'DEL' then
+      llen[key], added[key] = 0, {}
+    else
+      return redis.error_reply('wasmtx: unknown commit op ' .. tostring(name))
+    end
+  end
+end
+
+-- 3. Apply. Nothing below can fail on data the checks above accepted.
+local function call_chunked(cmd, key, args, from)
+  local last = #args
+  local i = from or 1
+  while i <= last do
+    local j = math.min(i + CHUNK - 1, last)
+    redis.call(cmd, key, unpack(args, i, j))
+    i = j + 1
+  end
+end
+
+for _, m in ipairs(models) do
+  for _, op in ipairs(m.ops) do
+    local key, name, args = m.keys[op.slot], op.name, op.args
+    if name == 'HSET' then
+      call_chunked('HSET', key, args)
+    elseif name == 'HINCRBY' then
+      redis.call('HINCRBY', key, args[1], args[2])
+    elseif name == 'HDEL' then
+      call_chunked('HDEL', key, args)
+    elseif name == 'RPUSH' then
+      call_chunked('RPUSH', key, args)
+    elseif name == 'LTRIM' then
+      local len = tonumber(args[1])
+      if len == 0 then redis.call('DEL', key) else redis.call('LTRIM', key, 0, len - 1) end
+    elseif name == 'LREPLACE' then
+      redis.call('DEL', key)
+      call_chunked('RPUSH', key, args)
+    elseif name == 'LINSERT' then
+      local len = redis.call('LLEN', key)
+      local idx = py_index(tonumber(args[1]), len)
+      if idx < 0 then idx = 0 end
+      if idx >= len then
+        redis.call('RPUSH', key, args[2])
+      elseif idx == 0 then
+        redis.call('LPUSH', key, args[2])
+      else
+        local tail = redis.call('LRANGE', key, idx, -1)
+        redis.call('LTRIM', key, 0, idx - 1)
+        redis.call('RPUSH', key, args[2])
+        call_chunked('RPUSH', key, tail)
+      end
+    elseif name == 'LPOPAT' then
+      if args[1] == '' then
+        redis.call('RPOP', key)
+      else
+        local len = redis.call('LLEN', key)
+        local idx = py_index(tonumber(args[1]), len)
+        if idx == 0 then
+          redis.call('LPOP', key)
+        elseif idx == len - 1 then
+          redis.call('RPOP', key)
+        else
+          local tail = redis.call('LRANGE', key, idx + 1, -1)
+          redis.call('LTRIM', key, 0, idx - 1)
+          call_chunked('RPUSH', key, tail)
+        end
+      end
+    elseif name == 'LREMOVE' then
+      redis.call('LREM', key, 1, args[1])
+    elseif name == 'DEL' then
+      redis.call('DEL', key)
+    end
+  end
+end
+
+-- 4. Versions and release.
+local out = {'OK'}
+for _, m in ipairs(models) do
+  if #m.ops > 0 then
+    out[#out + 1] = redis.call('HINCRBY', m.meta, 'version', 1)
+  else
+    out[#out + 1] = tonumber(redis.call('HGET', m.meta, 'version') or '0')
+  end
+  if guard == 'L' then
+    redis.call('DEL', m.lock)
+    if redis.call('HDEL', m.meta, 'waiting:' .. action) == 1 then
+      redis.call('PUBLISH', channel, m.lock)
+    end
+  end
+end
+return out

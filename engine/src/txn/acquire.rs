@@ -1,0 +1,84 @@
+//! Taking an invocation's locks: the local line first, then the store, waiting for releases
+//! with a bound.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::local_queue::{LocalLockQueue, LocalTurn};
+use crate::error::Error;
+use crate::model::change::ModelSnapshot;
+use crate::model::ids::LockId;
+use crate::store::{LockAttempt, LockLease, LockRequest, Store};
+
+/// The longest a waiter sleeps without re-trying, in case a release announcement was lost
+/// (a dropped Pub/Sub connection, say). Releases normally wake waiters at once.
+const MAX_QUIET_WAIT: Duration = Duration::from_millis(250);
+
+/// Locks held and models loaded.
+#[derive(Debug)]
+pub(crate) struct Acquired {
+    /// One lease per model, request order.
+    pub leases: Vec<LockLease>,
+    /// One snapshot per model, request order.
+    pub snapshots: Vec<ModelSnapshot>,
+    /// Time spent before the attempt that succeeded.
+    pub waited: Duration,
+    /// Duration of the attempt that succeeded (lock + load round trip).
+    pub load: Duration,
+    /// The local line turn: keep it until the locks are released so local followers wait.
+    pub turn: LocalTurn,
+}
+
+/// Takes every lock of `request` within `timeout`, waking on releases.
+///
+/// # Errors
+/// [`Error::LockTimeout`] when a lock stays held for the whole timeout, or the store's error.
+pub(crate) async fn acquire(
+    store: &dyn Store,
+    queue: &LocalLockQueue,
+    request: &LockRequest,
+    timeout: Duration,
+) -> Result<Acquired, Error> {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let locks: Vec<LockId> = request
+        .models
+        .iter()
+        .map(|m| LockId { model: m.id.clone(), action: request.action.clone() })
+        .collect();
+    let timed_out = |index: usize| Error::LockTimeout {
+        lock: locks.get(index).cloned().unwrap_or_else(|| locks[0].clone()),
+        waited: start.elapsed(),
+    };
+    let turn = tokio::time::timeout_at(deadline, queue.enter(&locks)).await.map_err(|_| timed_out(0))?;
+    // Watch before the first attempt: a release between a refused attempt and the wait below
+    // must still wake us.
+    let mut releases = store.watch(&locks);
+    loop {
+        let attempt_start = Instant::now();
+        match store.try_lock_and_load(request).await? {
+            LockAttempt::Acquired { leases, snapshots } => {
+                return Ok(Acquired {
+                    leases,
+                    snapshots,
+                    waited: attempt_start - start,
+                    load: attempt_start.elapsed(),
+                    turn,
+                });
+            }
+            LockAttempt::Busy { model_index, expires_in } => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(timed_out(model_index));
+                }
+                let mut wait = (deadline - now).min(MAX_QUIET_WAIT);
+                if let Some(expiry) = expires_in {
+                    // A holder that vanished never announces: retry when its lease runs out.
+                    wait = wait.min(expiry + Duration::from_millis(1));
+                }
+                let _ = tokio::time::timeout(wait, releases.released()).await;
+            }
+        }
+    }
+}

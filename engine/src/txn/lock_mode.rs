@@ -1,0 +1,67 @@
+//! Lock mode: the reference's lock context manager, fenced.
+
+use std::time::Instant;
+
+use tracing::warn;
+
+use super::acquire::acquire;
+use super::{Plan, outcome, run_rule};
+use crate::engine::Inner;
+use crate::error::Result;
+use crate::invocation::{Invocation, Outcome, RunContext, Timings};
+use crate::rule::Rule;
+use crate::store::{CommitGuard, CommitRequest, LockRequest};
+
+/// Lock-and-load, run, then a fenced commit that releases the locks. On any failure after
+/// the locks were taken, they are released before the error returns.
+pub(crate) async fn run(inner: &Inner, rule: &Rule, invocation: &Invocation, plan: &Plan, context: RunContext) -> Result<Outcome> {
+    let request = LockRequest {
+        models: plan.sorted.clone(),
+        action: invocation.action.clone(),
+        owner: context.invocation_id.clone(),
+        lease: inner.config.lease,
+    };
+    let acquired = acquire(&*inner.store, &inner.queue, &request, inner.config.acquire_timeout).await?;
+    let snapshots = plan.to_caller_order(&acquired.snapshots);
+
+    let (output, run_time) = match run_rule(inner, rule, invocation, plan, &context, &snapshots) {
+        Ok(run) => run,
+        Err(e) => {
+            if let Err(release) = inner.store.release(&acquired.leases).await {
+                warn!(error = %release, "could not release locks after a failed rule; their leases will run out");
+            }
+            return Err(e);
+        }
+    };
+    let changes: Vec<_> = output.workspaces.iter().map(|w| w.state_changes()).collect();
+
+    let commit_start = Instant::now();
+    let sorted_changes = plan.to_lock_order(&changes);
+    let committed = inner
+        .store
+        .commit(CommitRequest { models: &plan.sorted, changes: &sorted_changes, guard: CommitGuard::Leases(&acquired.leases) })
+        .await;
+    let receipt = match committed {
+        Ok(receipt) => receipt,
+        Err(e) => {
+            // Nothing was written. Free what we may still hold (a no-op for lost locks).
+            if let Err(release) = inner.store.release(&acquired.leases).await {
+                warn!(error = %release, "could not release locks after a refused commit; their leases will run out");
+            }
+            return Err(e.into());
+        }
+    };
+    let commit_time = commit_start.elapsed();
+    // Local followers may go now that the store released the locks.
+    drop(acquired.turn);
+    let tokens: Vec<u64> = acquired.leases.iter().map(|l| l.token).collect();
+    Ok(outcome(
+        plan,
+        context,
+        output.output,
+        changes,
+        plan.to_caller_order(&tokens),
+        plan.to_caller_order(&receipt.versions),
+        Timings { wait: acquired.waited, load: acquired.load, run: run_time, commit: commit_time },
+    ))
+}

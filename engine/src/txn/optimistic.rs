@@ -1,0 +1,51 @@
+//! Optimistic mode: serializable without locks. The commit applies only if no model's
+//! version moved since the load; every commit in every mode bumps the versions of the models
+//! it changed, so lock-mode and optimistic invocations can be mixed on one model.
+
+use std::time::Instant;
+
+use super::{Plan, outcome, run_rule};
+use crate::engine::Inner;
+use crate::error::{Error, Result};
+use crate::invocation::{Invocation, Outcome, RunContext, Timings};
+use crate::rule::Rule;
+use crate::store::{CommitGuard, CommitRequest, StoreError};
+
+/// One attempt: load with versions, run, commit under a version guard. A moved version is
+/// [`Error::Conflict`], which the engine's retry loop turns into a re-run.
+pub(crate) async fn run(inner: &Inner, rule: &Rule, invocation: &Invocation, plan: &Plan, context: RunContext) -> Result<Outcome> {
+    let load_start = Instant::now();
+    let loaded = inner.store.load(&plan.sorted).await?;
+    let load_time = load_start.elapsed();
+    let versions: Vec<u64> = loaded.iter().map(|s| s.version).collect();
+    let snapshots = plan.to_caller_order(&loaded);
+    let (output, run_time) = run_rule(inner, rule, invocation, plan, &context, &snapshots)?;
+    let changes: Vec<_> = output.workspaces.iter().map(|w| w.state_changes()).collect();
+    let attempt = context.attempt;
+
+    let commit_start = Instant::now();
+    let committed_versions = if changes.iter().all(Vec::is_empty) {
+        // A read-only run needs no commit: the load was one consistent snapshot.
+        versions
+    } else {
+        let sorted_changes = plan.to_lock_order(&changes);
+        inner
+            .store
+            .commit(CommitRequest { models: &plan.sorted, changes: &sorted_changes, guard: CommitGuard::Versions(&versions) })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { model, .. } => Error::Conflict { model, attempts: attempt },
+                other => other.into(),
+            })?
+            .versions
+    };
+    Ok(outcome(
+        plan,
+        context,
+        output.output,
+        changes,
+        Vec::new(),
+        plan.to_caller_order(&committed_versions),
+        Timings { wait: std::time::Duration::ZERO, load: load_time, run: run_time, commit: commit_start.elapsed() },
+    ))
+}

@@ -1,0 +1,38 @@
+//! Pipeline mode: the reference's `pipeline()` context manager, without its silent partial
+//! batches. No lock: the changes keep their commutative intent (increments as `HINCRBY`,
+//! appends as `RPUSH`, ...) and apply together in one atomic step, or not at all.
+
+use std::time::Instant;
+
+use super::{Plan, outcome, run_rule};
+use crate::engine::Inner;
+use crate::error::Result;
+use crate::invocation::{Invocation, Outcome, RunContext, Timings};
+use crate::rule::Rule;
+use crate::store::{CommitGuard, CommitRequest};
+
+/// Load, run, apply the operations' intent unguarded.
+pub(crate) async fn run(inner: &Inner, rule: &Rule, invocation: &Invocation, plan: &Plan, context: RunContext) -> Result<Outcome> {
+    let load_start = Instant::now();
+    let loaded = inner.store.load(&plan.sorted).await?;
+    let load_time = load_start.elapsed();
+    let snapshots = plan.to_caller_order(&loaded);
+    let (output, run_time) = run_rule(inner, rule, invocation, plan, &context, &snapshots)?;
+    let changes: Vec<_> = output.workspaces.iter().map(|w| w.intent_changes()).collect();
+
+    let commit_start = Instant::now();
+    let sorted_changes = plan.to_lock_order(&changes);
+    let receipt = inner
+        .store
+        .commit(CommitRequest { models: &plan.sorted, changes: &sorted_changes, guard: CommitGuard::Unguarded })
+        .await?;
+    Ok(outcome(
+        plan,
+        context,
+        output.output,
+        changes,
+        Vec::new(),
+        plan.to_caller_order(&receipt.versions),
+        Timings { wait: std::time::Duration::ZERO, load: load_time, run: run_time, commit: commit_start.elapsed() },
+    ))
+}
