@@ -1,15 +1,12 @@
 //! Everything that must write nothing: rule rejections, traps, deadlines, memory caps, bad
 //! input of every kind, and a commit fenced off after its lease ran out.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use async_trait::async_trait;
 use serde_json::json;
-use tokio::sync::oneshot;
-use wasmtx::store::{CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, ReleaseWatch};
-use wasmtx::{AccessError, Error, RetryPolicy, FieldValue, Invocation, ModelSnapshot, ModelTarget, RuleLoadError, Scalar, Store, StoreError};
+use wasmtx::{AccessError, Error, FieldValue, Invocation, RetryPolicy, RuleLoadError, Scalar};
+use wasmtx_tests::gated::GatedStore;
 use wasmtx_tests::{Backend, TestEnv, on_both_stores, probe_ops};
 
 on_both_stores!(
@@ -169,49 +166,13 @@ async fn bad_rule_bytes_are_refused_with_precise_errors(backend: Backend) -> Res
     Ok(())
 }
 
-/// A real store whose commits wait at a gate the test opens: lets a test hold an invocation
-/// between its rule run and its commit while time (and another holder) passes.
-#[derive(Debug)]
-struct GatedStore {
-    inner: Arc<dyn Store>,
-    gate: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
-}
-
-#[async_trait]
-impl Store for GatedStore {
-    async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError> {
-        self.inner.try_lock_and_load(request).await
-    }
-    async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError> {
-        self.inner.load(models).await
-    }
-    async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError> {
-        let gate = self.gate.lock().map(|mut g| g.take()).unwrap_or(None);
-        if let Some((reached, open)) = gate {
-            let _ = reached.send(());
-            let _ = open.await;
-        }
-        self.inner.commit(request).await
-    }
-    async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError> {
-        self.inner.release(leases).await
-    }
-    async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
-        self.inner.delete(model).await
-    }
-    fn watch(&self, locks: &[wasmtx::LockId]) -> ReleaseWatch {
-        self.inner.watch(locks)
-    }
-}
-
 /// The fencing guarantee Rapyer lacks: holder A's lease runs out while it is between its rule
 /// and its commit; holder B takes the lock and commits; A's late commit is refused with
 /// `LockLost`, writes nothing, and B's write survives.
 async fn a_stale_holder_is_fenced_off_and_the_new_holder_write_survives(backend: Backend) -> Result<()> {
     let base = TestEnv::new(backend, "fencing").await?;
-    let (reached_tx, reached_rx) = oneshot::channel();
-    let (open_tx, open_rx) = oneshot::channel();
-    let gated = Arc::new(GatedStore { inner: base.engine.store().clone(), gate: Mutex::new(Some((reached_tx, open_rx))) });
+    let gated = GatedStore::new(base.engine.store().clone());
+    let mut gate = gated.arm();
     let lease = Duration::from_millis(400);
     let stale = wasmtx_tests::engine_builder()?.shared_store(gated).lease(lease)
         .deadline(Duration::from_millis(100))
@@ -224,12 +185,12 @@ async fn a_stale_holder_is_fenced_off_and_the_new_holder_write_survives(backend:
         let stale = stale.clone();
         async move { stale.invoke(&stale_rule, &set(111)).await }
     });
-    reached_rx.await?; // A ran its rule and waits at the commit gate, holding the lock.
+    gate.wait_reached().await?; // A ran its rule and waits at the commit gate, holding the lock.
 
     // B (another engine on the same store) waits for the lock until A's lease runs out.
     let b = base.engine.invoke(&base.rules.probe, &set(222)).await?;
     assert!(b.timings.wait > Duration::ZERO);
-    open_tx.send(()).map_err(|()| anyhow::anyhow!("gate"))?;
+    gate.open();
     match a.await? {
         Err(Error::LockLost { lock }) => {
             assert_eq!(lock.model.key, "f");

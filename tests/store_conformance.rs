@@ -3,6 +3,13 @@
 
 mod memory {
     wasmtx_tests::store_conformance_tests!(std::sync::Arc::new(wasmtx::MemoryStore::new()));
+
+    /// The table form of the suite, on one store shared by every check: namespaces keep the
+    /// checks apart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_check_passes_on_one_shared_store() -> anyhow::Result<()> {
+        wasmtx_tests::conformance::run_all(std::sync::Arc::new(wasmtx::MemoryStore::new())).await
+    }
 }
 
 mod redis {

@@ -12,7 +12,11 @@
 //! - [`runtime`]: compiling rules and running them in the sandbox (the WIT host);
 //! - [`store`]: the [`Store`] trait and its Redis and in-memory backends;
 //! - [`txn`]: the transaction protocol (lock waits, diffs, commits);
-//! - [`Engine`]: the entry point tying them together.
+//! - [`Engine`]: the entry point tying them together;
+//! - [`registry`]: named, versioned rules and model schemas shared by engine instances;
+//! - `server` (feature `server`): the HTTP API of `wasmtx serve`;
+//! - [`testing`]: testing rules without Redis, from `cargo test` ([`testing::RuleHarness`]) or
+//!   from fixture files of given/when/then cases ([`testing::fixtures`], `wasmtx test`).
 #![deny(missing_docs)]
 
 mod direct;
@@ -20,9 +24,13 @@ pub mod engine;
 pub mod error;
 pub mod invocation;
 pub mod model;
+pub mod registry;
 pub mod rule;
 pub mod runtime;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
+pub mod testing;
 pub mod txn;
 
 pub use engine::{Engine, EngineBuilder, EngineConfig};
@@ -34,6 +42,7 @@ pub use model::schema::{FieldDef, ModelSchema, ModelTypes};
 pub use model::value::{FieldType, FieldValue, Scalar, ScalarKind};
 pub use rule::Rule;
 pub use runtime::{CompiledRule, RuntimeConfig};
+pub use registry::{Registry, RegistryError};
 pub use store::memory::MemoryStore;
 pub use store::redis::RedisStore;
 pub use store::{Store, StoreError};

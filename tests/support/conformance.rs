@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use wasmtx::store::{CommitGuard, CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest};
-use wasmtx::{FieldChange, FieldType, FieldValue, LockId, ModelId, ModelSchema, ModelSnapshot, ModelTarget, Scalar, ScalarKind, Store, StoreError};
+use wasmtx::{
+    FieldChange, FieldType, FieldValue, LockId, ModelId, ModelSchema, ModelSnapshot, ModelTarget, Scalar, ScalarKind,
+    Store, StoreError,
+};
 
 /// The future of one check.
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
@@ -42,10 +45,12 @@ macro_rules! __conformance_check_names {
             multi_model_lock_is_all_or_nothing,
             fencing_tokens_increase_per_model_across_actions_release_expiry_and_delete,
             expired_lease_is_taken_over_and_its_late_commit_writes_nothing,
+            expired_lease_cannot_commit_even_if_nobody_took_the_lock,
             release_wakes_a_watch_registered_before_the_attempt,
             commit_wakes_a_watch_registered_before_the_attempt,
             release_with_a_stale_token_keeps_the_new_holders_lock,
             versions_guard_refuses_a_stale_version_and_applies_the_current_one,
+            versions_guard_refuses_while_a_lock_of_its_action_is_held,
             guard_is_checked_before_the_changes,
             unguarded_increments_and_appends_all_count,
             batch_with_a_change_that_cannot_apply_writes_nothing,
@@ -177,7 +182,8 @@ pub async fn commit_bumps_only_changed_models_and_releases_every_lock(store: Arc
     let (a, b) = (fx.model("a"), fx.model("b"));
     fx.write(&b, vec![set("count", Scalar::Int(1))]).await?;
     let held = fx.acquire(&[&a, &b], "act", "first").await?;
-    let receipt = fx.commit(&[&a, &b], vec![vec![increment("count", 2)], vec![]], CommitGuard::Leases(&held.leases)).await?;
+    let receipt =
+        fx.commit(&[&a, &b], vec![vec![increment("count", 2)], vec![]], CommitGuard::Leases(&held.leases)).await?;
     expect_eq(receipt.versions, vec![1, 1], "a bumped from 0, b unchanged at 1")?;
     expect_eq(fx.load(&b).await?.version, 1, "b's stored version")?;
     fx.acquire(&[&a], "act", "second").await.context("a's lock was released")?;
@@ -350,7 +356,10 @@ pub async fn fencing_tokens_increase_per_model_across_actions_release_expiry_and
 
 /// A lease that ran out frees the lock for another owner; the first holder's commit is then
 /// `LockLost` and writes nothing, while the new holder's commit applies.
-pub async fn expired_lease_is_taken_over_and_its_late_commit_writes_nothing(store: Arc<dyn Store>, ns: &str) -> Result<()> {
+pub async fn expired_lease_is_taken_over_and_its_late_commit_writes_nothing(
+    store: Arc<dyn Store>,
+    ns: &str,
+) -> Result<()> {
     let fx = Fx::new(store, ns)?;
     let m = fx.model("m");
     let first = fx.acquire_with_lease(&[&m], "act", "first", SHORT_LEASE).await?;
@@ -364,10 +373,28 @@ pub async fn expired_lease_is_taken_over_and_its_late_commit_writes_nothing(stor
     }
     expect_eq(fx.load(&m).await?, ModelSnapshot::defaults(&fx.schema), "state after the lost commit")?;
 
-    let receipt = fx.commit(&[&m], vec![vec![set("count", Scalar::Int(2))]], CommitGuard::Leases(&second.leases)).await?;
+    let receipt =
+        fx.commit(&[&m], vec![vec![set("count", Scalar::Int(2))]], CommitGuard::Leases(&second.leases)).await?;
     expect_eq(receipt.versions, vec![1], "version after the new holder's commit")?;
     let snapshot = fx.load(&m).await?;
     expect_eq(fx.field(&snapshot, "count")?, &int(2), "the new holder's write")
+}
+
+/// A lease that ran out cannot commit even when nobody took its lock meanwhile (`LockLost`,
+/// nothing written), and the lock is free.
+pub async fn expired_lease_cannot_commit_even_if_nobody_took_the_lock(store: Arc<dyn Store>, ns: &str) -> Result<()> {
+    let fx = Fx::new(store, ns)?;
+    let m = fx.model("m");
+    let taken_at = tokio::time::Instant::now();
+    let held = fx.acquire_with_lease(&[&m], "act", "slow", SHORT_LEASE).await?;
+    // Waiting out the lease is the point here; nothing else could signal it.
+    tokio::time::sleep_until(taken_at + SHORT_LEASE * 2).await;
+
+    let late = fx.commit(&[&m], vec![vec![set("count", Scalar::Int(1))]], CommitGuard::Leases(&held.leases)).await;
+    ensure!(matches!(late, Err(StoreError::LockLost { .. })), "expected LockLost, got {late:?}");
+    expect_eq(fx.load(&m).await?, ModelSnapshot::defaults(&fx.schema), "state after the expired commit")?;
+    fx.acquire(&[&m], "act", "next").await.context("the expired lock is free")?;
+    Ok(())
 }
 
 /// A release wakes a watch made before the refused attempt, and the lock can then be taken.
@@ -430,18 +457,41 @@ pub async fn versions_guard_refuses_a_stale_version_and_applies_the_current_one(
     let before = fx.store.load(&[a.clone(), b.clone()]).await?;
 
     let changes = || vec![vec![set("count", Scalar::Int(100))], vec![set("count", Scalar::Int(100))]];
-    match fx.commit(&[&a, &b], changes(), CommitGuard::Versions(&seen)).await {
-        Err(StoreError::Conflict { model, expected: 1, found: 2 }) => expect_eq(model, a.id.clone(), "conflicting model")?,
+    match fx.commit(&[&a, &b], changes(), CommitGuard::Versions { versions: &seen, action: "opt" }).await {
+        Err(StoreError::Conflict { model, expected: 1, found: 2 }) => {
+            expect_eq(model, a.id.clone(), "conflicting model")?
+        }
         other => bail!("a stale version should conflict (expected 1, found 2), got {other:?}"),
     }
     expect_eq(fx.store.load(&[a.clone(), b.clone()]).await?, before.clone(), "state after the conflict")?;
 
     let current = [before[0].version, before[1].version];
-    let receipt = fx.commit(&[&a, &b], changes(), CommitGuard::Versions(&current)).await?;
+    let receipt = fx.commit(&[&a, &b], changes(), CommitGuard::Versions { versions: &current, action: "opt" }).await?;
     expect_eq(receipt.versions, vec![3, 1], "versions after the guarded commit")?;
     let after = fx.store.load(&[a.clone(), b.clone()]).await?;
     expect_eq(fx.field(&after[0], "count")?, &int(100), "a's count")?;
     expect_eq(fx.field(&after[1], "count")?, &int(100), "b's count")
+}
+
+/// An optimistic commit does not go through while a lock-mode holder of the same action holds
+/// the model (it would be overwritten by that holder's commit); another action's lock does not
+/// stop it.
+pub async fn versions_guard_refuses_while_a_lock_of_its_action_is_held(store: Arc<dyn Store>, ns: &str) -> Result<()> {
+    let fx = Fx::new(store, ns)?;
+    let a = fx.model("a");
+    let seen = [fx.store.load(std::slice::from_ref(&a)).await?[0].version];
+    let held = fx.acquire(&[&a], "opt", "holder").await?;
+    let changes = || vec![vec![set("count", Scalar::Int(7))]];
+    match fx.commit(&[&a], changes(), CommitGuard::Versions { versions: &seen, action: "opt" }).await {
+        Err(StoreError::Conflict { model, .. }) => expect_eq(model, a.id.clone(), "conflicting model")?,
+        other => bail!("a commit under a held lock of its action should conflict, got {other:?}"),
+    }
+    let other_held = fx.acquire(&[&a], "other", "holder").await?;
+    fx.commit(&[&a], changes(), CommitGuard::Versions { versions: &seen, action: "elsewhere" }).await?;
+    fx.store.release(&held.leases).await?;
+    fx.store.release(&other_held.leases).await?;
+    let after = fx.store.load(std::slice::from_ref(&a)).await?;
+    expect_eq(fx.field(&after[0], "count")?, &int(7), "count after the unblocked commit")
 }
 
 /// A failed guard is reported as such even when a change could not apply either.
@@ -450,7 +500,7 @@ pub async fn guard_is_checked_before_the_changes(store: Arc<dyn Store>, ns: &str
     let m = fx.model("m");
     fx.write(&m, vec![set("count", Scalar::Int(1))]).await?;
     let bad = || vec![vec![pop(None)]];
-    let stale = fx.commit(&[&m], bad(), CommitGuard::Versions(&[0])).await;
+    let stale = fx.commit(&[&m], bad(), CommitGuard::Versions { versions: &[0], action: "opt" }).await;
     ensure!(matches!(stale, Err(StoreError::Conflict { .. })), "expected Conflict, got {stale:?}");
 
     let lost = fx.acquire_with_lease(&[&m], "act", "short", SHORT_LEASE).await?;
@@ -495,10 +545,20 @@ pub async fn batch_with_a_change_that_cannot_apply_writes_nothing(store: Arc<dyn
     let good = || vec![set("label", "changed".into()), increment("count", 1), append(&["y"]), dict_set(&[("k", 1)])];
     let refused: [(&str, Vec<Vec<FieldChange>>, &ModelTarget, &str); 5] = [
         ("pop at an index past the end", vec![[good(), vec![pop(Some(5))]].concat(), vec![]], &a, "items"),
-        ("pop from a list emptied earlier in the batch", vec![[good(), vec![clear("items"), pop(None)]].concat(), vec![]], &a, "items"),
+        (
+            "pop from a list emptied earlier in the batch",
+            vec![[good(), vec![clear("items"), pop(None)]].concat(), vec![]],
+            &a,
+            "items",
+        ),
         ("pop from a never-written list", vec![good(), vec![pop(Some(0))]], &b, "items"),
         ("remove of an item not in the list", vec![[good(), vec![remove("absent")]].concat(), vec![]], &a, "items"),
-        ("increment past i64::MAX", vec![good(), vec![set("count", Scalar::Int(i64::MAX)), increment("count", 1)]], &b, "count"),
+        (
+            "increment past i64::MAX",
+            vec![good(), vec![set("count", Scalar::Int(i64::MAX)), increment("count", 1)]],
+            &b,
+            "count",
+        ),
     ];
     for (case, changes, culprit, culprit_field) in refused {
         let before = fx.store.load(&[a.clone(), b.clone()]).await?;
@@ -543,7 +603,10 @@ pub async fn stored_data_that_does_not_fit_a_changed_schema_is_corrupt(store: Ar
     let as_int = fx.with_schema(&m, changed_schema()?);
     for (how, result) in [
         ("load", fx.store.load(std::slice::from_ref(&as_int)).await.map(|_| ())),
-        ("lock and load", fx.store.try_lock_and_load(&fx.request(&[&as_int], "act", "o", LONG_LEASE)).await.map(|_| ())),
+        (
+            "lock and load",
+            fx.store.try_lock_and_load(&fx.request(&[&as_int], "act", "o", LONG_LEASE)).await.map(|_| ()),
+        ),
     ] {
         match result {
             Err(StoreError::Corrupt { model, field, .. }) => {
@@ -564,8 +627,14 @@ pub async fn changes_that_do_not_fit_the_schema_are_refused(store: Arc<dyn Store
     fx.write(&m, vec![set("count", Scalar::Int(1)), append(&["x"])]).await?;
     let refused = [
         ("a str set on an int field", set("count", "one".into())),
-        ("an int appended to a list<str>", FieldChange::ListAppend { field: "items".into(), items: vec![Scalar::Int(1)] }),
-        ("a float set in a dict<int>", FieldChange::DictSet { field: "tags".into(), entries: vec![("k".into(), 1.5.into())] }),
+        (
+            "an int appended to a list<str>",
+            FieldChange::ListAppend { field: "items".into(), items: vec![Scalar::Int(1)] },
+        ),
+        (
+            "a float set in a dict<int>",
+            FieldChange::DictSet { field: "tags".into(), entries: vec![("k".into(), 1.5.into())] },
+        ),
         ("an increment of a str field", increment("label", 1)),
         ("a scalar set on a list field", set("items", "x".into())),
         ("a list op on a dict field", FieldChange::ListAppend { field: "tags".into(), items: vec![] }),
@@ -585,10 +654,14 @@ pub async fn changes_that_do_not_fit_the_schema_are_refused(store: Arc<dyn Store
 
 /// `delete` resets a model to its defaults and bumps its version; a lock held across it
 /// stays held and still commits.
-pub async fn delete_resets_to_defaults_bumps_the_version_and_keeps_locks(store: Arc<dyn Store>, ns: &str) -> Result<()> {
+pub async fn delete_resets_to_defaults_bumps_the_version_and_keeps_locks(
+    store: Arc<dyn Store>,
+    ns: &str,
+) -> Result<()> {
     let fx = Fx::new(store, ns)?;
     let m = fx.model("m");
-    fx.write(&m, vec![set("count", Scalar::Int(5)), append(&["a"]), dict_set(&[("k", 1)]), set("flag", false.into())]).await?;
+    fx.write(&m, vec![set("count", Scalar::Int(5)), append(&["a"]), dict_set(&[("k", 1)]), set("flag", false.into())])
+        .await?;
     let held = fx.acquire(&[&m], "act", "holder").await?;
 
     expect_eq(fx.store.delete(&m).await?, 2, "version returned by delete")?;
@@ -709,7 +782,13 @@ impl Fx {
         self.acquire_with_lease(models, action, owner, LONG_LEASE).await
     }
 
-    async fn acquire_with_lease(&self, models: &[&ModelTarget], action: &str, owner: &str, lease: Duration) -> Result<Held> {
+    async fn acquire_with_lease(
+        &self,
+        models: &[&ModelTarget],
+        action: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Held> {
         match self.store.try_lock_and_load(&self.request(models, action, owner, lease)).await? {
             LockAttempt::Acquired { leases, snapshots } => {
                 expect_eq(leases.len(), models.len(), "one lease per model")?;
@@ -741,7 +820,12 @@ impl Fx {
     }
 
     /// Expects the attempt to be refused; gives the busy model's index and expiry.
-    async fn expect_busy(&self, models: &[&ModelTarget], action: &str, owner: &str) -> Result<(usize, Option<Duration>)> {
+    async fn expect_busy(
+        &self,
+        models: &[&ModelTarget],
+        action: &str,
+        owner: &str,
+    ) -> Result<(usize, Option<Duration>)> {
         match self.store.try_lock_and_load(&self.request(models, action, owner, LONG_LEASE)).await? {
             LockAttempt::Busy { model_index, expires_in } => Ok((model_index, expires_in)),
             LockAttempt::Acquired { leases, .. } => {
@@ -878,7 +962,10 @@ fn remove(item: &str) -> FieldChange {
 }
 
 fn dict_set(entries: &[(&str, i64)]) -> FieldChange {
-    FieldChange::DictSet { field: "tags".into(), entries: entries.iter().map(|&(k, v)| (k.to_owned(), Scalar::Int(v))).collect() }
+    FieldChange::DictSet {
+        field: "tags".into(),
+        entries: entries.iter().map(|&(k, v)| (k.to_owned(), Scalar::Int(v))).collect(),
+    }
 }
 
 fn dict_remove(keys: &[&str]) -> FieldChange {

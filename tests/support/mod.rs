@@ -5,6 +5,8 @@
 //! its own key prefix, so tests run in parallel on one server and leave their keys easy to
 //! find; [`RedisFixture::keys`] lists them for before/after comparisons.
 
+pub mod gated;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,6 +15,7 @@ use wasmtx::{Engine, EngineBuilder, ModelSchema, RedisStore, Rule, Store};
 use wasmtx_examples::rules::{RuleArtifacts, build_rules};
 
 pub mod conformance;
+pub mod process;
 
 /// The Redis URL tests use.
 pub fn redis_url() -> String {
@@ -112,18 +115,17 @@ pub async fn redis_store() -> Result<Arc<RedisStore>> {
     Ok(RedisFixture::new("conformance").await?.store)
 }
 
-/// The example model types (Account, GameCharacter, User), from `examples/models`.
+/// Every example model type (`examples/models/*.toml`).
 ///
 /// # Errors
-/// If a schema file is missing or invalid.
+/// If a schema file is unreadable or invalid.
 pub fn example_models() -> Result<Vec<ModelSchema>> {
-    let dir = wasmtx_examples::models_dir();
-    let mut out = Vec::new();
-    for name in ["account", "game_character", "user"] {
-        let path = dir.join(format!("{name}.toml"));
-        out.push(ModelSchema::from_path(&path).with_context(|| path.display().to_string())?);
-    }
-    Ok(out)
+    let mut paths: Vec<_> = std::fs::read_dir(wasmtx_examples::models_dir())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| ModelSchema::from_path(p).with_context(|| p.display().to_string())).collect()
 }
 
 /// A test model with one field of every shape, for direct checks.
@@ -202,6 +204,8 @@ pub struct CompiledRules {
     pub level_up: Rule,
     /// `examples/rules/user-progress`.
     pub user_progress: Rule,
+    /// `examples/rules/complete-level`.
+    pub complete_level: Rule,
     /// `tests/rules/probe`: runs a list of operations given as input.
     pub probe: Rule,
 }
@@ -252,6 +256,21 @@ impl TestEnv {
         let engine = engine_builder()?.shared_store(self.engine.store().clone()).build()?;
         let rules = compile_rules(&engine)?;
         Ok((engine, rules))
+    }
+
+    /// Another engine on a gated view of the same store: its commits can be held at a gate
+    /// (see [`gated::GatedStore`]), with the engine builder adjusted by `configure`.
+    ///
+    /// # Errors
+    /// If the engine cannot be built.
+    pub fn gated_engine(
+        &self,
+        configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    ) -> Result<(Engine, CompiledRules, Arc<gated::GatedStore>)> {
+        let gated = gated::GatedStore::new(self.engine.store().clone());
+        let engine = configure(engine_builder()?.shared_store(gated.clone())).build()?;
+        let rules = compile_rules(&engine)?;
+        Ok((engine, rules, gated))
     }
 
     /// Everything stored about these models except protocol counters: on Redis every data
@@ -308,7 +327,42 @@ pub fn compile_rules(engine: &Engine) -> Result<CompiledRules> {
         bank_transfer: load_rule(engine, "bank-transfer", &built.bank_transfer)?,
         level_up: load_rule(engine, "level-up", &built.level_up)?,
         user_progress: load_rule(engine, "user-progress", &built.user_progress)?,
+        complete_level: load_rule(engine, "complete-level", &built.complete_level)?,
         probe: load_rule(engine, "probe", &built.probe)?,
+    })
+}
+
+/// The AssemblyScript rules and their Rust twins, compiled on one engine (see
+/// `tests/assemblyscript.rs`). Kept apart from [`CompiledRules`] so that only the tests that use
+/// them pay for compiling them.
+#[derive(Debug, Clone)]
+pub struct TwinRules {
+    /// `examples/rules/shopping-cart` (Rust).
+    pub shopping_cart: Rule,
+    /// `examples/rules/shopping-cart-as` (AssemblyScript).
+    pub shopping_cart_as: Rule,
+    /// `examples/rules/user-profile` (Rust).
+    pub user_profile: Rule,
+    /// `examples/rules/user-profile-as` (AssemblyScript).
+    pub user_profile_as: Rule,
+    /// `guest-sdk/assemblyscript/tests/probe` (AssemblyScript), the twin of
+    /// [`CompiledRules::probe`].
+    pub probe_as: Rule,
+}
+
+/// Compiles the AssemblyScript rules and their Rust twins on `engine` (building them first if
+/// needed: the AssemblyScript ones need Node.js and npm).
+///
+/// # Errors
+/// If a rule does not build or compile.
+pub fn compile_twin_rules(engine: &Engine) -> Result<TwinRules> {
+    let built = rules()?;
+    Ok(TwinRules {
+        shopping_cart: load_rule(engine, "shopping-cart", &built.shopping_cart)?,
+        shopping_cart_as: load_rule(engine, "shopping-cart-as", &built.shopping_cart_as)?,
+        user_profile: load_rule(engine, "user-profile", &built.user_profile)?,
+        user_profile_as: load_rule(engine, "user-profile-as", &built.user_profile_as)?,
+        probe_as: load_rule(engine, "probe-as", &built.probe_as)?,
     })
 }
 

@@ -1,1 +1,84 @@
-fn main() {}
+//! The `wasmtx` command: manage rules and models, invoke rules, serve the HTTP API.
+//! See `wasmtx --help`.
+
+// The modules live in `src/bin/wasmtx/` (a binary's root file looks for modules beside it).
+#[path = "wasmtx/args.rs"]
+mod args;
+#[path = "wasmtx/backend.rs"]
+mod backend;
+#[path = "wasmtx/datadir.rs"]
+mod datadir;
+#[path = "wasmtx/failure.rs"]
+mod failure;
+#[path = "wasmtx/invoke_cmd.rs"]
+mod invoke_cmd;
+#[path = "wasmtx/model_cmd.rs"]
+mod model_cmd;
+#[path = "wasmtx/output.rs"]
+mod output;
+#[path = "wasmtx/rule_cmd.rs"]
+mod rule_cmd;
+#[path = "wasmtx/serve_cmd.rs"]
+mod serve_cmd;
+#[path = "wasmtx/test_cmd.rs"]
+mod test_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::args::{Cli, Command};
+use crate::backend::{Backend, Purpose};
+use crate::failure::Failure;
+use crate::output::Output;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve(_)));
+    let json = cli.global.json;
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(wasmtx::registry::ErrorClass::Internal, "runtime", e.to_string()))
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if json {
+                eprintln!("{}", failure.to_json());
+            } else {
+                eprintln!("wasmtx: error: {failure}");
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let out = Output { json: cli.global.json };
+    match cli.command {
+        Command::Serve(args) => serve_cmd::run(args, &cli.global).await,
+        // A fresh embedded store per case: no backend to open.
+        Command::Test(args) => test_cmd::run(&args, out),
+        command => {
+            let mut backend = Backend::open(&cli.global, Purpose::COMMAND).await?;
+            let result = match command {
+                Command::Rule(c) => rule_cmd::run(c, &backend, out).await,
+                Command::Model(c) => model_cmd::run(c, &backend, out).await,
+                Command::Invoke(args) => invoke_cmd::run(args, &backend, out).await,
+                Command::Serve(_) | Command::Test(_) => Ok(()),
+            };
+            // What a failed command wrote (nothing, by the engine's contract) is saved too.
+            backend.save()?;
+            result
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `WASMTX_LOG` (default: warnings, and info for `serve`).
+fn init_tracing(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMTX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::ids::ModelId;
 use super::schema::ModelSchema;
-use super::value::{FieldValue, Scalar};
+use super::value::{FieldType, FieldValue, Scalar, ScalarKind};
 
 /// A model's state as loaded from a store: every schema field (defaults for what the store
 /// does not hold) and the model's version.
@@ -129,6 +129,53 @@ pub enum FieldChange {
 }
 
 impl FieldChange {
+    /// Checks that this change fits `schema`: the field exists, the operation fits its type,
+    /// every value is of the field's kind and floats are finite. Both stores call it before
+    /// writing anything, so a change that does not fit is refused by either, whole batch
+    /// included.
+    ///
+    /// # Errors
+    /// Why the change does not fit, in words.
+    pub fn check(&self, schema: &ModelSchema) -> Result<(), String> {
+        let field = self.field();
+        let ty = schema.field(field).map(|def| def.ty).ok_or_else(|| format!("the model type has no field `{field}`"))?;
+        let fits = |value: &Scalar, kind: ScalarKind| -> Result<(), String> {
+            if value.kind() != kind {
+                return Err(format!("a {} value does not fit a field of {kind}", value.kind()));
+            }
+            match value {
+                Scalar::Float(v) if !v.is_finite() => Err(format!("float {v} is not finite")),
+                _ => Ok(()),
+            }
+        };
+        let wrong = |op: &str, only: &str| Err(format!("cannot {op} a {ty} field: only {only}"));
+        match (self, ty) {
+            (Self::Set { value, .. }, FieldType::Scalar(kind)) => fits(value, kind),
+            (Self::Set { .. }, _) => wrong("set", "scalar fields"),
+            (Self::Increment { .. }, FieldType::Scalar(ScalarKind::Int)) => Ok(()),
+            (Self::Increment { .. }, _) => wrong("increment", "int fields"),
+            (Self::ListAppend { items, .. } | Self::ListReplace { items, .. }, FieldType::List(kind)) => {
+                items.iter().try_for_each(|i| fits(i, kind))
+            }
+            (Self::ListInsert { item, .. } | Self::ListRemove { item, .. }, FieldType::List(kind)) => fits(item, kind),
+            (Self::ListTruncate { .. } | Self::ListPop { .. }, FieldType::List(_)) => Ok(()),
+            (
+                Self::ListAppend { .. }
+                | Self::ListReplace { .. }
+                | Self::ListInsert { .. }
+                | Self::ListRemove { .. }
+                | Self::ListTruncate { .. }
+                | Self::ListPop { .. },
+                _,
+            ) => wrong("change items of", "lists"),
+            (Self::DictSet { entries, .. }, FieldType::Dict(kind)) => entries.iter().try_for_each(|(_, v)| fits(v, kind)),
+            (Self::DictRemove { .. }, FieldType::Dict(_)) => Ok(()),
+            (Self::DictSet { .. } | Self::DictRemove { .. }, _) => wrong("change entries of", "dicts"),
+            (Self::Clear { .. }, FieldType::List(_) | FieldType::Dict(_)) => Ok(()),
+            (Self::Clear { .. }, FieldType::Scalar(_)) => wrong("clear", "lists and dicts"),
+        }
+    }
+
     /// The field this change writes.
     pub fn field(&self) -> &str {
         match self {

@@ -108,8 +108,22 @@ pub(crate) fn compile(
 
     let component = Component::new(engine, component_bytes)
         .map_err(|e| RuleLoadError::Compile(format!("{e:#}")))?;
-    let wit_version = check_imports(engine, &component)?;
-    let pre = linker.instantiate_pre(&component).map_err(|e| {
+    link(engine, linker, &component, digest, bytes.len(), from_core_module)
+}
+
+/// Checks a compiled component's imports and pre-links it: the last step of [`compile`], also
+/// used for components loaded from a precompiled cache. `digest`, `size` and
+/// `from_core_module` describe the bytes the component was compiled from.
+pub(crate) fn link(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    component: &Component,
+    digest: String,
+    size: usize,
+    from_core_module: bool,
+) -> Result<CompiledRule, RuleLoadError> {
+    let wit_version = check_imports(engine, component)?;
+    let pre = linker.instantiate_pre(component).map_err(|e| {
         RuleLoadError::WrongWorld(format!(
             "its imports do not match this host's wasmtx:rule@{HOST_VERSION}: {e:#}"
         ))
@@ -119,7 +133,7 @@ pub(crate) fn compile(
         inner: Arc::new(Inner {
             pre,
             digest,
-            size: bytes.len(),
+            size,
             wit_version,
             from_core_module,
         }),

@@ -12,7 +12,7 @@
 //! `log` and `ticker` (the sandbox's limits).
 
 mod bindings;
-mod changes;
+pub(crate) mod changes;
 mod config;
 mod convert;
 mod host;
@@ -121,6 +121,25 @@ impl RuleRuntime {
     /// The configuration this runtime was made with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// The wasmtime engine rules are compiled for (the registry's precompiled cache keys its
+    /// files on the engine's compatibility hash).
+    pub(crate) fn wasm_engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Makes a [`CompiledRule`] of a component this runtime's engine compiled earlier (for
+    /// instance one loaded from a precompiled cache): checks its imports and pre-links it.
+    /// `digest`, `size` and `from_core_module` describe the bytes it was compiled from.
+    pub(crate) fn link(
+        &self,
+        component: &wasmtime::component::Component,
+        digest: String,
+        size: usize,
+        from_core_module: bool,
+    ) -> Result<CompiledRule, RuleLoadError> {
+        loader::link(&self.engine, &self.linker, component, digest, size, from_core_module)
     }
 }
 

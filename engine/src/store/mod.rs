@@ -69,8 +69,16 @@ pub enum CommitGuard<'a> {
     /// Lock mode: every lease (one per model, request order) must still be held with its token.
     /// The commit releases them.
     Leases(&'a [LockLease]),
-    /// Optimistic mode: every model's version must still be this (one per model).
-    Versions(&'a [u64]),
+    /// Optimistic mode: every model's version must still be this (one per model), and no lock
+    /// of `action` may be held on any of them: an optimistic invocation never commits while a
+    /// lock-mode invocation of the same action holds the model, so the modes mix without lost
+    /// updates.
+    Versions {
+        /// The versions loaded, one per model.
+        versions: &'a [u64],
+        /// The invocation's action.
+        action: &'a str,
+    },
     /// Pipeline mode: no precondition; the changes apply to whatever is stored.
     Unguarded,
 }
@@ -144,7 +152,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 }
 
 /// A failure of a store operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A lease was no longer held with its token at commit time (it ran out, and maybe another

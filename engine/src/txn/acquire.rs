@@ -41,7 +41,21 @@ pub(crate) async fn acquire(
     timeout: Duration,
 ) -> Result<Acquired, Error> {
     let start = Instant::now();
-    let deadline = start + timeout;
+    acquire_until(store, queue, request, start, start + timeout).await
+}
+
+/// As [`acquire`], for an invocation that started waiting at `start` (in a group line, say)
+/// and must hold its locks by `deadline`.
+///
+/// # Errors
+/// As [`acquire`].
+pub(crate) async fn acquire_until(
+    store: &dyn Store,
+    queue: &LocalLockQueue,
+    request: &LockRequest,
+    start: Instant,
+    deadline: Instant,
+) -> Result<Acquired, Error> {
     let locks: Vec<LockId> = request
         .models
         .iter()

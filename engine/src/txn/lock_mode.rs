@@ -1,10 +1,12 @@
-//! Lock mode: the reference's lock context manager, fenced.
+//! Lock mode: the reference's lock context manager, fenced, with group commit for hot keys.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::warn;
 
 use super::acquire::acquire;
+use super::group::{self, Joined, Member};
 use super::{Plan, outcome, run_rule};
 use crate::engine::Inner;
 use crate::error::Result;
@@ -12,9 +14,43 @@ use crate::invocation::{Invocation, Outcome, RunContext, Timings};
 use crate::rule::Rule;
 use crate::store::{CommitGuard, CommitRequest, LockRequest};
 
-/// Lock-and-load, run, then a fenced commit that releases the locks. On any failure after
-/// the locks were taken, they are released before the error returns.
-pub(crate) async fn run(inner: &Inner, rule: &Rule, invocation: &Invocation, plan: &Plan, context: RunContext) -> Result<Outcome> {
+/// Runs one lock-mode invocation. With group commit on (`max_group > 1`), an invocation whose
+/// lock set is already being served in this engine queues behind it and runs in the next
+/// group (see [`group`]); otherwise it runs alone ([`run_alone`]).
+pub(crate) async fn run(
+    inner: &Arc<Inner>,
+    rule: &Rule,
+    invocation: &Invocation,
+    plan: &Plan,
+    context: RunContext,
+) -> Result<Outcome> {
+    // Groups run on a task of their own: without a Tokio runtime to spawn it on, run alone.
+    let runtime = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if inner.config.max_group > 1 => runtime,
+        _ => return run_alone(inner, rule, invocation, plan, context).await,
+    };
+    let arrived = tokio::time::Instant::now();
+    let joined = group::join(inner, runtime, group::key(plan, &invocation.action), context, |context, reply| Member {
+        rule: rule.clone(),
+        invocation: invocation.clone(),
+        plan: plan.clone(),
+        context,
+        arrived,
+        reply,
+    });
+    match joined {
+        Joined::Lead(guard, context) => {
+            let result = run_alone(inner, rule, invocation, plan, context).await;
+            drop(guard);
+            result
+        }
+        Joined::Queued(reply) => reply.await.unwrap_or_else(|_| Err(group::stopped())),
+    }
+}
+
+/// Lock-and-load, run, then a fenced commit that releases the locks: two round trips. On any
+/// failure after the locks were taken, they are released before the error returns.
+async fn run_alone(inner: &Inner, rule: &Rule, invocation: &Invocation, plan: &Plan, context: RunContext) -> Result<Outcome> {
     let request = LockRequest {
         models: plan.sorted.clone(),
         action: invocation.action.clone(),

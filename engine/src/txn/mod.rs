@@ -2,11 +2,14 @@
 //! retry policy they share.
 //!
 //! Every flow is load → run → commit, two store round trips in the common case:
-//! - [`lock_mode`]: lock-and-load, run, fenced commit-and-release (state diff);
+//! - [`lock_mode`]: lock-and-load, run, fenced commit-and-release (state diff); invocations of
+//!   one lock set queued in one engine run back to back under one lock hold and commit together
+//!   ([`group`]);
 //! - [`pipeline`]: load, run, unguarded commit of the operations' intent;
 //! - [`optimistic`]: load with versions, run, commit only if the versions still hold.
 
 pub(crate) mod acquire;
+pub(crate) mod group;
 pub(crate) mod local_queue;
 pub(crate) mod lock_mode;
 pub(crate) mod optimistic;
@@ -23,7 +26,7 @@ use crate::rule::Rule;
 use crate::runtime::{RuleRun, RunOutput};
 
 /// An invocation checked and resolved: schemas found, models in caller and lock order.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     /// Models in the caller's order (what the rule sees).
     pub targets: Vec<ModelTarget>,

@@ -31,7 +31,8 @@ pub(crate) async fn run(inner: &Inner, rule: &Rule, invocation: &Invocation, pla
         let sorted_changes = plan.to_lock_order(&changes);
         inner
             .store
-            .commit(CommitRequest { models: &plan.sorted, changes: &sorted_changes, guard: CommitGuard::Versions(&versions) })
+            .commit(CommitRequest { models: &plan.sorted, changes: &sorted_changes, guard: CommitGuard::Versions { versions: &versions, action: &invocation.action },
+            })
             .await
             .map_err(|e| match e {
                 StoreError::Conflict { model, .. } => Error::Conflict { model, attempts: attempt },

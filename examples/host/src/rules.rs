@@ -18,6 +18,10 @@
 //! (`[target.wasm32-unknown-unknown] rustflags`, a 64 KiB shadow stack): `RUSTFLAGS` and
 //! `CARGO_ENCODED_RUSTFLAGS` are meant for the host and are removed from its environment. Set
 //! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS` to change the guest flags.
+//!
+//! Then, under the same lock, it builds the AssemblyScript rules ([`assemblyscript`]): `npm
+//! install` and `npm run build` in each rule's npm project, each only when its inputs changed
+//! or its output is missing. That part needs Node.js 20+ with npm.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -29,14 +33,20 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::workspace_root;
 
+pub mod assemblyscript;
+
 /// The target the rules are built for.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// The rule packages [`build_rules`] builds, with their short names.
-pub const RULE_PACKAGES: [(&str, &str); 4] = [
+pub const RULE_PACKAGES: [(&str, &str); 8] = [
     ("bank_transfer", "rule-bank-transfer"),
     ("level_up", "rule-level-up"),
     ("user_progress", "rule-user-progress"),
+    ("shopping_cart", "rule-shopping-cart"),
+    ("user_profile", "rule-user-profile"),
+    ("complete_level", "rule-complete-level"),
+    ("counter", "rule-counter"),
     ("probe", "rule-probe"),
 ];
 
@@ -50,8 +60,22 @@ pub struct RuleArtifacts {
     pub level_up: PathBuf,
     /// `examples/rules/user-progress`.
     pub user_progress: PathBuf,
+    /// `examples/rules/complete-level`.
+    pub complete_level: PathBuf,
+    /// `examples/rules/counter`, the benchmark's hot counter and event log.
+    pub counter: PathBuf,
     /// `tests/rules/probe`, the scriptable test rule.
     pub probe: PathBuf,
+    /// `examples/rules/shopping-cart`, the Rust twin of `shopping_cart_as`.
+    pub shopping_cart: PathBuf,
+    /// `examples/rules/user-profile`, the Rust twin of `user_profile_as`.
+    pub user_profile: PathBuf,
+    /// `examples/rules/shopping-cart-as`, in AssemblyScript.
+    pub shopping_cart_as: PathBuf,
+    /// `examples/rules/user-profile-as`, in AssemblyScript.
+    pub user_profile_as: PathBuf,
+    /// `guest-sdk/assemblyscript/tests/probe`, the AssemblyScript twin of the probe.
+    pub probe_as: PathBuf,
 }
 
 impl RuleArtifacts {
@@ -59,11 +83,27 @@ impl RuleArtifacts {
     pub fn in_target_dir(target_dir: &Path) -> Self {
         let out = target_dir.join(WASM_TARGET).join("release");
         let path = |package: &str| out.join(format!("{}.wasm", package.replace('-', "_")));
+        // The AssemblyScript rules are built in their own npm projects, not in `target_dir`.
+        let root = workspace_root();
+        let as_path = |name: &str| {
+            assemblyscript::AS_RULES
+                .iter()
+                .find(|rule| rule.name == name)
+                .map(|rule| rule.output_in(&root))
+                .unwrap_or_default()
+        };
         Self {
             bank_transfer: path("rule-bank-transfer"),
             level_up: path("rule-level-up"),
             user_progress: path("rule-user-progress"),
+            complete_level: path("rule-complete-level"),
+            counter: path("rule-counter"),
             probe: path("rule-probe"),
+            shopping_cart: path("rule-shopping-cart"),
+            user_profile: path("rule-user-profile"),
+            shopping_cart_as: as_path("shopping_cart_as"),
+            user_profile_as: as_path("user_profile_as"),
+            probe_as: as_path("probe_as"),
         }
     }
 
@@ -73,7 +113,14 @@ impl RuleArtifacts {
             ("bank_transfer", self.bank_transfer.as_path()),
             ("level_up", self.level_up.as_path()),
             ("user_progress", self.user_progress.as_path()),
+            ("complete_level", self.complete_level.as_path()),
+            ("counter", self.counter.as_path()),
             ("probe", self.probe.as_path()),
+            ("shopping_cart", self.shopping_cart.as_path()),
+            ("user_profile", self.user_profile.as_path()),
+            ("shopping_cart_as", self.shopping_cart_as.as_path()),
+            ("user_profile_as", self.user_profile_as.as_path()),
+            ("probe_as", self.probe_as.as_path()),
         ]
         .into_iter()
     }
@@ -163,6 +210,8 @@ pub fn build_rules_now() -> Result<RuleArtifacts> {
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
+
+    assemblyscript::build_all(&root)?;
 
     let artifacts = RuleArtifacts::in_target_dir(&target_dir);
     for (name, path) in artifacts.iter() {

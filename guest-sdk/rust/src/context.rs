@@ -108,11 +108,7 @@ impl UtcDate {
         let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
         let year = yoe + era * 400 + i64::from(month <= 2);
         // Both are in range by construction.
-        Self {
-            year,
-            month: u8::try_from(month).unwrap_or(1),
-            day: u8::try_from(day).unwrap_or(1),
-        }
+        Self { year, month: u8::try_from(month).unwrap_or(1), day: u8::try_from(day).unwrap_or(1) }
     }
 }
 
@@ -132,15 +128,9 @@ mod tests {
         assert_eq!(UtcDate::from_unix_ms(86_399_999).to_string(), "1970-01-01");
         assert_eq!(UtcDate::from_unix_ms(-1).to_string(), "1969-12-31");
         // 2000-02-29T12:00:00Z, a leap day in a century leap year.
-        assert_eq!(
-            UtcDate::from_unix_ms(951_825_600_000).to_string(),
-            "2000-02-29"
-        );
+        assert_eq!(UtcDate::from_unix_ms(951_825_600_000).to_string(), "2000-02-29");
         // 2024-03-01T00:00:00Z.
-        assert_eq!(
-            UtcDate::from_unix_ms(1_709_251_200_000).to_string(),
-            "2024-03-01"
-        );
+        assert_eq!(UtcDate::from_unix_ms(1_709_251_200_000).to_string(), "2024-03-01");
         // 2100-03-01: 2100 is not a leap year.
         assert_eq!(UtcDate::from_days(47_541).to_string(), "2100-03-01");
         assert_eq!(UtcDate::from_days(47_540).to_string(), "2100-02-28");

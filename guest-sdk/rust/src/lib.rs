@@ -13,9 +13,12 @@
 //!   input and serialising the output with `serde_json`;
 //! - [`Context`] describes the invocation and opens models ([`Context::model`],
 //!   [`Context::open`]);
-//! - [`Model`] reads and writes fields, with typed helpers ([`Model::get_int`],
+//! - [`Model`](struct@Model) reads and writes fields, with typed helpers ([`Model::get_int`],
 //!   [`Model::increment`], ...) and views on list and dict fields ([`ListField`],
 //!   [`DictField`]);
+//! - [`typed`]: `#[derive(Model)]` on a plain struct, [`Context::load`] to read the fields it
+//!   names, ordinary Rust to change them, and [`Tracked::save`] to write back only what
+//!   changed, keeping append intent ([`Counter`] keeps increment intent);
 //! - [`log`] sends structured records to the host's log;
 //! - [`RuleError`], [`reject`] and [`RuleResult`] make refusals and failed model accesses
 //!   propagate with `?`.
@@ -88,14 +91,28 @@
 
 #![deny(missing_docs)]
 
+// The code `#[derive(Model)]` generates names `::wasmtx_guest`, this crate's tests included.
+extern crate self as wasmtx_guest;
+
 mod context;
 pub mod log;
 mod model;
+pub mod typed;
 mod types;
 
 pub use context::{Context, UtcDate};
 pub use model::{DictField, ListField, Model};
+pub use typed::{Counter, ModelError, Tracked, TypedModel};
 pub use types::{AccessError, RuleError, RuleResult, invalid_input, reject};
+
+/// Derives [`TypedModel`] for a struct whose fields mirror fields of a model type: see
+/// [`typed`] for the field types, the attributes (`rename`, `skip`, `model_type`, `crate`)
+/// and how [`Tracked::save`] writes changes back.
+///
+/// The macro shares its name with the [`Model`](struct@Model) handle type (they live in
+/// different namespaces): `use wasmtx_guest::Model;` imports both.
+#[cfg(feature = "derive")]
+pub use wasmtx_guest_derive::Model;
 
 pub use bindings::wasmtx::rule::types::{
     FieldType, IndexOutOfRange, Mode, ModelRef, Scalar, ScalarKind, TypeMismatch, Value,
@@ -111,8 +128,8 @@ pub use serde_json;
 /// The names most rules need: `use wasmtx_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        AccessError, Context, DictField, ListField, Model, RuleError, RuleResult, Scalar, Value,
-        export_rule, invalid_input, log, reject,
+        AccessError, Context, Counter, DictField, ListField, Model, ModelError, RuleError, RuleResult, Scalar, Tracked,
+        Value, export_rule, invalid_input, log, reject,
     };
 }
 
@@ -155,8 +172,7 @@ pub mod __private {
         O: serde::Serialize,
         F: FnOnce(&Context, I) -> Result<O, RuleError>,
     {
-        let input: I =
-            serde_json::from_str(input).map_err(|e| RuleError::InvalidInput(e.to_string()))?;
+        let input: I = serde_json::from_str(input).map_err(|e| RuleError::InvalidInput(e.to_string()))?;
         let ctx = Context::from_wit(context);
         let output = rule(&ctx, input)?;
         match serde_json::to_string(&output) {

@@ -17,10 +17,7 @@ pub use wit::Level;
 
 /// Emits one record at `level`.
 pub fn emit(level: Level, message: &str, fields: &[(&str, &str)]) {
-    let fields: Vec<(String, String)> = fields
-        .iter()
-        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let fields: Vec<(String, String)> = fields.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
     wit::emit(level, message, &fields);
 }
 

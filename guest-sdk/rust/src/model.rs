@@ -69,25 +69,19 @@ impl Model {
     /// The value of an `int` field.
     pub fn get_int(&self, field: &str) -> Result<i64, AccessError> {
         let value = self.get_scalar(field)?;
-        value
-            .as_int()
-            .ok_or_else(|| mismatch(field, ScalarKind::Int, &value))
+        value.as_int().ok_or_else(|| mismatch(field, ScalarKind::Int, &value))
     }
 
     /// The value of a `float` field.
     pub fn get_float(&self, field: &str) -> Result<f64, AccessError> {
         let value = self.get_scalar(field)?;
-        value
-            .as_float()
-            .ok_or_else(|| mismatch(field, ScalarKind::Float, &value))
+        value.as_float().ok_or_else(|| mismatch(field, ScalarKind::Float, &value))
     }
 
     /// The value of a `bool` field.
     pub fn get_bool(&self, field: &str) -> Result<bool, AccessError> {
         let value = self.get_scalar(field)?;
-        value
-            .as_bool()
-            .ok_or_else(|| mismatch(field, ScalarKind::Boolean, &value))
+        value.as_bool().ok_or_else(|| mismatch(field, ScalarKind::Boolean, &value))
     }
 
     /// The value of a `str` field.
@@ -181,9 +175,7 @@ impl ListField<'_> {
 
     /// Inserts an item before `index`; out-of-range indices clamp to the ends, as in Python.
     pub fn insert(&self, index: i64, item: impl Into<Scalar>) -> Result<(), AccessError> {
-        self.model
-            .inner
-            .list_insert(self.field, index, &item.into())
+        self.model.inner.list_insert(self.field, index, &item.into())
     }
 
     /// Removes and returns the last item. [`AccessError::IndexOutOfRange`] if the list is
@@ -227,11 +219,7 @@ impl ListField<'_> {
     pub fn items(&self) -> Result<Vec<Scalar>, AccessError> {
         match self.model.get(self.field)? {
             Value::List(items) => Ok(items),
-            other => Err(AccessError::type_mismatch(
-                self.field,
-                "list",
-                other.shape(),
-            )),
+            other => Err(AccessError::type_mismatch(self.field, "list", other.shape())),
         }
     }
 }
@@ -284,10 +272,7 @@ impl DictField<'_> {
         K: Into<String>,
         V: Into<Scalar>,
     {
-        let entries: Vec<(String, Scalar)> = entries
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
+        let entries: Vec<(String, Scalar)> = entries.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         self.model.inner.dict_update(self.field, &entries)
     }
 
@@ -320,11 +305,7 @@ impl DictField<'_> {
     pub fn entries(&self) -> Result<Vec<(String, Scalar)>, AccessError> {
         match self.model.get(self.field)? {
             Value::Dict(entries) => Ok(entries),
-            other => Err(AccessError::type_mismatch(
-                self.field,
-                "dict",
-                other.shape(),
-            )),
+            other => Err(AccessError::type_mismatch(self.field, "dict", other.shape())),
         }
     }
 }

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::bindings::wasmtx::rule::types::{
-    FieldType, IndexOutOfRange, Mode, Scalar, ScalarKind, TypeMismatch, Value,
-};
+use crate::bindings::wasmtx::rule::types::{FieldType, IndexOutOfRange, Mode, Scalar, ScalarKind, TypeMismatch, Value};
 
 /// Why a model operation failed. Every variant is a normal, recoverable result: the rule may
 /// handle it, or propagate it with `?` as [`RuleError::Access`], which rejects the invocation.
@@ -32,16 +30,8 @@ pub enum AccessError {
 
 impl AccessError {
     /// A [`AccessError::TypeMismatch`] for `field`.
-    pub fn type_mismatch(
-        field: impl Into<String>,
-        expected: impl Into<String>,
-        found: impl Into<String>,
-    ) -> Self {
-        Self::TypeMismatch(TypeMismatch {
-            field: field.into(),
-            expected: expected.into(),
-            found: found.into(),
-        })
+    pub fn type_mismatch(field: impl Into<String>, expected: impl Into<String>, found: impl Into<String>) -> Self {
+        Self::TypeMismatch(TypeMismatch { field: field.into(), expected: expected.into(), found: found.into() })
     }
 }
 
@@ -49,16 +39,12 @@ impl fmt::Display for AccessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownField(field) => write!(f, "unknown field `{field}`"),
-            Self::TypeMismatch(m) => write!(
-                f,
-                "type mismatch on field `{}`: expected {}, found {}",
-                m.field, m.expected, m.found
-            ),
-            Self::IndexOutOfRange(i) => write!(
-                f,
-                "index {} out of range for list `{}` of length {}",
-                i.index, i.field, i.len
-            ),
+            Self::TypeMismatch(m) => {
+                write!(f, "type mismatch on field `{}`: expected {}, found {}", m.field, m.expected, m.found)
+            }
+            Self::IndexOutOfRange(i) => {
+                write!(f, "index {} out of range for list `{}` of length {}", i.index, i.field, i.len)
+            }
             Self::NotFound(what) => write!(f, "not found: {what}"),
             Self::Denied(why) => write!(f, "denied: {why}"),
             Self::LimitExceeded(limit) => write!(f, "limit exceeded: {limit}"),
@@ -336,10 +322,7 @@ mod tests {
         assert_eq!(Scalar::from(1.5).as_float(), Some(1.5));
         assert_eq!(Scalar::from(true).as_bool(), Some(true));
         assert_eq!(Scalar::from("a").as_str(), Some("a"));
-        assert_eq!(
-            Scalar::from(String::from("b")).into_string().as_deref(),
-            Some("b")
-        );
+        assert_eq!(Scalar::from(String::from("b")).into_string().as_deref(), Some("b"));
         assert_eq!(Scalar::from(vec![1_u8, 2]).as_bytes(), Some(&[1_u8, 2][..]));
         assert_eq!(Scalar::from("a").as_int(), None);
         assert_eq!(Scalar::from(7).kind(), ScalarKind::Int);
@@ -362,15 +345,9 @@ mod tests {
 
     #[test]
     fn dict_value_from_map_is_sorted() {
-        let map: BTreeMap<String, Scalar> =
-            [("b".to_owned(), 2.into()), ("a".to_owned(), 1.into())].into();
+        let map: BTreeMap<String, Scalar> = [("b".to_owned(), 2.into()), ("a".to_owned(), 1.into())].into();
         let value = Value::from(map);
-        let keys: Vec<&str> = value
-            .as_dict()
-            .into_iter()
-            .flatten()
-            .map(|(k, _)| k.as_str())
-            .collect();
+        let keys: Vec<&str> = value.as_dict().into_iter().flatten().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a", "b"]);
     }
 }

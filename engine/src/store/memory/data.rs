@@ -17,7 +17,7 @@ use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
 type Raw = Vec<u8>;
 
 /// The fields of one model as stored.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct ModelData {
     scalars: HashMap<String, Raw>,
     lists: HashMap<String, Vec<Raw>>,
@@ -38,7 +38,9 @@ impl ModelData {
             .fields()
             .map(|(name, def)| {
                 let decoded = match def.ty {
-                    FieldType::Scalar(kind) => self.scalars.get(name).map(|raw| decode(kind, raw).map(FieldValue::Scalar)),
+                    FieldType::Scalar(kind) => {
+                        self.scalars.get(name).map(|raw| decode(kind, raw).map(FieldValue::Scalar))
+                    }
                     FieldType::List(kind) => self.lists.get(name).map(|items| {
                         items.iter().map(|raw| decode(kind, raw)).collect::<Result<_, _>>().map(FieldValue::List)
                     }),
@@ -61,79 +63,68 @@ impl ModelData {
     /// changes applied before it). On error the data may be half-changed: callers apply to a
     /// copy and drop it.
     pub fn apply(&mut self, schema: &ModelSchema, change: &FieldChange) -> Result<(), String> {
+        change.check(schema)?;
         let field = change.field();
-        let ty = schema.field(field).map(|def| def.ty).ok_or_else(|| format!("the model type has no field `{field}`"))?;
         match change {
             FieldChange::Set { value, .. } => {
-                let raw = encode(scalar_kind(ty, "set")?, value)?;
-                self.scalars.insert(field.to_owned(), raw);
+                self.scalars.insert(field.to_owned(), value.encode());
             }
-            FieldChange::Increment { delta, .. } => self.increment(field, ty, *delta)?,
+            FieldChange::Increment { delta, .. } => self.increment(schema, field, *delta)?,
             FieldChange::ListAppend { items, .. } => {
-                let items = encode_all(list_kind(ty, "append")?, items)?;
-                self.list(field).extend(items);
+                self.list(field).extend(items.iter().map(Scalar::encode));
             }
             FieldChange::ListTruncate { len, .. } => {
-                list_kind(ty, "truncate")?;
                 self.list(field).truncate(usize::try_from(*len).unwrap_or(usize::MAX));
             }
             FieldChange::ListReplace { items, .. } => {
-                *self.list(field) = encode_all(list_kind(ty, "replace")?, items)?;
+                *self.list(field) = items.iter().map(Scalar::encode).collect();
             }
             FieldChange::ListInsert { index, item, .. } => {
-                let raw = encode(list_kind(ty, "insert")?, item)?;
                 let list = self.list(field);
                 let at = insert_position(*index, list.len());
-                list.insert(at, raw);
+                list.insert(at, item.encode());
             }
             FieldChange::ListPop { index, .. } => {
-                list_kind(ty, "pop")?;
                 let list = self.list(field);
                 let at = pop_position(*index, list.len())?;
                 list.remove(at);
             }
             FieldChange::ListRemove { item, .. } => {
-                let raw = encode(list_kind(ty, "remove")?, item)?;
+                let raw = item.encode();
                 let list = self.list(field);
                 let at = list.iter().position(|stored| *stored == raw).ok_or("item to remove is not in the list")?;
                 list.remove(at);
             }
             FieldChange::DictSet { entries, .. } => {
-                let kind = dict_kind(ty, "set entries of")?;
-                let entries =
-                    entries.iter().map(|(key, value)| Ok((key.clone(), encode(kind, value)?))).collect::<Result<Vec<_>, String>>()?;
-                self.dicts.entry(field.to_owned()).or_default().extend(entries);
+                let dict = self.dicts.entry(field.to_owned()).or_default();
+                dict.extend(entries.iter().map(|(key, value)| (key.clone(), value.encode())));
             }
             FieldChange::DictRemove { keys, .. } => {
-                dict_kind(ty, "remove entries of")?;
                 if let Some(dict) = self.dicts.get_mut(field) {
                     for key in keys {
                         dict.remove(key);
                     }
                 }
             }
-            FieldChange::Clear { .. } => match ty {
-                FieldType::List(_) => {
-                    self.lists.remove(field);
-                }
-                FieldType::Dict(_) => {
-                    self.dicts.remove(field);
-                }
-                FieldType::Scalar(_) => return Err(format!("cannot clear a {ty} field: only lists and dicts")),
-            },
+            FieldChange::Clear { .. } => {
+                self.lists.remove(field);
+                self.dicts.remove(field);
+            }
         }
         self.forget_if_empty(field);
         Ok(())
     }
 
-    fn increment(&mut self, field: &str, ty: FieldType, delta: i64) -> Result<(), String> {
-        if ty != FieldType::Scalar(ScalarKind::Int) {
-            return Err(format!("cannot increment a {ty} field: only int"));
-        }
+    /// `HINCRBY` semantics, except that a field never written starts from its schema default
+    /// (as the Redis commit script does), not from 0.
+    fn increment(&mut self, schema: &ModelSchema, field: &str, delta: i64) -> Result<(), String> {
         let current = match self.scalars.get(field) {
-            None => 0,
             Some(raw) => parse_int(raw)
                 .ok_or_else(|| format!("stored value `{}` is not an int", String::from_utf8_lossy(raw)))?,
+            None => match schema.field(field).map(|f| &f.default) {
+                Some(FieldValue::Scalar(Scalar::Int(default))) => *default,
+                _ => 0,
+            },
         };
         let sum = current.checked_add(delta).ok_or("increment would overflow a 64-bit int")?;
         self.scalars.insert(field.to_owned(), Scalar::Int(sum).encode());
@@ -157,44 +148,6 @@ impl ModelData {
 
 fn decode(kind: ScalarKind, raw: &[u8]) -> Result<Scalar, String> {
     Scalar::decode(kind, raw)
-}
-
-/// The stored text of `value` for a field made of `kind` scalars.
-fn encode(kind: ScalarKind, value: &Scalar) -> Result<Raw, String> {
-    if value.kind() != kind {
-        return Err(format!("a {} value does not fit a field of {kind}", value.kind()));
-    }
-    if let Scalar::Float(v) = value
-        && !v.is_finite()
-    {
-        return Err(format!("float {v} is not finite"));
-    }
-    Ok(value.encode())
-}
-
-fn encode_all(kind: ScalarKind, items: &[Scalar]) -> Result<Vec<Raw>, String> {
-    items.iter().map(|item| encode(kind, item)).collect()
-}
-
-fn scalar_kind(ty: FieldType, op: &str) -> Result<ScalarKind, String> {
-    match ty {
-        FieldType::Scalar(kind) => Ok(kind),
-        _ => Err(format!("cannot {op} a {ty} field: only scalar fields")),
-    }
-}
-
-fn list_kind(ty: FieldType, op: &str) -> Result<ScalarKind, String> {
-    match ty {
-        FieldType::List(kind) => Ok(kind),
-        _ => Err(format!("cannot {op} a {ty} field: only lists")),
-    }
-}
-
-fn dict_kind(ty: FieldType, op: &str) -> Result<ScalarKind, String> {
-    match ty {
-        FieldType::Dict(kind) => Ok(kind),
-        _ => Err(format!("cannot {op} a {ty} field: only dicts")),
-    }
 }
 
 /// An int as the Redis commit script accepts it: `-?[0-9]+` within 64 bits.

@@ -15,12 +15,17 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use self::state::State;
-use super::{CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch, Store, StoreError};
+use super::{
+    CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch, Store, StoreError,
+};
 use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::LockId;
 
 mod data;
+mod dump;
 mod state;
+
+pub use self::dump::MemoryDump;
 
 /// A [`Store`] held in this process's memory.
 ///
@@ -50,6 +55,18 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A copy of every model's stored data, version and fencing counter (not the locks), to
+    /// persist the store; [`MemoryStore::from_dump`] makes a store from it again.
+    pub fn dump(&self) -> MemoryDump {
+        MemoryDump::of(&self.state())
+    }
+
+    /// A store holding the models of a [`MemoryStore::dump`], with no lock held.
+    pub fn from_dump(dump: MemoryDump) -> Self {
+        let inner = Inner { state: Mutex::new(dump.into_state()), bus: ReleaseBus::default() };
+        Self { inner: Arc::new(inner) }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -160,7 +177,8 @@ mod tests {
         assert!(second[0].token > first[0].token);
 
         let changes = [set_n(1)];
-        let late = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Leases(&first) };
+        let late =
+            CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Leases(&first) };
         assert!(matches!(state.commit(&late, t0 + lease), Err(StoreError::LockLost { .. })));
         assert_eq!(state.load(std::slice::from_ref(&a))?[0].version, 0, "the lost commit wrote nothing");
         Ok(())
@@ -173,7 +191,8 @@ mod tests {
         let t0 = Instant::now();
         let (leases, _) = acquired(state.try_lock_and_load(&request(&[&a], "one", Duration::from_millis(5)), t0)?);
         let changes = [set_n(1)];
-        let commit = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Leases(&leases) };
+        let commit =
+            CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Leases(&leases) };
         assert!(matches!(state.commit(&commit, t0 + Duration::from_millis(5)), Err(StoreError::LockLost { .. })));
         Ok(())
     }
@@ -200,7 +219,10 @@ mod tests {
         let changes = [set_n(5), vec![FieldChange::ListPop { field: "log".into(), index: None }]];
         let commit = CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded };
         let err = state.commit(&commit, Instant::now()).expect_err("pop from an empty list");
-        assert!(matches!(&err, StoreError::CannotApply { model, field, .. } if *model == b.id && field == "log"), "{err}");
+        assert!(
+            matches!(&err, StoreError::CannotApply { model, field, .. } if *model == b.id && field == "log"),
+            "{err}"
+        );
         let snapshots = state.load(&models)?;
         assert_eq!(snapshots, [ModelSnapshot::defaults(&a.schema), ModelSnapshot::defaults(&b.schema)]);
         Ok(())
@@ -224,7 +246,8 @@ mod tests {
         let mut state = State::default();
         let a = target("a");
         let changes = [set_n(1)];
-        let commit = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Versions(&[]) };
+        let commit =
+            CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Versions { versions: &[], action: "a" } };
         assert!(matches!(state.commit(&commit, Instant::now()), Err(StoreError::Backend(_))));
     }
 

@@ -53,6 +53,22 @@ impl HeldLock {
     }
 }
 
+impl State {
+    /// Every model's data, version and fencing counter, sorted by id (locks are left out).
+    pub fn models(&self) -> Vec<(ModelId, u64, u64, ModelData)> {
+        let mut models: Vec<_> =
+            self.models.iter().map(|(id, e)| (id.clone(), e.version, e.fence, e.data.clone())).collect();
+        models.sort_by(|a, b| a.0.cmp(&b.0));
+        models
+    }
+
+    /// A state holding these models (id, version, fencing counter, data) and no locks.
+    pub fn with_models(models: impl IntoIterator<Item = (ModelId, u64, u64, ModelData)>) -> Self {
+        let models = models.into_iter().map(|(id, version, fence, data)| (id, ModelEntry { version, fence, data }));
+        Self { models: models.collect(), ..Self::default() }
+    }
+}
+
 impl Default for State {
     fn default() -> Self {
         Self { models: HashMap::new(), locks: HashMap::new(), sweep_at: MIN_SWEEP }
@@ -98,7 +114,11 @@ impl State {
 
     /// Checks the guard, then every change, then applies them all; returns the receipt and
     /// the locks it released (to announce).
-    pub fn commit(&mut self, request: &CommitRequest<'_>, now: Instant) -> Result<(CommitReceipt, Vec<LockId>), StoreError> {
+    pub fn commit(
+        &mut self,
+        request: &CommitRequest<'_>,
+        now: Instant,
+    ) -> Result<(CommitReceipt, Vec<LockId>), StoreError> {
         check_shape(request)?;
         self.check_guard(request, now)?;
         let staged = self.stage_changes(request)?;
@@ -114,7 +134,7 @@ impl State {
                     lease.lock.clone()
                 })
                 .collect(),
-            CommitGuard::Versions(_) | CommitGuard::Unguarded => Vec::new(),
+            CommitGuard::Versions { .. } | CommitGuard::Unguarded => Vec::new(),
         };
         Ok((CommitReceipt { versions }, released))
     }
@@ -168,10 +188,12 @@ impl State {
                     }
                 }
             }
-            CommitGuard::Versions(versions) => {
+            CommitGuard::Versions { versions, action } => {
                 for (target, &expected) in request.models.iter().zip(versions) {
                     let found = self.version_of(&target.id);
-                    if found != expected {
+                    let lock = LockId { model: target.id.clone(), action: action.to_owned() };
+                    // A lock-mode holder of the same action counts as a change in progress.
+                    if found != expected || self.live_lock(&lock, now).is_some() {
                         return Err(StoreError::Conflict { model: target.id.clone(), expected, found });
                     }
                 }
@@ -240,7 +262,7 @@ fn check_shape(request: &CommitRequest<'_>) -> Result<(), StoreError> {
     let models = request.models.len();
     let guard_entries = match request.guard {
         CommitGuard::Leases(leases) => Some(leases.len()),
-        CommitGuard::Versions(versions) => Some(versions.len()),
+        CommitGuard::Versions { versions, .. } => Some(versions.len()),
         CommitGuard::Unguarded => None,
     };
     if guard_entries.is_some_and(|n| n != models) {
@@ -250,7 +272,10 @@ fn check_shape(request: &CommitRequest<'_>) -> Result<(), StoreError> {
         )));
     }
     if request.changes.len() > models {
-        return Err(StoreError::Backend(format!("commit has {} change lists for {models} models", request.changes.len())));
+        return Err(StoreError::Backend(format!(
+            "commit has {} change lists for {models} models",
+            request.changes.len()
+        )));
     }
     Ok(())
 }

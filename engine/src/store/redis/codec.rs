@@ -57,7 +57,15 @@ pub(super) fn encode_changes(layout: &KeyLayout, target: &ModelTarget, changes: 
         let (name, args): (&str, Vec<Vec<u8>>) = match change {
             FieldChange::Set { field, value } => ("HSET", vec![field.clone().into_bytes(), value.encode()]),
             FieldChange::Increment { field, delta } => {
-                ("HINCRBY", vec![field.clone().into_bytes(), delta.to_string().into_bytes()])
+                // A field never written starts from its schema default, not from 0.
+                let default = match target.schema.field(field).map(|f| &f.default) {
+                    Some(FieldValue::Scalar(Scalar::Int(d))) => *d,
+                    _ => 0,
+                };
+                (
+                    "HINCRBY",
+                    vec![field.clone().into_bytes(), delta.to_string().into_bytes(), default.to_string().into_bytes()],
+                )
             }
             FieldChange::ListAppend { items, .. } => ("RPUSH", items.iter().map(Scalar::encode).collect()),
             FieldChange::ListTruncate { len, .. } => ("LTRIM", vec![len.to_string().into_bytes()]),

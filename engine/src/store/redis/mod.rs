@@ -259,9 +259,18 @@ impl Store for RedisStore {
     #[tracing::instrument(level = "debug", skip_all, fields(models = request.models.len()))]
     async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError> {
         let keys = &self.inner.keys;
+        for (target, changes) in request.models.iter().zip(request.changes) {
+            for change in changes {
+                change.check(&target.schema).map_err(|reason| StoreError::CannotApply {
+                    model: target.id.clone(),
+                    field: change.field().to_owned(),
+                    reason,
+                })?;
+            }
+        }
         let (guard, action) = match request.guard {
             CommitGuard::Leases(leases) => ("L", leases.first().map(|l| l.lock.action.clone()).unwrap_or_default()),
-            CommitGuard::Versions(_) => ("V", String::new()),
+            CommitGuard::Versions { action, .. } => ("V", action.to_owned()),
             CommitGuard::Unguarded => ("U", String::new()),
         };
         let mut inv = scripts().commit.prepare_invoke();
@@ -271,7 +280,7 @@ impl Store for RedisStore {
             let part = encode_changes(keys, target, changes);
             let guard_value = match request.guard {
                 CommitGuard::Leases(leases) => leases.get(i).map(Self::lock_value).unwrap_or_default(),
-                CommitGuard::Versions(versions) => versions.get(i).map(u64::to_string).unwrap_or_default(),
+                CommitGuard::Versions { versions, .. } => versions.get(i).map(u64::to_string).unwrap_or_default(),
                 CommitGuard::Unguarded => String::new(),
             };
             inv.key(keys.lock(&target.id, &action)).key(keys.meta(&target.id)).key(keys.data(&target.id));
@@ -306,7 +315,7 @@ impl Store for RedisStore {
                 let i = usize::try_from(reply.int()? - 1).unwrap_or(usize::MAX);
                 let found = reply.int()?;
                 let expected = match request.guard {
-                    CommitGuard::Versions(v) => v.get(i).copied().unwrap_or_default(),
+                    CommitGuard::Versions { versions, .. } => versions.get(i).copied().unwrap_or_default(),
                     _ => 0,
                 };
                 let model = request.models.get(i).map(|t| t.id.clone()).unwrap_or_else(|| crate::ModelId::new("?", "?"));

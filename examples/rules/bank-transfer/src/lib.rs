@@ -1,8 +1,9 @@
 //! # Bank transfer: a conditional move of money between two accounts
 //!
-//! Shows the basic shape of a wasmtx rule: a typed input, models opened by their position in
-//! the invocation, a business refusal with [`reject`], and [`Model::increment`] for every
-//! change, so the rule also runs in pipeline mode, where increments commute.
+//! Shows the basic shape of a wasmtx rule on typed models: a typed input, two models loaded as
+//! a plain struct by their position in the invocation ([`Context::load`]), a business refusal
+//! with [`reject`], and [`Counter`] fields, which [`Tracked::save`] writes back as increments,
+//! so the rule also runs in pipeline mode, where increments commute.
 //!
 //! - models: `[0]` the account to debit, `[1]` the account to credit (both `Account`, see
 //!   `examples/models/account.toml`);
@@ -23,23 +24,30 @@ struct Transfer {
     amount: i64,
 }
 
+/// The fields of an `Account` a transfer uses (it leaves `account_holder` alone).
+#[derive(Debug, Model)]
+struct Account {
+    balance: Counter,
+    transaction_count: Counter,
+}
+
 fn bank_transfer(ctx: &Context, input: Transfer) -> RuleResult<String> {
     let amount = input.amount;
     if amount <= 0 {
-        return Err(invalid_input(format!(
-            "amount must be positive, got {amount}"
-        )));
+        return Err(invalid_input(format!("amount must be positive, got {amount}")));
     }
-    let from = ctx.model(0)?;
-    let to = ctx.model(1)?;
+    let mut from = ctx.load::<Account>(0)?;
+    let mut to = ctx.load::<Account>(1)?;
 
-    if from.get_int("balance")? < amount {
+    if from.balance < amount {
         return Err(reject("Insufficient funds"));
     }
-    from.increment("balance", -amount)?;
-    to.increment("balance", amount)?;
-    from.increment("transaction_count", 1)?;
-    to.increment("transaction_count", 1)?;
+    from.balance -= amount;
+    to.balance += amount;
+    from.transaction_count += 1;
+    to.transaction_count += 1;
+    from.save()?;
+    to.save()?;
 
     Ok(format!("Transferred {amount} successfully"))
 }

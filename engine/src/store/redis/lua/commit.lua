@@ -25,18 +25,21 @@ for i, m in ipairs(models) do
   if guard == 'L' then
     if redis.call('GET', m.lock) ~= m.guard then return {'LOST', i} end
   elseif guard == 'V' then
+    -- A lock-mode holder of the same action counts as a change in progress.
     local v = redis.call('HGET', m.meta, 'version') or '0'
-    if v ~= m.guard then return {'CONFLICT', i, v} end
+    if v ~= m.guard or redis.call('EXISTS', m.lock) == 1 then return {'CONFLICT', i, v} end
   end
 end
 
--- 2. Every change applies: simulate list lengths and hash values over the batch.
-local types, llen, hval, added = {}, {}, {}, {}
+-- 2. Every change applies: simulate the batch over list lengths (or whole lists, where a
+-- removal needs to know the items) and hash values.
+local types, llen, hval, items = {}, {}, {}, {}
 local function key_type(key)
   if types[key] == nil then types[key] = redis.call('TYPE', key)['ok'] end
   return types[key]
 end
 local function list_len(key)
+  if items[key] then return #items[key] end
   if llen[key] == nil then llen[key] = redis.call('LLEN', key) end
   return llen[key]
 end
@@ -52,6 +55,19 @@ end
 local WANT = {HSET = 'hash', HINCRBY = 'hash', HDEL = 'hash', RPUSH = 'list', LTRIM = 'list',
   LREPLACE = 'list', LINSERT = 'list', LPOPAT = 'list', LREMOVE = 'list'}
 
+-- Lists with a removal by value are simulated item by item (others by length only, so an
+-- append-only commit never reads its list).
+for _, m in ipairs(models) do
+  for _, op in ipairs(m.ops) do
+    if op.name == 'LREMOVE' then
+      local key = m.keys[op.slot]
+      if items[key] == nil then
+        items[key] = (key_type(key) == 'list') and redis.call('LRANGE', key, 0, -1) or {}
+      end
+    end
+  end
+end
+
 for i, m in ipairs(models) do
   for _, op in ipairs(m.ops) do
     local key, name, args = m.keys[op.slot], op.name, op.args
@@ -60,14 +76,15 @@ for i, m in ipairs(models) do
       local t = key_type(key)
       if t ~= 'none' and t ~= want then return {'WRONGTYPE', i, key, t} end
     end
+    local list = items[key]
     if name == 'HSET' then
       for x = 1, #args, 2 do hval[key .. '\0' .. args[x]] = args[x + 1] end
     elseif name == 'HINCRBY' then
-      local cur = hash_get(key, args[1])
-      if cur and not string.match(cur, '^-?%d+$') then
+      local cur = hash_get(key, args[1]) or args[3]
+      if not string.match(cur, '^-?%d+$') then
         return {'CANNOT', i, op.field, 'stored value `' .. cur .. '` is not an int'}
       end
-      local new = tonumber(cur or '0') + tonumber(args[2])
+      local new = tonumber(cur) + tonumber(args[2])
       if new >= 9.2233720368547e18 or new <= -9.2233720368547e18 then
         return {'CANNOT', i, op.field, 'increment would overflow a 64-bit int'}
       end
@@ -75,38 +92,44 @@ for i, m in ipairs(models) do
     elseif name == 'HDEL' then
       for x = 1, #args do hval[key .. '\0' .. args[x]] = false end
     elseif name == 'RPUSH' then
-      llen[key] = list_len(key) + #args
-      added[key] = added[key] or {}
-      for x = 1, #args do added[key][args[x]] = true end
+      if list then for x = 1, #args do list[#list + 1] = args[x] end
+      else llen[key] = list_len(key) + #args end
     elseif name == 'LTRIM' then
-      llen[key] = math.min(list_len(key), tonumber(args[1]))
+      local len = math.min(list_len(key), tonumber(args[1]))
+      if list then for x = #list, len + 1, -1 do table.remove(list, x) end
+      else llen[key] = len end
     elseif name == 'LREPLACE' then
-      llen[key] = #args
-      added[key] = {}
-      for x = 1, #args do added[key][args[x]] = true end
+      if list then
+        items[key] = {}
+        for x = 1, #args do items[key][x] = args[x] end
+      else llen[key] = #args end
     elseif name == 'LINSERT' then
-      llen[key] = list_len(key) + 1
-      added[key] = added[key] or {}
-      added[key][args[2]] = true
+      if list then
+        local idx = py_index(tonumber(args[1]), #list)
+        if idx < 0 then idx = 0 end
+        if idx > #list then idx = #list end
+        table.insert(list, idx + 1, args[2])
+      else llen[key] = list_len(key) + 1 end
     elseif name == 'LPOPAT' then
       local len = list_len(key)
       if len == 0 then return {'CANNOT', i, op.field, 'pop from an empty list'} end
+      local idx = len - 1
       if args[1] ~= '' then
-        local idx = py_index(tonumber(args[1]), len)
+        idx = py_index(tonumber(args[1]), len)
         if idx < 0 or idx >= len then
           return {'CANNOT', i, op.field, 'pop index ' .. args[1] .. ' out of range for length ' .. len}
         end
       end
-      llen[key] = len - 1
+      if list then table.remove(list, idx + 1) else llen[key] = len - 1 end
     elseif name == 'LREMOVE' then
-      local present = (added[key] and added[key][args[1]])
-      if not present and key_type(key) == 'list' then
-        present = redis.call('LPOS', key, args[1]) ~= false
+      local at = nil
+      for x = 1, #list do
+        if list[x] == args[1] then at = x break end
       end
-      if not present then return {'CANNOT', i, op.field, 'item to remove is not in the list'} end
-      llen[key] = list_len(key) - 1
+      if not at then return {'CANNOT', i, op.field, 'item to remove is not in the list'} end
+      table.remove(list, at)
     elseif name == 'DEL' then
-      llen[key], added[key] = 0, {}
+      if list then items[key] = {} else llen[key] = 0 end
     else
       return redis.error_reply('wasmtx: unknown commit op ' .. tostring(name))
     end
@@ -130,6 +153,9 @@ for _, m in ipairs(models) do
     if name == 'HSET' then
       call_chunked('HSET', key, args)
     elseif name == 'HINCRBY' then
+      if args[3] ~= '0' and redis.call('HEXISTS', key, args[1]) == 0 then
+        redis.call('HSET', key, args[1], args[3])
+      end
       redis.call('HINCRBY', key, args[1], args[2])
     elseif name == 'HDEL' then
       call_chunked('HDEL', key, args)

@@ -1,0 +1,277 @@
+//! The command line: global options and one enum variant per subcommand (a new subcommand is
+//! one more variant here and one more module).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use wasmtx::Mode;
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 success, 1 internal or store failure, 2 usage error, 3 bad input, 4 unknown rule, \
+version or model type, 5 conflict (lock timeout, concurrent change, active version), 6 rule \
+refused (an upload that is not a valid rule, or an invocation the rule rejected or failed), \
+7 store unreachable.";
+
+/// Run sandboxed WebAssembly business rules on models in Redis (or an embedded store).
+///
+/// Without --redis (or REDIS_URL) every command works on the embedded store, kept in the data
+/// directory (--data-dir, default .wasmtx in the current directory) between commands.
+#[derive(Debug, Parser)]
+#[command(name = "wasmtx", version, after_help = EXIT_CODES)]
+#[command(after_long_help = concat!(
+    "Examples:\n",
+    "  wasmtx model define examples/models/account.toml\n",
+    "  wasmtx rule upload bank-transfer bank_transfer.wasm\n",
+    "  wasmtx model set Account alice balance 100\n",
+    "  wasmtx invoke bank-transfer -m Account:alice -m Account:bob --input '{\"amount\": 30}'\n",
+    "  wasmtx --redis redis://127.0.0.1:6379 serve --addr 127.0.0.1:8080\n\n",
+    "Exit codes: 0 success, 1 internal or store failure, 2 usage error, 3 bad input, 4 unknown rule, ",
+    "version or model type, 5 conflict (lock timeout, concurrent change, active version), 6 rule ",
+    "refused (an upload that is not a valid rule, or an invocation the rule rejected or failed), ",
+    "7 store unreachable.",
+))]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Redis to use (redis://host:port/db); without it, the embedded store in --data-dir.
+    #[arg(long, env = "REDIS_URL", global = true, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Prefix of every Redis key (models and registry).
+    #[arg(long, env = "WASMTX_PREFIX", global = true, default_value = "wasmtx")]
+    pub prefix: String,
+    /// Where the embedded store keeps models, rules and schemas between commands.
+    #[arg(long, env = "WASMTX_DATA_DIR", global = true, default_value = ".wasmtx", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Where to keep precompiled rules [default: <data-dir>/cache with the embedded store, none
+    /// with Redis].
+    #[arg(long, env = "WASMTX_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Keep no precompiled rules on disk.
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+    /// The largest rule accepted, in bytes.
+    #[arg(long, env = "WASMTX_MAX_RULE_BYTES", global = true, default_value_t = 8 << 20, value_name = "BYTES")]
+    pub max_rule_bytes: usize,
+    /// Print machine-readable JSON (errors too, on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Upload, list, show, activate and delete rules.
+    #[command(subcommand)]
+    Rule(RuleCommand),
+    /// Define model schemas; read, set and delete models.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Run a rule's active version on models and print its output and what it wrote.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  wasmtx invoke bank-transfer -m Account:alice -m Account:bob --action transfer --input '{\"amount\": 30}'\n",
+        "  wasmtx invoke level-up -m GameCharacter:hero --mode optimistic --input-file input.json",
+    ))]
+    Invoke(InvokeArgs),
+    /// Serve the HTTP API.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  wasmtx serve                                   # embedded store, 127.0.0.1:8080\n",
+        "  WASMTX_TOKEN=s3cret wasmtx --redis redis://127.0.0.1:6379 serve --addr 0.0.0.0:8080\n\n",
+        "Writes need `Authorization: Bearer <token>` when a token is set; a non-loopback address needs one.",
+    ))]
+    Serve(ServeArgs),
+    /// Run a fixture file of given/when/then cases against a rule, each case on a fresh
+    /// embedded store (no Redis, no data directory).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  wasmtx test examples/rules/level-up/tests/fixtures.toml\n",
+        "  wasmtx test tests/fixtures.toml --rule target/wasm32-unknown-unknown/release/my_rule.wasm\n",
+        "  wasmtx --json test tests/fixtures.toml --case overflow\n\n",
+        "The format is documented in the Rust guide (guest-sdk/rust/README.md). Exit codes: 0 every case ",
+        "passed, 1 a case failed, 3 the fixture file cannot be read or parsed, 6 the rule or a schema ",
+        "cannot be loaded or built.",
+    ))]
+    Test(TestArgs),
+}
+
+/// `wasmtx rule ...`.
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Validate and store a rule (a component, or a core module built for wasm32-unknown-unknown
+    /// with the guest SDK) as a new version. A name's first version becomes active.
+    #[command(after_help = "Example:\n  wasmtx rule upload bank-transfer target/wasm32-unknown-unknown/release/bank_transfer.wasm --activate")]
+    Upload {
+        /// The rule's name.
+        name: String,
+        /// The .wasm file.
+        file: PathBuf,
+        /// Make this version the active one.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// List rules with their active version.
+    List,
+    /// Show a rule's versions: size, hash, WIT version, upload time, exports.
+    Show {
+        /// The rule's name.
+        name: String,
+    },
+    /// Make a version the active one (roll forward or back) for every engine.
+    #[command(after_help = "Example:\n  wasmtx rule activate bank-transfer 1")]
+    Activate {
+        /// The rule's name.
+        name: String,
+        /// The version number.
+        version: u64,
+    },
+    /// Delete an inactive version, or the whole rule with --all.
+    #[command(after_help = "Examples:\n  wasmtx rule delete bank-transfer 1\n  wasmtx rule delete bank-transfer --all")]
+    Delete {
+        /// The rule's name.
+        name: String,
+        /// The version to delete.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        version: Option<u64>,
+        /// Delete every version, the active one included.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `wasmtx model ...`.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Define (or redefine) a model type from a schema file (TOML, or JSON by extension).
+    #[command(after_help = "Example:\n  wasmtx model define examples/models/account.toml")]
+    Define {
+        /// The schema file.
+        file: PathBuf,
+    },
+    /// List model types.
+    List,
+    /// Show a model type's fields.
+    Show {
+        /// The model type.
+        model_type: String,
+    },
+    /// Print a model's fields (defaults if it was never written).
+    #[command(after_help = "Example:\n  wasmtx model get Account alice")]
+    Get {
+        /// The model type.
+        model_type: String,
+        /// The model's key.
+        key: String,
+    },
+    /// Set one field. VALUE is JSON (`100`, `"text"`, `[1, 2]`, `{"k": 1}`); for a str field,
+    /// text that is not JSON is taken as is.
+    #[command(after_help = "Examples:\n  wasmtx model set Account alice balance 100\n  wasmtx model set UserProfile u1 tags '[\"a\", \"b\"]'")]
+    Set {
+        /// The model type.
+        model_type: String,
+        /// The model's key.
+        key: String,
+        /// The field.
+        field: String,
+        /// The new value.
+        value: String,
+    },
+    /// Delete a model's data (it reads as its defaults again).
+    Delete {
+        /// The model type.
+        model_type: String,
+        /// The model's key.
+        key: String,
+    },
+}
+
+/// How the engine keeps an invocation's models consistent.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// Exclusive lock per (model, action), fenced commit.
+    Lock,
+    /// No lock; changes keep their intent (increments, appends) and apply in one batch.
+    Pipeline,
+    /// No lock; commit only if no model changed, else run again.
+    Optimistic,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Lock => Self::Lock,
+            ModeArg::Pipeline => Self::Pipeline,
+            ModeArg::Optimistic => Self::Optimistic,
+        }
+    }
+}
+
+/// `wasmtx invoke`.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The rule's name.
+    pub rule: String,
+    /// A model, as Type:key; repeat in the order the rule expects.
+    #[arg(short, long = "model", value_name = "TYPE:KEY")]
+    pub models: Vec<String>,
+    /// The action name (the lock name in lock mode) [default: the rule's name].
+    #[arg(short, long)]
+    pub action: Option<String>,
+    /// How to keep the models consistent.
+    #[arg(long, value_enum, default_value = "lock")]
+    pub mode: ModeArg,
+    /// The rule's input, JSON.
+    #[arg(short, long, default_value = "null", conflicts_with = "input_file")]
+    pub input: String,
+    /// Read the input JSON from a file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// Total attempts for retryable failures [default: the engine's policy].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+}
+
+/// `wasmtx serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, env = "WASMTX_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Bearer token writes need (required on a non-loopback address).
+    #[arg(long, env = "WASMTX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Require the token for reads too (not for /healthz and /metrics).
+    #[arg(long)]
+    pub protect_reads: bool,
+    /// Largest request body, in bytes [default: --max-rule-bytes + 64 KiB].
+    #[arg(long, value_name = "BYTES")]
+    pub body_limit: Option<usize>,
+    /// Longest time a newly activated version can go unseen if a change announcement is lost.
+    #[arg(long, default_value = "1000", value_name = "MS")]
+    pub refresh_ms: u64,
+    /// How long a shutdown waits for in-flight requests.
+    #[arg(long, default_value = "30000", value_name = "MS")]
+    pub drain_timeout_ms: u64,
+}
+
+/// `wasmtx test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The fixture file (TOML).
+    pub file: PathBuf,
+    /// The rule: a .wasm file, or the directory of a rule crate (built for wasm32) [default: the
+    /// file's `rule`, relative to the file].
+    #[arg(long, value_name = "PATH")]
+    pub rule: Option<PathBuf>,
+    /// Run only the cases whose name contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub case: Option<String>,
+}

@@ -1,0 +1,81 @@
+//! `POST /v1/rules/{name}/invoke`: run a rule's active version on models.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::{Instrument, info_span};
+
+use super::AppState;
+use super::error::ApiError;
+use super::views::{ModelRef, invocation_json};
+use crate::invocation::{Invocation, Mode};
+use crate::txn::retry::RetryPolicy;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InvokeRequest {
+    /// The models, in the order the rule sees them.
+    #[serde(default)]
+    models: Vec<ModelRef>,
+    /// The action (lock name); default: the rule's name.
+    action: Option<String>,
+    /// `lock` (default), `pipeline` or `optimistic`.
+    #[serde(default)]
+    mode: Mode,
+    /// The rule's input, any JSON (default `null`).
+    #[serde(default)]
+    input: Value,
+    /// Total attempts for retryable failures (default: the engine's policy).
+    max_attempts: Option<u32>,
+}
+
+pub(super) async fn invoke(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request: InvokeRequest = super::parse_json(&body.map_err(|e| ApiError::body(&e))?)?;
+    let engine = state.registry.engine();
+    let known = |t: &str| engine.model_type(t).is_ok();
+    let mut invocation = Invocation::new(request.action.unwrap_or_else(|| name.clone()))
+        .mode(request.mode)
+        .input(request.input.to_string());
+    for model in &request.models {
+        invocation.models.push(model.resolve(known).map_err(ApiError::bad_request)?);
+    }
+    if let Some(max_attempts) = request.max_attempts {
+        if max_attempts == 0 {
+            return Err(ApiError::bad_request("max_attempts must be at least 1"));
+        }
+        invocation = invocation.retry(RetryPolicy { max_attempts, ..engine.config().retry });
+    }
+    let active = state.registry.resolve(&name).await?;
+    let span = info_span!(
+        "invocation",
+        rule = %name,
+        version = active.version.version,
+        action = %invocation.action,
+        mode = ?invocation.mode,
+    );
+    let started = Instant::now();
+    let result = engine.invoke(&active.rule, &invocation).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    state.metrics.record_invocation(&name, invocation.mode, elapsed, result.as_ref());
+    let _entered = span.enter();
+    match result {
+        Ok(outcome) => {
+            tracing::info!(elapsed_ms = elapsed.as_secs_f64() * 1000.0, attempts = outcome.attempts, "invocation committed");
+            Ok(Json(invocation_json(&active, &outcome)))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, kind = e.kind(), "invocation failed");
+            Err(ApiError::invocation(&e))
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The server's metrics, rendered in the Prometheus text format (version 0.0.4) by hand.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `wasmtx_invocations_total` | counter | `rule`, `mode`, `outcome` (`ok` or the error kind) |
+//! | `wasmtx_invocation_duration_seconds` | histogram | `rule`, `mode` |
+//! | `wasmtx_lock_wait_seconds` | histogram | `rule` (lock mode: time spent waiting for locks) |
+//! | `wasmtx_lock_timeouts_total` | counter | `rule` |
+//! | `wasmtx_conflicts_total` | counter | `rule` (optimistic runs that found a model changed) |
+//! | `wasmtx_retries_total` | counter | `rule`, `mode` (extra attempts after retryable failures) |
+//! | `wasmtx_http_requests_total` | counter | `method`, `route`, `status` |
+//! | `wasmtx_http_request_duration_seconds` | histogram | `route` |
+//! | `wasmtx_http_requests_in_flight` | gauge | |
+//! | `wasmtx_registry_epoch` | gauge | |
+//! | `wasmtx_rules_compiled_total`, `wasmtx_rules_loaded_precompiled_total`, `wasmtx_registry_refreshes_total` | counter | |
+//! | `wasmtx_rules_cached` | gauge | |
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::invocation::{Mode, Outcome};
+use crate::registry::RegistryStats;
+
+/// Upper bounds of the histogram buckets, in seconds.
+const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, value: Duration) {
+        let secs = value.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(&mut self.counts) {
+            if secs <= *bound {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Default)]
+struct Families {
+    counters: BTreeMap<&'static str, BTreeMap<Labels, u64>>,
+    histograms: BTreeMap<&'static str, BTreeMap<Labels, Histogram>>,
+}
+
+impl Families {
+    fn add(&mut self, name: &'static str, labels: Labels, n: u64) {
+        *self.counters.entry(name).or_default().entry(labels).or_default() += n;
+    }
+
+    fn observe(&mut self, name: &'static str, labels: Labels, value: Duration) {
+        self.histograms.entry(name).or_default().entry(labels).or_default().observe(value);
+    }
+}
+
+/// Counters and histograms of one server.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    families: Mutex<Families>,
+    in_flight: AtomicI64,
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Lock => "lock",
+        Mode::Pipeline => "pipeline",
+        Mode::Optimistic => "optimistic",
+    }
+}
+
+impl Metrics {
+    /// Records one invocation: its outcome, how long it took, its lock wait, retries and
+    /// conflicts.
+    pub fn record_invocation(&self, rule: &str, mode: Mode, elapsed: Duration, result: Result<&Outcome, &Error>) {
+        let mode_label = mode_name(mode);
+        let rule_labels = || vec![("rule", rule.to_owned())];
+        let rule_mode = || vec![("rule", rule.to_owned()), ("mode", mode_label.to_owned())];
+        let mut f = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        let mut labels = rule_mode();
+        labels.push(("outcome", outcome.to_owned()));
+        f.add("wasmtx_invocations_total", labels, 1);
+        f.observe("wasmtx_invocation_duration_seconds", rule_mode(), elapsed);
+        match result {
+            Ok(outcome) => {
+                let retries = u64::from(outcome.attempts.saturating_sub(1));
+                f.add("wasmtx_retries_total", rule_mode(), retries);
+                if mode == Mode::Lock {
+                    f.observe("wasmtx_lock_wait_seconds", rule_labels(), outcome.timings.wait);
+                }
+                if mode == Mode::Optimistic {
+                    f.add("wasmtx_conflicts_total", rule_labels(), retries);
+                }
+            }
+            Err(Error::LockTimeout { waited, .. }) => {
+                f.add("wasmtx_lock_timeouts_total", rule_labels(), 1);
+                f.observe("wasmtx_lock_wait_seconds", rule_labels(), *waited);
+            }
+            Err(Error::Conflict { attempts, .. }) => {
+                f.add("wasmtx_conflicts_total", rule_labels(), u64::from(*attempts));
+                f.add("wasmtx_retries_total", rule_mode(), u64::from(attempts.saturating_sub(1)));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Records one HTTP request.
+    pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let mut f = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let labels = vec![("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
+        f.add("wasmtx_http_requests_total", labels, 1);
+        f.observe("wasmtx_http_request_duration_seconds", vec![("route", route.to_owned())], elapsed);
+    }
+
+    /// Counts a request in or out of flight.
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Everything, in the Prometheus text format, with the registry's counters.
+    pub fn render(&self, registry: RegistryStats) -> String {
+        let f = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = String::new();
+        for (name, series) in &f.counters {
+            header(&mut out, name, "counter");
+            for (labels, value) in series {
+                let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
+            }
+        }
+        for (name, series) in &f.histograms {
+            header(&mut out, name, "histogram");
+            for (labels, h) in series {
+                for (bound, count) in BUCKETS.iter().zip(h.counts) {
+                    let _ = writeln!(out, "{name}_bucket{} {count}", render_labels(labels, Some(&bound.to_string())));
+                }
+                let _ = writeln!(out, "{name}_bucket{} {}", render_labels(labels, Some("+Inf")), h.count);
+                let _ = writeln!(out, "{name}_sum{} {}", render_labels(labels, None), h.sum);
+                let _ = writeln!(out, "{name}_count{} {}", render_labels(labels, None), h.count);
+            }
+        }
+        let gauges = [
+            ("wasmtx_http_requests_in_flight", "gauge", self.in_flight.load(Ordering::Relaxed).max(0).unsigned_abs()),
+            ("wasmtx_registry_epoch", "gauge", registry.epoch),
+            ("wasmtx_rules_cached", "gauge", registry.cached),
+            ("wasmtx_rules_compiled_total", "counter", registry.compiled),
+            ("wasmtx_rules_loaded_precompiled_total", "counter", registry.loaded_precompiled),
+            ("wasmtx_registry_refreshes_total", "counter", registry.refreshes),
+        ];
+        for (name, kind, value) in gauges {
+            header(&mut out, name, kind);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str) {
+    let help = match name {
+        "wasmtx_invocations_total" => "Rule invocations by rule, mode and outcome (ok or the error kind).",
+        "wasmtx_invocation_duration_seconds" => "Wall time of rule invocations, retries included.",
+        "wasmtx_lock_wait_seconds" => "Time lock-mode invocations waited for their locks.",
+        "wasmtx_lock_timeouts_total" => "Invocations that gave up waiting for a lock.",
+        "wasmtx_conflicts_total" => "Optimistic attempts that found a model changed since it was loaded.",
+        "wasmtx_retries_total" => "Extra attempts after retryable failures.",
+        "wasmtx_http_requests_total" => "HTTP requests by method, route and status.",
+        "wasmtx_http_request_duration_seconds" => "Wall time of HTTP requests.",
+        "wasmtx_http_requests_in_flight" => "HTTP requests being served.",
+        "wasmtx_registry_epoch" => "The registry epoch this instance runs.",
+        "wasmtx_rules_cached" => "Compiled rules held in memory.",
+        "wasmtx_rules_compiled_total" => "Rules compiled from their bytes.",
+        "wasmtx_rules_loaded_precompiled_total" => "Rules loaded from the precompiled cache.",
+        "wasmtx_registry_refreshes_total" => "Registry snapshots read.",
+        _ => "",
+    };
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn render_labels(labels: &Labels, le: Option<&str>) -> String {
+    let mut parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() { String::new() } else { format!("{{{}}}", parts.join(",")) }
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_histograms() {
+        let m = Metrics::default();
+        m.record_request("GET", "/v1/rules", 200, Duration::from_millis(3));
+        m.record_request("GET", "/v1/rules", 200, Duration::from_millis(30));
+        let text = m.render(RegistryStats::default());
+        assert!(text.contains("wasmtx_http_requests_total{method=\"GET\",route=\"/v1/rules\",status=\"200\"} 2"));
+        assert!(text.contains("wasmtx_http_request_duration_seconds_bucket{route=\"/v1/rules\",le=\"0.005\"} 1"));
+        assert!(text.contains("wasmtx_http_request_duration_seconds_bucket{route=\"/v1/rules\",le=\"0.05\"} 2"));
+        assert!(text.contains("wasmtx_http_request_duration_seconds_count{route=\"/v1/rules\"} 2"));
+        assert!(text.contains("# TYPE wasmtx_registry_epoch gauge"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,445 @@
+//! Group commit: lock-mode invocations of the same models and action that queue in one engine
+//! run back to back under one lock hold, over the evolving state, and commit together in one
+//! round trip.
+//!
+//! # How it works
+//! Each (sorted lock set) has at most one *line* in an engine. The first invocation to arrive
+//! at an idle line leads it: it runs alone, exactly as without grouping (local FIFO line, lock
+//! and load, run, commit: two round trips), on its caller's task. Invocations that arrive while
+//! the line is busy queue in it, in arrival order, and wait for their own result. When the
+//! leader is done (or its caller drops it), a *driver* task is spawned if anyone queued; it
+//! serves the line in batches until the line is empty, then the line disappears:
+//!
+//! 1. take the lock for the first queued invocation (the head), with the head's acquire
+//!    deadline, and load the state (one round trip);
+//! 2. run the head, then the next queued invocations in order, each on the state the previous
+//!    successful one left (it sees their writes), until the group holds
+//!    [`EngineConfig::max_group`](crate::EngineConfig::max_group) invocations, nobody else
+//!    waits, or one more run could outlast half the lease. A rejection, trap or any other rule
+//!    failure drops only that invocation's workspace: the next one starts from the state after
+//!    the last successful one;
+//! 3. commit the composition of the successful runs (the state diff between the loaded state
+//!    and the final one) fenced by the group's leases, in one round trip that also releases the
+//!    locks; when no run succeeded, only release;
+//! 4. answer every caller only now that the commit is durable: its own output and changes (its
+//!    diff against the state it saw), the shared fencing tokens, the versions after the shared
+//!    commit; or its own rule error. If the shared commit fails (`LockLost`, ...), every member
+//!    of the group gets that error, the rule failures too (they may have seen writes that were
+//!    never made), and nothing of the group was written.
+//!
+//! Only invocations with the same lock set (same models, same action, same schemas) share a
+//! line; they may use different rules and list their models in different orders. The work runs
+//! on the driver task, so a caller that drops its future while queued only loses its place
+//! (it is skipped, never run), and one that drops it while its group runs does not disturb the
+//! others (its changes commit with the group, as a single invocation cancelled during its
+//! commit round trip may still commit).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::acquire::acquire_until;
+use super::{Plan, outcome, run_rule};
+use crate::engine::Inner;
+use crate::error::{Error, Result};
+use crate::invocation::{Invocation, Outcome, RunContext, Timings};
+use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
+use crate::model::ids::LockId;
+use crate::rule::Rule;
+use crate::runtime::ModelWorkspace;
+use crate::runtime::changes::diff;
+use crate::store::{CommitGuard, CommitRequest, LockRequest, StoreError};
+
+/// The locks of an invocation in the global lock order: what decides which invocations may
+/// share a group.
+pub(crate) type GroupKey = Vec<LockId>;
+
+/// The key of an invocation's line.
+pub(crate) fn key(plan: &Plan, action: &str) -> GroupKey {
+    plan.sorted.iter().map(|t| LockId { model: t.id.clone(), action: action.to_owned() }).collect()
+}
+
+/// The group lines of one engine: one queue per busy lock set. A key is present exactly while
+/// a leader or a driver serves its line.
+#[derive(Default)]
+pub(crate) struct GroupLines {
+    lines: Mutex<HashMap<GroupKey, VecDeque<Member>>>,
+}
+
+impl fmt::Debug for GroupLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupLines").field("busy", &self.lock().len()).finish()
+    }
+}
+
+impl GroupLines {
+    fn lock(&self) -> MutexGuard<'_, HashMap<GroupKey, VecDeque<Member>>> {
+        self.lines.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An invocation waiting in a line, with everything needed to run it on the driver task.
+pub(crate) struct Member {
+    pub rule: Rule,
+    pub invocation: Invocation,
+    pub plan: Plan,
+    pub context: RunContext,
+    /// When it entered the line: its acquire deadline and its wait time count from here.
+    pub arrived: Instant,
+    pub reply: oneshot::Sender<Result<Outcome>>,
+}
+
+impl Member {
+    fn deadline(&self, inner: &Inner) -> Instant {
+        self.arrived + inner.config.acquire_timeout
+    }
+
+    /// Whether it can run on state decoded with `head`'s schemas.
+    fn fits(&self, head: &[ModelTarget]) -> bool {
+        self.plan.sorted.len() == head.len()
+            && self.plan.sorted.iter().zip(head).all(|(a, b)| a.id == b.id && Arc::ptr_eq(&a.schema, &b.schema))
+    }
+}
+
+/// How an invocation entered its line.
+pub(crate) enum Joined {
+    /// The line was idle: run alone now, and keep the guard until done (it hands the line to
+    /// a driver if others queued meanwhile).
+    Lead(LeadGuard, RunContext),
+    /// The line is busy: the result comes through this channel.
+    Queued(oneshot::Receiver<Result<Outcome>>),
+}
+
+/// Enters the line of `key`: leads an idle line, or queues in a busy one (then `member` builds
+/// what the driver needs).
+pub(crate) fn join(
+    inner: &Arc<Inner>,
+    runtime: tokio::runtime::Handle,
+    key: GroupKey,
+    context: RunContext,
+    member: impl FnOnce(RunContext, oneshot::Sender<Result<Outcome>>) -> Member,
+) -> Joined {
+    let mut lines = inner.groups.lock();
+    if let Some(queue) = lines.get_mut(&key) {
+        let (tx, rx) = oneshot::channel();
+        queue.push_back(member(context, tx));
+        return Joined::Queued(rx);
+    }
+    lines.insert(key.clone(), VecDeque::new());
+    drop(lines);
+    Joined::Lead(LeadGuard { inner: Arc::clone(inner), key: Some(key), runtime }, context)
+}
+
+/// The error of a queued invocation whose driver went away without answering (a panic, or the
+/// runtime shutting down).
+pub(crate) fn stopped() -> Error {
+    Error::Store(StoreError::Backend("the group commit driver stopped before answering".into()))
+}
+
+/// Held by a line's leader while it runs alone. On drop (normal end, error or cancellation) it
+/// frees the line, or hands it to a new driver task if invocations queued meanwhile.
+pub(crate) struct LeadGuard {
+    inner: Arc<Inner>,
+    key: Option<GroupKey>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for LeadGuard {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let mut lines = self.inner.groups.lock();
+        if lines.get(&key).is_some_and(VecDeque::is_empty) {
+            lines.remove(&key);
+            return;
+        }
+        drop(lines);
+        let inner = Arc::clone(&self.inner);
+        self.runtime.spawn(drive(inner, key));
+    }
+}
+
+/// Removes a line if its driver stops without finishing (a panic, or the runtime dropping the
+/// task): the invocations still queued are dropped, so their callers get [`stopped`].
+struct DriverGuard {
+    inner: Arc<Inner>,
+    key: Option<GroupKey>,
+}
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let orphans = self.inner.groups.lock().remove(&key);
+            drop(orphans);
+        }
+    }
+}
+
+/// Serves a line in batches until it is empty.
+async fn drive(inner: Arc<Inner>, key: GroupKey) {
+    let mut guard = DriverGuard { inner: Arc::clone(&inner), key: Some(key.clone()) };
+    while let Some(head) = next_head(&inner, &key) {
+        run_group(&inner, &key, head).await;
+        // Let the callers just answered (and everyone else) run before the next batch.
+        tokio::task::yield_now().await;
+    }
+    // `next_head` removed the line under the lock.
+    guard.key = None;
+}
+
+/// The first queued invocation that still wants to run; removes the line when none does.
+fn next_head(inner: &Inner, key: &GroupKey) -> Option<Member> {
+    let now = Instant::now();
+    let mut lines = inner.groups.lock();
+    loop {
+        let queue = lines.get_mut(key)?;
+        match queue.pop_front() {
+            None => {
+                lines.remove(key);
+                return None;
+            }
+            Some(m) => {
+                if let Some(m) = still_waiting(inner, key, m, now) {
+                    return Some(m);
+                }
+            }
+        }
+    }
+}
+
+/// The next queued invocation that can join the running group, if any (it must fit the
+/// group's schemas; otherwise it stays first in line for the next group).
+fn next_member(inner: &Inner, key: &GroupKey, head: &[ModelTarget]) -> Option<Member> {
+    let now = Instant::now();
+    let mut lines = inner.groups.lock();
+    let queue = lines.get_mut(key)?;
+    loop {
+        if !queue.front()?.fits(head) {
+            return None;
+        }
+        let m = queue.pop_front()?;
+        if let Some(m) = still_waiting(inner, key, m, now) {
+            return Some(m);
+        }
+    }
+}
+
+/// `None` for an invocation whose caller went away (dropped without running) or whose acquire
+/// deadline passed while it queued (answered with [`Error::LockTimeout`]).
+fn still_waiting(inner: &Inner, key: &GroupKey, m: Member, now: Instant) -> Option<Member> {
+    if m.reply.is_closed() {
+        return None;
+    }
+    if now >= m.deadline(inner) {
+        let waited = now - m.arrived;
+        let _ = m.reply.send(Err(Error::LockTimeout { lock: key[0].clone(), waited }));
+        return None;
+    }
+    Some(m)
+}
+
+/// A member's run that succeeded.
+struct Ran {
+    output: String,
+    /// Its own changes (against the state it saw), caller order.
+    changes: Vec<Vec<FieldChange>>,
+    run: Duration,
+}
+
+/// One group: lock and load for `head`, run it and whoever joins, commit once, answer all.
+async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
+    let request = LockRequest {
+        models: head.plan.sorted.clone(),
+        action: head.invocation.action.clone(),
+        owner: head.context.invocation_id.clone(),
+        lease: inner.config.lease,
+    };
+    let acquired = match acquire_until(&*inner.store, &inner.queue, &request, head.arrived, head.deadline(inner)).await {
+        Ok(acquired) => acquired,
+        Err(e) => {
+            // Only the head's deadline was used; the others get their own attempt.
+            let _ = head.reply.send(Err(e));
+            return;
+        }
+    };
+    let held_since = Instant::now();
+    let max_group = inner.config.max_group.max(1);
+    // Stop adding runs once one more could outlast half the lease: the commit must land
+    // while the locks are still ours.
+    let budget = inner.config.lease / 2;
+    let deadline = inner.config.runtime.deadline;
+
+    let first = acquired.snapshots;
+    let mut state: Option<Vec<ModelSnapshot>> = None; // `None`: still `first`
+    let mut members: Vec<(Member, Result<Ran>)> = Vec::with_capacity(max_group.min(64));
+    let mut succeeded = 0usize;
+    let mut next = Some(head);
+    while let Some(member) = next.take() {
+        let current = state.as_deref().unwrap_or(&first);
+        let snapshots = member.plan.to_caller_order(current);
+        match run_rule(inner, &member.rule, &member.invocation, &member.plan, &member.context, &snapshots) {
+            Ok((output, run)) => {
+                let changes: Vec<Vec<FieldChange>> = output.workspaces.iter().map(ModelWorkspace::state_changes).collect();
+                if changes.iter().any(|c| !c.is_empty()) {
+                    let finals: Vec<ModelSnapshot> =
+                        output.workspaces.iter().zip(snapshots).map(|(w, s)| final_state(w, s)).collect();
+                    state = Some(member.plan.to_lock_order(&finals));
+                }
+                succeeded += 1;
+                members.push((member, Ok(Ran { output: output.output, changes, run })));
+            }
+            Err(e) => members.push((member, Err(e))),
+        }
+        if members.len() < max_group && held_since.elapsed() + deadline < budget {
+            next = next_member(inner, key, &members[0].0.plan.sorted);
+        }
+    }
+    let load = acquired.load;
+    let tokens: Vec<u64> = acquired.leases.iter().map(|l| l.token).collect();
+    let targets = &members[0].0.plan.sorted;
+    debug!(size = members.len(), succeeded, "group ran");
+
+    if succeeded == 0 {
+        // Every run failed: nothing to write, and each saw the stored state, so each error
+        // stands. Free the locks as a single failed invocation does.
+        if let Err(release) = inner.store.release(&acquired.leases).await {
+            warn!(error = %release, "could not release locks after a failed group; their leases will run out");
+        }
+        drop(acquired.turn);
+        for (member, result) in members {
+            let error = result.err().unwrap_or_else(stopped);
+            let _ = member.reply.send(Err(error));
+        }
+        return;
+    }
+
+    let changes = match &state {
+        Some(last) => compose(targets, &first, last),
+        None => vec![Vec::new(); targets.len()],
+    };
+    let commit_start = Instant::now();
+    let committed = inner
+        .store
+        .commit(CommitRequest { models: targets, changes: &changes, guard: CommitGuard::Leases(&acquired.leases) })
+        .await;
+    let commit = commit_start.elapsed();
+    match committed {
+        Ok(receipt) => {
+            drop(acquired.turn);
+            for (member, result) in members {
+                let reply = match result {
+                    Ok(ran) => {
+                        let waited = member.arrived.elapsed().saturating_sub(load + ran.run + commit);
+                        Ok(outcome(
+                            &member.plan,
+                            member.context,
+                            ran.output,
+                            ran.changes,
+                            member.plan.to_caller_order(&tokens),
+                            member.plan.to_caller_order(&receipt.versions),
+                            Timings { wait: waited, load, run: ran.run, commit },
+                        ))
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = member.reply.send(reply);
+            }
+        }
+        Err(e) => {
+            // Nothing of the group was written. Free what we may still hold.
+            if let Err(release) = inner.store.release(&acquired.leases).await {
+                warn!(error = %release, "could not release locks after a refused group commit; their leases will run out");
+            }
+            drop(acquired.turn);
+            for (member, _) in members {
+                let _ = member.reply.send(Err(Error::from(e.clone())));
+            }
+        }
+    }
+}
+
+/// The state a run left: its workspace's final value of every field.
+fn final_state(workspace: &ModelWorkspace, seen: ModelSnapshot) -> ModelSnapshot {
+    if !workspace.is_changed() {
+        return seen;
+    }
+    let values = workspace
+        .schema()
+        .fields()
+        .zip(seen.values)
+        .map(|((name, _), before)| workspace.value(name).cloned().unwrap_or(before))
+        .collect();
+    ModelSnapshot { values, version: seen.version }
+}
+
+/// The changes that turn `first` into `last`, per model (lock order): what the group commits.
+/// A state diff composes every member's writes (appends stay appends, dict entries stay
+/// entries), and the locks guarantee the store still holds `first`.
+fn compose(targets: &[ModelTarget], first: &[ModelSnapshot], last: &[ModelSnapshot]) -> Vec<Vec<FieldChange>> {
+    targets
+        .iter()
+        .zip(first.iter().zip(last))
+        .map(|(target, (before, after))| {
+            let mut out = Vec::new();
+            for (((name, _), old), new) in target.schema.fields().zip(&before.values).zip(&after.values) {
+                diff(name, old, new, &mut out);
+            }
+            out
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ids::ModelId;
+    use crate::model::schema::ModelSchema;
+    use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
+
+    fn target() -> ModelTarget {
+        let schema = ModelSchema::builder("T")
+            .field("n", FieldType::Scalar(ScalarKind::Int))
+            .field("log", FieldType::List(ScalarKind::Str))
+            .field("tags", FieldType::Dict(ScalarKind::Int))
+            .build()
+            .expect("valid schema");
+        ModelTarget { id: ModelId::new("T", "k"), schema: Arc::new(schema) }
+    }
+
+    fn state(n: i64, log: &[&str], tags: &[(&str, i64)]) -> ModelSnapshot {
+        ModelSnapshot {
+            values: vec![
+                FieldValue::Scalar(Scalar::Int(n)),
+                FieldValue::List(log.iter().map(|s| Scalar::Str((*s).to_owned())).collect()),
+                FieldValue::Dict(tags.iter().map(|(k, v)| ((*k).to_owned(), Scalar::Int(*v))).collect()),
+            ],
+            version: 3,
+        }
+    }
+
+    /// Three members appended one item each, changed the counter and moved dict entries: the
+    /// group writes one append of the three items, the last counter value, and the net dict
+    /// change; a field that came back to its loaded value is not written.
+    #[test]
+    fn the_group_commits_the_composed_state_diff() {
+        let t = target();
+        let first = state(5, &["a"], &[("x", 1), ("y", 2)]);
+        let last = state(8, &["a", "b", "c", "d"], &[("y", 2), ("z", 9)]);
+        let changes = compose(std::slice::from_ref(&t), std::slice::from_ref(&first), std::slice::from_ref(&last));
+        assert_eq!(
+            changes,
+            vec![vec![
+                FieldChange::Set { field: "n".into(), value: Scalar::Int(8) },
+                FieldChange::ListAppend { field: "log".into(), items: vec!["b".into(), "c".into(), "d".into()] },
+                FieldChange::DictRemove { field: "tags".into(), keys: vec!["x".into()] },
+                FieldChange::DictSet { field: "tags".into(), entries: vec![("z".into(), Scalar::Int(9))] },
+            ]]
+        );
+        let unchanged = compose(std::slice::from_ref(&t), std::slice::from_ref(&first), std::slice::from_ref(&first));
+        assert_eq!(unchanged, vec![Vec::<FieldChange>::new()]);
+    }
+}

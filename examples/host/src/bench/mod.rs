@@ -1,0 +1,10 @@
+//! The benchmark behind `cargo run --release --bin bench`: the engine against a Lua script and
+//! a hand-written lock protocol on the same Redis, four workloads, three concurrencies.
+
+pub mod overhead;
+pub mod report;
+pub mod run;
+pub mod server;
+pub mod soak;
+pub mod sys;
+pub mod workloads;

@@ -1,0 +1,395 @@
+//! The results as Markdown: the context of the run, the targets of issue 6 evaluated on the
+//! figures, one table per workload, the per-invocation cost and the memory run. Sections
+//! between `<!-- keep:NAME -->` markers of an earlier results file are carried over when
+//! this run did not produce them (the long memory run, the written analysis).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::overhead::Cost;
+use super::run::Row;
+use super::soak::Soak;
+use super::workloads::{Impl, Workload};
+
+/// What the run was.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The command line, as typed.
+    pub command: String,
+    /// `sys::machine()`.
+    pub machine: String,
+    /// Redis version and where it ran.
+    pub redis: String,
+    /// The checked-out commit.
+    pub commit: String,
+    /// `rustc --version`.
+    pub rustc: String,
+    /// UTC date and time.
+    pub date: String,
+    /// Load average before and after.
+    pub load: (String, String),
+    /// Warm-up and window per row.
+    pub warmup: Duration,
+    /// The measured window per row.
+    pub window: Duration,
+    /// Total wall time of the run.
+    pub total: Duration,
+}
+
+/// A target of the issue, with the figure that decides it.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The target.
+    pub target: String,
+    /// The measured figures.
+    pub figure: String,
+    /// Met, missed, or not measured in this run.
+    pub met: Option<bool>,
+}
+
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 10.0 { format!("{ms:.2}") } else { format!("{ms:.1}") }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+fn find(rows: &[Row], w: Workload, imp: Impl, c: usize) -> Option<&Row> {
+    rows.iter().find(|r| r.workload == w && r.imp == imp && r.concurrency == c)
+}
+
+/// Evaluates the issue's targets on this run's figures.
+pub fn verdicts(rows: &[Row], costs: &[Cost], soak: Option<&Soak>) -> Vec<Verdict> {
+    let mut out = Vec::new();
+
+    // 1. Two round trips per uncontended lock-mode invocation.
+    let uncontended: Vec<(Workload, f64)> = Workload::ALL
+        .into_iter()
+        .filter_map(|w| find(rows, w, Impl::LOCK, 1).map(|r| (w, r.round_trips_per_op)))
+        .collect();
+    out.push(Verdict {
+        target: "lock mode: exactly 2 round trips per uncontended invocation".into(),
+        figure: uncontended.iter().map(|(w, rt)| format!("{w}: {rt:.3}")).collect::<Vec<_>>().join(", "),
+        met: (!uncontended.is_empty()).then(|| uncontended.iter().all(|(_, rt)| (rt - 2.0).abs() < 0.005)),
+    });
+
+    // 2. Uniform keys at 64 callers.
+    for w in [Workload::Bank, Workload::LevelUp] {
+        let engine = find(rows, w, Impl::LOCK, 64);
+        let hand = find(rows, w, Impl::Hand, 64);
+        let lua = find(rows, w, Impl::Lua, 64);
+        let (figure, met) = match (engine, hand, lua) {
+            (Some(e), Some(h), Some(l)) => {
+                let (rh, rl) = (e.ops_per_sec() / h.ops_per_sec(), e.ops_per_sec() / l.ops_per_sec());
+                (
+                    format!(
+                        "{:.0} ops/s = {rh:.2}× hand-written ({:.0}), {rl:.2}× Lua ({:.0})",
+                        e.ops_per_sec(),
+                        h.ops_per_sec(),
+                        l.ops_per_sec()
+                    ),
+                    Some(rh >= 0.8 && rl >= 0.5),
+                )
+            }
+            _ => ("not measured".into(), None),
+        };
+        out.push(Verdict {
+            target: format!("{w} at 64 callers, lock mode: ≥ 0.8× hand-written lock and ≥ 0.5× Lua"),
+            figure,
+            met,
+        });
+    }
+
+    // 3. Hot counter at 64 callers.
+    let (figure, met) = match (find(rows, Workload::HotCounter, Impl::LOCK, 64), find(rows, Workload::HotCounter, Impl::Hand, 64)) {
+        (Some(e), Some(h)) => {
+            let r = e.ops_per_sec() / h.ops_per_sec();
+            (
+                format!("{:.0} ops/s = {r:.1}× hand-written ({:.0}); p99 {} ms", e.ops_per_sec(), h.ops_per_sec(), ms(e.p99)),
+                Some(r >= 5.0 && e.p99 < Duration::from_millis(20)),
+            )
+        }
+        _ => ("not measured".into(), None),
+    };
+    out.push(Verdict {
+        target: "hot counter at 64 callers, lock mode: ≥ 5× hand-written lock, p99 < 20 ms".into(),
+        figure,
+        met,
+    });
+
+    // 4. Per-invocation overhead.
+    let mut figures = Vec::new();
+    let mut met = None;
+    for cost in costs {
+        figures.push(format!("{} ({}): {} µs", cost.label, cost.language, us(cost.runtime[0])));
+        met = Some(met.unwrap_or(true) && cost.runtime[0] < Duration::from_micros(25));
+    }
+    if !costs.iter().any(|c| c.language == "AssemblyScript") {
+        figures.push("AssemblyScript: pending (no AssemblyScript rule was available)".into());
+    }
+    out.push(Verdict {
+        target: "per-invocation engine overhead (fresh instance + run + diff, mean) < 25 µs".into(),
+        figure: figures.join("; "),
+        met,
+    });
+
+    // 5. Memory.
+    out.push(match soak {
+        Some(s) => {
+            let growth = s.final_rss() as f64 - s.warm_rss() as f64;
+            let flat = growth.abs() <= s.warm_rss() as f64 * 0.05 && s.slope_kib_per_min() < s.warm_rss() as f64 * 0.01;
+            Verdict {
+                target: format!("engine process memory flat over a {} s run", s.duration.as_secs()),
+                figure: format!(
+                    "RSS {:.1} MiB after warm-up → {:.1} MiB at the end (max {:.1} MiB), slope {:.0} KiB/min",
+                    s.warm_rss() as f64 / 1024.0,
+                    s.final_rss() as f64 / 1024.0,
+                    s.max_rss() as f64 / 1024.0,
+                    s.slope_kib_per_min()
+                ),
+                met: Some(flat),
+            }
+        }
+        None => Verdict {
+            target: "engine process memory flat over a 60 s run".into(),
+            figure: "see the memory section (run with `--soak 60`)".into(),
+            met: None,
+        },
+    });
+    out
+}
+
+/// The whole results file. `previous` is the earlier file's text, whose kept sections carry
+/// over when this run has no replacement for them.
+pub fn markdown(
+    ctx: &Context,
+    rows: &[Row],
+    costs: &[Cost],
+    soak: Option<&Soak>,
+    previous: Option<&str>,
+) -> String {
+    let mut s = String::new();
+    let kept = previous.map(kept_sections).unwrap_or_default();
+    let _ = writeln!(s, "# wasmtx benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Generated by `{}`: every row of one workload runs in the same process against the same Redis, one after \
+         the other, so the ratios compare like with like. Re-run it to refresh this file; the sections marked \
+         *kept* are carried over from the previous file when a run does not produce them.\n",
+        ctx.command
+    );
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| machine | {} |", ctx.machine);
+    let _ = writeln!(s, "| Redis | {} |", ctx.redis);
+    let _ = writeln!(s, "| commit | {} |", ctx.commit);
+    let _ = writeln!(s, "| toolchain | {} |", ctx.rustc);
+    let _ = writeln!(s, "| date | {} |", ctx.date);
+    let _ = writeln!(s, "| load average (1 min) before / after | {} / {} |", ctx.load.0, ctx.load.1);
+    let _ = writeln!(
+        s,
+        "| per row | {:.1} s warm-up, then {:.1} s measured; whole run {:.0} s |\n",
+        ctx.warmup.as_secs_f64(),
+        ctx.window.as_secs_f64(),
+        ctx.total.as_secs_f64()
+    );
+
+    let _ = writeln!(s, "## Targets (issue 6)\n");
+    let _ = writeln!(s, "| target | measured in this run | met |\n|---|---|---|");
+    for v in verdicts(rows, costs, soak) {
+        let met = match v.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        let _ = writeln!(s, "| {} | {} | {met} |", v.target, v.figure);
+    }
+    let _ = writeln!(s);
+
+    let _ = writeln!(s, "## Results\n");
+    let _ = writeln!(
+        s,
+        "ops/s counts completed operations (applied or refused by the business rule) in the measured window; \
+         latencies are per operation as its caller saw it (lock waits and retries included). *Redis cmds/op* \
+         counts every command the server ran, those inside scripts included (`INFO commandstats`); *round \
+         trips/op* is script calls per operation for the engine and the Lua script, and lock attempts (one \
+         pipelined `SET NX PX` + reads) plus script calls for the hand-written protocol, all from the same \
+         statistics. *client CPU* is this process's CPU time per operation (the engine, or the baseline's \
+         client; the load generator in both); *Redis CPU* is the server's. × columns: ops/s over the baseline's \
+         at the same concurrency.\n"
+    );
+    let mut baseline: HashMap<(Workload, usize, &str), f64> = HashMap::new();
+    for r in rows {
+        match r.imp {
+            Impl::Lua => {
+                baseline.insert((r.workload, r.concurrency, "lua"), r.ops_per_sec());
+            }
+            Impl::Hand => {
+                baseline.insert((r.workload, r.concurrency, "hand"), r.ops_per_sec());
+            }
+            Impl::Engine { .. } => {}
+        }
+    }
+    for w in Workload::ALL {
+        let mut these: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
+        if these.is_empty() {
+            continue;
+        }
+        these.sort_by_key(|r| (r.concurrency, w.impls().iter().position(|i| *i == r.imp)));
+        let _ = writeln!(s, "### {}\n", w.title());
+        let _ = writeln!(
+            s,
+            "| implementation | callers | ops/s | p50 ms | p99 ms | Redis cmds/op | round trips/op | client CPU µs/op | \
+             Redis CPU µs/op | × Lua | × hand-written | refused | errors | invariant |"
+        );
+        let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+        for r in these {
+            let ratio = |which: &str| match (r.imp, baseline.get(&(w, r.concurrency, which))) {
+                (Impl::Engine { .. }, Some(b)) if *b > 0.0 => format!("{:.2}", r.ops_per_sec() / b),
+                _ => "—".into(),
+            };
+            let invariant = match &r.invariant {
+                Ok(what) => format!("ok: {what}"),
+                Err(why) => format!("**FAILED**: {why}"),
+            };
+            let errors = match (&r.first_error, r.errors) {
+                (_, 0) => "0".to_owned(),
+                (Some(e), n) => format!("{n} ({})", e.chars().take(80).collect::<String>()),
+                (None, n) => n.to_string(),
+            };
+            let round_trips = match r.client_round_trips_per_op {
+                Some(client) if (client - r.round_trips_per_op).abs() > 0.02 * r.round_trips_per_op => {
+                    format!("{:.2} (client counted {client:.2})", r.round_trips_per_op)
+                }
+                _ => format!("{:.2}", r.round_trips_per_op),
+            };
+            let label = match r.imp {
+                Impl::Engine { .. } => format!("**{}**", r.imp.label()),
+                _ => r.imp.label(),
+            };
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {:.0} | {} | {} | {:.1} | {round_trips} | {:.0} | {:.0} | {} | {} | {} | {errors} | {invariant} |",
+                r.concurrency,
+                r.ops_per_sec(),
+                ms(r.p50),
+                ms(r.p99),
+                r.commands_per_op,
+                r.client_cpu_us,
+                r.redis_cpu_us,
+                ratio("lua"),
+                ratio("hand"),
+                r.rejected,
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    let _ = writeln!(s, "## Engine cost per invocation, without Redis\n");
+    let _ = writeln!(
+        s,
+        "A fresh instance per run (pooling allocator), through `RuleRuntime::run` and `ModelWorkspace::state_changes` \
+         (instantiate + run + diff), single-threaded; then a whole `Engine::invoke` on the in-memory store (local \
+         line, lock, load, run, diff, commit).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| rule | language | host calls per run | instantiate + run + diff: mean µs | p50 µs | p99 µs | whole invoke, in-memory store: µs |"
+    );
+    let _ = writeln!(s, "|---|---|---|--:|--:|--:|--:|");
+    for c in costs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            c.label,
+            c.language,
+            c.host_calls,
+            us(c.runtime[0]),
+            us(c.runtime[1]),
+            us(c.runtime[2]),
+            us(c.invoke_memory)
+        );
+    }
+    let _ = writeln!(s);
+
+    let _ = writeln!(s, "## Memory over a long run\n");
+    match soak {
+        Some(soak) => {
+            let _ = writeln!(s, "<!-- keep:soak -->");
+            let _ = writeln!(s, "{}", soak_section(soak, ctx));
+            let _ = writeln!(s, "<!-- /keep:soak -->\n");
+        }
+        None => match kept.get("soak") {
+            Some(text) => {
+                let _ = writeln!(s, "<!-- keep:soak -->\n{}\n<!-- /keep:soak -->\n", text.trim());
+            }
+            None => {
+                let _ = writeln!(s, "Not run yet: `cargo run --release --bin bench -- --soak 60`.\n");
+            }
+        },
+    }
+
+    let _ = writeln!(s, "## Analysis\n");
+    let notes = kept.get("notes").map_or("Written by hand after a run: what the figures say, and why a missed target is missed.", |t| t.trim());
+    let _ = writeln!(s, "<!-- keep:notes -->\n{notes}\n<!-- /keep:notes -->");
+    s
+}
+
+fn soak_section(soak: &Soak, ctx: &Context) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "*Kept* (run `cargo run --release --bin bench -- --soak {}` to refresh). Measured {} on commit {}: the \
+         engine in lock mode, hot counter and bank transfer at once, {} callers each, for {} s; {} operations, {} \
+         errors. Resident memory of the benchmark process (engine, Redis client and load generator), sampled every \
+         second:\n",
+        soak.duration.as_secs(),
+        ctx.date,
+        ctx.commit,
+        soak.concurrency,
+        soak.duration.as_secs(),
+        soak.ops,
+        soak.errors
+    );
+    let _ = writeln!(s, "| second | RSS MiB |\n|--:|--:|");
+    let step = (soak.samples.len() / 12).max(1);
+    for (i, (t, rss)) in soak.samples.iter().enumerate() {
+        if i % step == 0 || i + 1 == soak.samples.len() {
+            let _ = writeln!(s, "| {t} | {:.1} |", *rss as f64 / 1024.0);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nAfter warm-up (the first tenth): {:.1} MiB → {:.1} MiB at the end, at most {:.1} MiB; least-squares slope {:.0} KiB/min.",
+        soak.warm_rss() as f64 / 1024.0,
+        soak.final_rss() as f64 / 1024.0,
+        soak.max_rss() as f64 / 1024.0,
+        soak.slope_kib_per_min()
+    );
+    for inv in &soak.invariants {
+        let _ = match inv {
+            Ok(what) => writeln!(s, "Invariant ok: {what}."),
+            Err(why) => writeln!(s, "Invariant **FAILED**: {why}."),
+        };
+    }
+    s
+}
+
+/// Sections of an earlier file between `<!-- keep:NAME -->` and `<!-- /keep:NAME -->`.
+fn kept_sections(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<!-- keep:") {
+        let after = &rest[start + "<!-- keep:".len()..];
+        let Some(name_end) = after.find(" -->") else { break };
+        let name = after[..name_end].to_owned();
+        let body = &after[name_end + " -->".len()..];
+        let end_marker = format!("<!-- /keep:{name} -->");
+        let Some(end) = body.find(&end_marker) else { break };
+        out.insert(name, body[..end].to_owned());
+        rest = &body[end + end_marker.len()..];
+    }
+    out
+}

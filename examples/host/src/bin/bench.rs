@@ -1,0 +1,331 @@
+//! `cargo run --release --bin bench`: measures the engine against the baselines a user would
+//! pick instead (one Lua script per operation; a hand-written `SET NX PX` lock protocol) on
+//! one Redis, and writes `examples/host/BENCHMARKS.md`.
+//!
+//! Options (after `--`):
+//! - `--duration SECS` measured window per row (default 2), `--warmup SECS` (default 0.5);
+//! - `--concurrency 1,16,64`, `--workloads hot,bank,level,append`, `--impls lock,lock1,optimistic,
+//!   pipeline,lua,hand` (defaults: all; `lock1` is lock mode without grouping);
+//! - `--redis-url URL` to use a running Redis (default: start a private `redis-server` on a
+//!   free loopback port, stopped at the end);
+//! - `--iterations N` runs per rule for the per-invocation cost (default 20000);
+//! - `--soak SECS` also run the memory-flatness run (`--soak 60` for the issue's figure),
+//!   `--soak-only` to run only that;
+//! - `--as-rule PATH` an AssemblyScript build of the counter rule (input `{"delta": 1}` on a model
+//!   with an int `count`), measured beside the built-in Rust/AssemblyScript twins;
+//! - `--out PATH` where to write the results (default `examples/host/BENCHMARKS.md`, written only
+//!   by a run of the whole matrix unless `--out` is given), `--no-write` to only print them.
+
+#[path = "../bench/mod.rs"]
+mod bench;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use bench::overhead::{self, Case, Cost, int};
+use bench::report::{self, Context};
+use bench::run::{self, Row, Timing};
+use bench::server::RedisUnderTest;
+use bench::workloads::Workload;
+use bench::{soak, sys};
+use wasmtx::{FieldType, FieldValue, ModelSchema, Scalar, ScalarKind};
+use wasmtx_examples::rules::{RuleArtifacts, build_rules};
+use wasmtx_examples::{models_dir, workspace_root};
+
+#[derive(Debug)]
+struct Args {
+    window: Duration,
+    warmup: Duration,
+    concurrency: Vec<usize>,
+    workloads: Vec<Workload>,
+    impls: Option<Vec<String>>,
+    redis_url: Option<String>,
+    iterations: usize,
+    soak: Option<Duration>,
+    soak_only: bool,
+    as_rule: Option<PathBuf>,
+    out: Option<PathBuf>,
+    no_write: bool,
+    full_matrix: bool,
+    raw: Vec<String>,
+}
+
+fn parse_args() -> Result<Args> {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = Args {
+        window: Duration::from_secs(2),
+        warmup: Duration::from_millis(500),
+        concurrency: vec![1, 16, 64],
+        workloads: Workload::ALL.to_vec(),
+        impls: None,
+        redis_url: None,
+        iterations: 20_000,
+        soak: None,
+        soak_only: false,
+        as_rule: None,
+        out: None,
+        no_write: false,
+        full_matrix: true,
+        raw: raw.clone(),
+    };
+    let mut it = raw.into_iter();
+    let secs = |v: Option<String>, name: &str| -> Result<Duration> {
+        let v = v.with_context(|| format!("{name} needs a value"))?;
+        Ok(Duration::from_secs_f64(v.parse().with_context(|| format!("{name} {v}"))?))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--duration" => args.window = secs(it.next(), "--duration")?,
+            "--warmup" => args.warmup = secs(it.next(), "--warmup")?,
+            "--concurrency" => {
+                args.concurrency = it
+                    .next()
+                    .context("--concurrency needs a list")?
+                    .split(',')
+                    .map(|c| c.trim().parse().with_context(|| format!("concurrency {c}")))
+                    .collect::<Result<_>>()?;
+                args.full_matrix = false;
+            }
+            "--workloads" => {
+                args.workloads = it
+                    .next()
+                    .context("--workloads needs a list")?
+                    .split(',')
+                    .map(|w| Workload::parse(w.trim()).with_context(|| format!("unknown workload {w} (hot, bank, level, append)")))
+                    .collect::<Result<_>>()?;
+                args.full_matrix = false;
+            }
+            "--impls" => {
+                args.impls = Some(it.next().context("--impls needs a list")?.split(',').map(|s| s.trim().to_owned()).collect());
+                args.full_matrix = false;
+            }
+            "--redis-url" => args.redis_url = Some(it.next().context("--redis-url needs a URL")?),
+            "--iterations" => args.iterations = it.next().context("--iterations needs a number")?.parse()?,
+            "--soak" => args.soak = Some(secs(it.next(), "--soak")?),
+            "--soak-only" => {
+                args.soak_only = true;
+                args.soak = args.soak.or(Some(Duration::from_secs(60)));
+            }
+            "--as-rule" => args.as_rule = Some(it.next().context("--as-rule needs a path")?.into()),
+            "--out" => args.out = Some(it.next().context("--out needs a path")?.into()),
+            "--no-write" => args.no_write = true,
+            "-h" | "--help" => {
+                println!("{}", include_str!("bench.rs").lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").trim_start()).collect::<Vec<_>>().join("\n"));
+                std::process::exit(0);
+            }
+            other => bail!("unknown option {other} (try --help)"),
+        }
+    }
+    Ok(args)
+}
+
+/// The per-invocation cost cases: the benchmark's Rust rules, and the rules that exist in both
+/// Rust and AssemblyScript (same input, same writes) for the language comparison.
+fn cost_cases(rules: &RuleArtifacts, as_rule: Option<&PathBuf>) -> Result<Vec<Case>> {
+    let counter = ModelSchema::builder("HitCounter").field("count", FieldType::Scalar(ScalarKind::Int)).build()?;
+    let account = ModelSchema::from_path(models_dir().join("account.toml"))?;
+    let character = ModelSchema::from_path(models_dir().join("game_character.toml"))?;
+    let profile = ModelSchema::from_path(models_dir().join("user_profile.toml"))?;
+    let skills = FieldValue::Dict(
+        [("sword", 1), ("shield", 1), ("magic", 1)].into_iter().map(|(k, v)| (k.to_owned(), Scalar::Int(v))).collect(),
+    );
+    let probe_input = r#"{"ops":[{"op":"increment","model":0,"field":"count","delta":1}]}"#;
+    let profile_input = r#"{"new_email":"ada@example.com","theme":"dark"}"#;
+    let case = |label: &str, language, host_calls, bytes, models, action, input: &str, rotate_keys| Case {
+        label: label.into(),
+        language,
+        rotate_keys,
+        host_calls,
+        bytes,
+        models,
+        action,
+        input: input.into(),
+    };
+    let one_counter = || vec![(counter.clone(), "hot".to_owned(), vec![])];
+    let one_profile =
+        || vec![(profile.clone(), "ada".to_owned(), vec![("username", FieldValue::Scalar(Scalar::Str("ada".into())))])];
+    let mut cases = vec![
+        case("counter (the hot counter's rule)", "Rust", "1", rules.read("counter")?, one_counter(), "bump", r#"{"delta":1}"#, false),
+        case(
+            "bank transfer",
+            "Rust",
+            "4 (typed models: 2 loads, 2 saves)",
+            rules.read("bank_transfer")?,
+            vec![
+                (account.clone(), "alice".into(), vec![("balance", int(1_000_000_000_000))]),
+                (account, "bob".into(), vec![]),
+            ],
+            "transfer",
+            r#"{"amount":1}"#,
+            false,
+        ),
+        case(
+            "level-up (a level gained)",
+            "Rust",
+            "8",
+            rules.read("level_up")?,
+            vec![(character, "hero".into(), vec![("skills", skills)])],
+            "level_up",
+            r#"{"exp_gained":1500}"#,
+            true,
+        ),
+        case("probe: one increment", "Rust", "1", rules.read("probe")?, one_counter(), "bump", probe_input, false),
+        case("probe: one increment", "AssemblyScript", "1", rules.read("probe_as")?, one_counter(), "bump", probe_input, false),
+        case("user profile", "Rust", "9", rules.read("user_profile")?, one_profile(), "settings", profile_input, true),
+        case("user profile", "AssemblyScript", "9", rules.read("user_profile_as")?, one_profile(), "settings", profile_input, true),
+    ];
+    if let Some(path) = as_rule {
+        let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+        cases.push(case("counter (--as-rule)", "AssemblyScript", "1", bytes, one_counter(), "bump", r#"{"delta":1}"#, false));
+    }
+    Ok(cases)
+}
+
+fn date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let started = Instant::now();
+    let load_before = sys::load_average();
+    eprintln!("bench: building the example rules…");
+    let rules = build_rules()?;
+
+    let mut server = RedisUnderTest::start_or_use(args.redis_url.clone()).await?;
+    let redis = match server.pid() {
+        Some(pid) => format!("{} (private `redis-server`, pid {pid}, {}, no persistence)", server.version, server.url),
+        None => format!("{} at {}", server.version, server.url),
+    };
+    eprintln!("bench: Redis {redis}");
+
+    let mut costs: Vec<Cost> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    if !args.soak_only {
+        for case in cost_cases(rules, args.as_rule.as_ref())? {
+            let cost = overhead::measure(&case, args.iterations).await?;
+            eprintln!(
+                "bench: {} ({}): {:.1} µs per fresh instance + run + diff (p99 {:.1}); whole invoke on the memory store {:.1} µs",
+                cost.label,
+                cost.language,
+                cost.runtime[0].as_secs_f64() * 1e6,
+                cost.runtime[2].as_secs_f64() * 1e6,
+                cost.invoke_memory.as_secs_f64() * 1e6
+            );
+            costs.push(cost);
+        }
+
+        let timing = Timing { warmup: args.warmup, window: args.window };
+        let mut seq = 0;
+        for &workload in &args.workloads {
+            for &concurrency in &args.concurrency {
+                for imp in workload.impls() {
+                    if args.impls.as_ref().is_some_and(|only| !only.iter().any(|o| *o == imp.key())) {
+                        continue;
+                    }
+                    seq += 1;
+                    let row = run::run_row(&server, rules, workload, imp, concurrency, timing, seq).await?;
+                    eprintln!(
+                        "bench: {workload:>6} c={concurrency:<3} {:<28} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {:>5.1} cmds/op  {:>4.2} RT/op  {:>5.0} µs CPU/op  {}{}",
+                        row.imp.label(),
+                        row.ops_per_sec(),
+                        row.p50.as_secs_f64() * 1e3,
+                        row.p99.as_secs_f64() * 1e3,
+                        row.commands_per_op,
+                        row.round_trips_per_op,
+                        row.client_cpu_us,
+                        if row.errors > 0 { format!("{} errors ({}) ", row.errors, row.first_error.clone().unwrap_or_default()) } else { String::new() },
+                        match &row.invariant {
+                            Ok(_) => "invariant ok".to_owned(),
+                            Err(e) => format!("INVARIANT FAILED: {e}"),
+                        }
+                    );
+                    rows.push(row);
+                }
+            }
+        }
+    }
+
+    let soak = match args.soak {
+        Some(duration) => {
+            eprintln!("bench: memory run for {} s…", duration.as_secs());
+            let s = soak::run(&server, rules, duration, 64).await?;
+            eprintln!(
+                "bench: RSS {:.1} MiB after warm-up → {:.1} MiB at the end (max {:.1}), slope {:.0} KiB/min",
+                s.warm_rss() as f64 / 1024.0,
+                s.final_rss() as f64 / 1024.0,
+                s.max_rss() as f64 / 1024.0,
+                s.slope_kib_per_min()
+            );
+            Some(s)
+        }
+        None => None,
+    };
+    server.stop();
+
+    let command = if args.raw.is_empty() {
+        "cargo run --release --bin bench".to_owned()
+    } else {
+        format!("cargo run --release --bin bench -- {}", args.raw.join(" "))
+    };
+    let ctx = Context {
+        command,
+        machine: sys::machine(),
+        redis,
+        commit: sys::git_commit(&workspace_root()),
+        rustc: sys::rustc_version(),
+        date: date(),
+        load: (load_before, sys::load_average()),
+        warmup: args.warmup,
+        window: args.window,
+        total: started.elapsed(),
+    };
+    let default_out = workspace_root().join("examples").join("host").join("BENCHMARKS.md");
+    let out = args.out.clone().unwrap_or_else(|| default_out.clone());
+    let previous = std::fs::read_to_string(&out).ok();
+    let text = report::markdown(&ctx, &rows, &costs, soak.as_ref(), previous.as_deref());
+    println!("{text}");
+    let write = !args.no_write && (args.out.is_some() || args.full_matrix || args.soak_only);
+    if write {
+        let text = if args.soak_only {
+            // Only the memory section is new: keep the rest of the previous file.
+            match previous.as_deref() {
+                Some(prev) => replace_soak(prev, &text),
+                None => text,
+            }
+        } else {
+            text
+        };
+        std::fs::write(&out, text).with_context(|| out.display().to_string())?;
+        eprintln!("bench: wrote {}", out.display());
+    } else {
+        eprintln!("bench: partial run, results not written (pass --out PATH to write them)");
+    }
+    let failed = rows.iter().filter(|r| r.invariant.is_err()).count()
+        + soak.iter().flat_map(|s| &s.invariants).filter(|i| i.is_err()).count();
+    if failed > 0 {
+        bail!("{failed} invariant check(s) failed");
+    }
+    Ok(())
+}
+
+/// `previous` with its kept memory section replaced by the one in `fresh`.
+fn replace_soak(previous: &str, fresh: &str) -> String {
+    let (open, close) = ("<!-- keep:soak -->", "<!-- /keep:soak -->");
+    let section = |t: &str| -> Option<(usize, usize)> {
+        let start = t.find(open)?;
+        let end = t[start..].find(close)? + start + close.len();
+        Some((start, end))
+    };
+    match (section(previous), section(fresh)) {
+        (Some((ps, pe)), Some((fs, fe))) => format!("{}{}{}", &previous[..ps], &fresh[fs..fe], &previous[pe..]),
+        _ => fresh.to_owned(),
+    }
+}

@@ -1,0 +1,2 @@
+// The package entry: `import { ... } from "wasmtx-guest"`.
+export * from "./assembly/index";
