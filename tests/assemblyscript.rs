@@ -25,6 +25,8 @@ on_both_stores!(
     rust_and_assemblyscript_rules_share_a_cart_concurrently,
     rust_and_assemblyscript_rules_take_turns_on_the_same_profile,
     probe_twins_agree_on_every_operation_and_error,
+    an_assemblyscript_rule_can_take_a_failure_and_go_on,
+    an_assemblyscript_trap_writes_nothing_and_names_the_functions,
 );
 
 /// A test environment with the twin rules compiled.
@@ -91,7 +93,8 @@ async fn shopping_cart_twins_give_the_same_results_and_state(backend: Backend) -
         env.engine.set_field("ShoppingCart", &key, "user_id", FieldValue::Scalar(Scalar::Str("u1".into()))).await?;
 
         // The reference runs it in a pipeline; lock mode must give the same.
-        let first = add_items(&key, json!([item("apple", 2, 30), item("pear", 1, 5), item("apple", 1, 30)]), Mode::Pipeline);
+        let first =
+            add_items(&key, json!([item("apple", 2, 30), item("pear", 1, 5), item("apple", 1, 30)]), Mode::Pipeline);
         let out = env.engine.invoke(rule, &first).await.with_context(|| format!("{language}: first add"))?;
         assert_eq!(output(&out)?, json!({"items": 3, "total_price": 95}), "{language}");
 
@@ -133,7 +136,10 @@ async fn shopping_cart_rejection_writes_nothing_in_either_language(backend: Back
         // The first item is added (buffered), the second is refused: neither is written.
         for (items, message) in [
             (json!([item("pear", 1, 5), item("kiwi", 0, 10)]), "invalid quantity 0 for kiwi: must be 1 to 1000000"),
-            (json!([item("pear", 1, 5), item("kiwi", 2_000_000, 10)]), "invalid quantity 2000000 for kiwi: must be 1 to 1000000"),
+            (
+                json!([item("pear", 1, 5), item("kiwi", 2_000_000, 10)]),
+                "invalid quantity 2000000 for kiwi: must be 1 to 1000000",
+            ),
             (json!([item("pear", 1, -5)]), "invalid price -5 for pear: must be 0 to 1000000000000"),
         ] {
             for mode in [Mode::Lock, Mode::Pipeline, Mode::Optimistic] {
@@ -299,7 +305,17 @@ async fn user_profile_rejects_invalid_emails_and_writes_nothing(backend: Backend
         env.engine.invoke(rule, &update_settings(&key, "bob@example.com", "light")).await?;
         let models = [("UserProfile", key.as_str())];
         let before = env.fingerprint(&models).await?;
-        for email in ["", "bob", "@example.com", "bob@", "bob@example", "bob@.com", "bob@example.", "b@b@example.com", "bob smith@example.com"] {
+        for email in [
+            "",
+            "bob",
+            "@example.com",
+            "bob@",
+            "bob@example",
+            "bob@.com",
+            "bob@example.",
+            "b@b@example.com",
+            "bob smith@example.com",
+        ] {
             let result = env.engine.invoke(rule, &update_settings(&key, email, "dark")).await;
             match &result {
                 Err(Error::Rejected { message }) => {
@@ -309,7 +325,11 @@ async fn user_profile_rejects_invalid_emails_and_writes_nothing(backend: Backend
             }
             seen.push(view(&result));
         }
-        for input in [json!({"new_email": "bob@example.com"}), json!({"theme": "dark"}), json!({"new_email": 5, "theme": "dark"})] {
+        for input in [
+            json!({"new_email": "bob@example.com"}),
+            json!({"theme": "dark"}),
+            json!({"new_email": 5, "theme": "dark"}),
+        ] {
             let invocation = Invocation::new("update_settings").model("UserProfile", &key).input(input.to_string());
             let result = env.engine.invoke(rule, &invocation).await;
             assert!(matches!(result, Err(Error::InvalidInput { .. })), "{language}: {input} gave {result:?}");
@@ -356,7 +376,10 @@ async fn rust_and_assemblyscript_rules_take_turns_on_the_same_cart(backend: Back
     // A refusal from either language leaves the other's writes alone.
     let before = env.fingerprint(&[("ShoppingCart", "shared")]).await?;
     for (_, rule) in pair.both() {
-        let result = env.engine.invoke(rule, &add_items("shared", json!([item("fig", 1, 1), item("fig", 0, 1)]), Mode::Lock)).await;
+        let result = env
+            .engine
+            .invoke(rule, &add_items("shared", json!([item("fig", 1, 1), item("fig", 0, 1)]), Mode::Lock))
+            .await;
         assert!(matches!(result, Err(Error::Rejected { .. })), "{result:?}");
     }
     assert_eq!(env.fingerprint(&[("ShoppingCart", "shared")]).await?, before);
@@ -398,7 +421,11 @@ async fn rust_and_assemblyscript_rules_take_turns_on_the_same_profile(backend: B
     env.engine.invoke(pair.rust, &update_settings("cy", "cy@c.example", "light")).await?;
     let out = env.engine.invoke(pair.assemblyscript, &update_settings("cy", "cy@d.example", "dark")).await?;
     let after = now_ms();
-    assert_eq!(output(&out)?["previous_email"], "cy@c.example", "the AssemblyScript rule reads what the Rust rule wrote");
+    assert_eq!(
+        output(&out)?["previous_email"],
+        "cy@c.example",
+        "the AssemblyScript rule reads what the Rust rule wrote"
+    );
     let mut profile = state(&env, "UserProfile", "cy").await?;
     take_last_login(&mut profile, before, after)?;
     assert_eq!(profile["email"], "cy@d.example");
@@ -563,5 +590,59 @@ async fn probe_twins_agree_on_every_operation_and_error(backend: Backend) -> Res
             );
         }
     }
+    Ok(())
+}
+
+/// The AssemblyScript error model: a failed operation is the invocation's pending failure; a
+/// rule that takes it (`ctx.takeError()`) goes on, and its later writes are committed.
+async fn an_assemblyscript_rule_can_take_a_failure_and_go_on(backend: Backend) -> Result<()> {
+    let (env, twins) = env(backend, "recover").await?;
+    let script = json!([
+        {"op": "recover", "ops": [
+            {"op": "list_pop", "field": "items"},
+            {"op": "get", "field": "nope"},
+            {"op": "increment", "field": "label", "delta": 1},
+            {"op": "increment", "field": "count", "delta": 2},
+        ]},
+        {"op": "append", "field": "items", "item": "after"},
+    ]);
+    let invocation = Invocation::new("probe").model("Counter", "c").input(json!({ "ops": script }).to_string());
+    let out = env.engine.invoke(&twins.probe_as, &invocation).await?;
+    let results = output(&out)?;
+    let recovered = &results[0];
+    assert!(
+        recovered[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("model access failed: index ") && e.contains("out of range")),
+        "{recovered}"
+    );
+    assert_eq!(recovered[1], json!({"error": "model access failed: unknown field `nope`"}));
+    assert_eq!(
+        recovered[2],
+        json!({"error": "model access failed: type mismatch on field `label`: expected int field, found str field"})
+    );
+    assert_eq!(recovered[3], json!(2));
+    let counter = state(&env, "Counter", "c").await?;
+    assert_eq!(counter["count"], 2);
+    assert_eq!(counter["items"], json!(["after"]));
+    Ok(())
+}
+
+/// A bug in an AssemblyScript rule (here `abort()`) traps: nothing is written, no lock is left,
+/// and the backtrace names the rule's functions (the build keeps the name section).
+async fn an_assemblyscript_trap_writes_nothing_and_names_the_functions(backend: Backend) -> Result<()> {
+    let (env, twins) = env(backend, "as-trap").await?;
+    let models = [("Counter", "c")];
+    let before = env.fingerprint(&models).await?;
+    let script = json!([{"op": "increment", "field": "count", "delta": 1}, {"op": "trap"}]);
+    let invocation = Invocation::new("probe").model("Counter", "c").input(json!({ "ops": script }).to_string());
+    match env.engine.invoke(&twins.probe_as, &invocation).await {
+        Err(Error::Trapped { message }) => {
+            assert!(message.contains("wasmtxAbort") && message.contains("runOp"), "{message}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(env.fingerprint(&models).await?, before);
+    assert!(env.held_locks().await?.is_empty());
     Ok(())
 }

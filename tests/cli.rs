@@ -40,7 +40,11 @@ fn every_command_works_on_a_fresh_machine_and_state_persists_between_commands() 
     let defined = run(d, &["model", "define", &account_schema()])?.expect(0)?;
     ensure!(defined.stdout.contains("defined Account (revision 1, 3 fields)"), "{}", defined.stdout);
     let uploaded = run(d, &["rule", "upload", "bank-transfer", &bank_transfer()?])?.expect(0)?;
-    ensure!(uploaded.stdout.starts_with("uploaded bank-transfer v1") && uploaded.stdout.contains("active"), "{}", uploaded.stdout);
+    ensure!(
+        uploaded.stdout.starts_with("uploaded bank-transfer v1") && uploaded.stdout.contains("active"),
+        "{}",
+        uploaded.stdout
+    );
     run(d, &["model", "set", "Account", "alice", "balance", "100"])?.expect(0)?;
     run(d, &["model", "set", "Account", "alice", "account_holder", "Alice Liddell"])?.expect(0)?;
 
@@ -51,17 +55,31 @@ fn every_command_works_on_a_fresh_machine_and_state_persists_between_commands() 
     ensure!(out.contains("Account:bob (version 1):") && out.contains("  transaction_count = 1"), "{out}");
 
     let alice = run(d, &["--json", "model", "get", "Account", "alice"])?.expect(0)?.json()?;
-    ensure!(alice["fields"] == json!({"balance": 70, "transaction_count": 1, "account_holder": "Alice Liddell"}), "{alice}");
+    ensure!(
+        alice["fields"] == json!({"balance": 70, "transaction_count": 1, "account_holder": "Alice Liddell"}),
+        "{alice}"
+    );
     ensure!(alice["version"] == 3);
     let human = run(d, &["model", "get", "Account", "bob"])?.expect(0)?;
-    ensure!(human.stdout.contains("Account:bob (version 1)") && human.stdout.contains("balance: 30"), "{}", human.stdout);
+    ensure!(
+        human.stdout.contains("Account:bob (version 1)") && human.stdout.contains("balance: 30"),
+        "{}",
+        human.stdout
+    );
 
     let listed = run(d, &["rule", "list"])?.expect(0)?;
-    ensure!(listed.stdout.lines().nth(1).is_some_and(|l| l.starts_with("bank-transfer") && l.contains("v1")), "{}", listed.stdout);
+    ensure!(
+        listed.stdout.lines().nth(1).is_some_and(|l| l.starts_with("bank-transfer") && l.contains("v1")),
+        "{}",
+        listed.stdout
+    );
     let shown = run(d, &["--json", "rule", "show", "bank-transfer"])?.expect(0)?.json()?;
     let size = std::fs::metadata(rules()?.bank_transfer.as_path())?.len();
     ensure!(shown["active"] == 1 && shown["versions"][0]["size"] == size, "{shown}");
-    ensure!(shown["versions"][0]["exports"] == json!(["run"]) && shown["versions"][0]["digest"].as_str().is_some_and(|d| d.len() == 64));
+    ensure!(
+        shown["versions"][0]["exports"] == json!(["run"])
+            && shown["versions"][0]["digest"].as_str().is_some_and(|d| d.len() == 64)
+    );
     let models = run(d, &["model", "show", "Account"])?.expect(0)?;
     ensure!(models.stdout.contains("balance") && models.stdout.contains("int"), "{}", models.stdout);
 
@@ -94,7 +112,11 @@ fn errors_are_one_line_on_stderr_with_an_exit_code_per_class() -> Result<()> {
         (vec!["rule", "upload", "bad", not_wasm.to_str().unwrap_or_default()], 6, "not a WebAssembly module"),
         (vec!["rule", "upload", "bad", "/no/such/file.wasm"], 3, "cannot read /no/such/file.wasm"),
         (vec!["invoke", "bank-transfer", "-m", "Account:alice", "--input", "{oops"], 3, "invalid input"),
-        (vec!["invoke", "bank-transfer", "-m", "Account:alice", "-m", "Account:bob", "--input", "{\"amount\": 5}"], 6, "Insufficient funds"),
+        (
+            vec!["invoke", "bank-transfer", "-m", "Account:alice", "-m", "Account:bob", "--input", "{\"amount\": 5}"],
+            6,
+            "Insufficient funds",
+        ),
         (vec!["model", "set", "Account", "alice", "balance", "lots"], 3, "bad value for `balance`"),
         (vec!["model", "get", "Nope", "x"], 4, "unknown model type `Nope`"),
         (vec!["rule", "delete", "bank-transfer", "1"], 5, "is active"),

@@ -145,7 +145,12 @@ async fn concurrent_optimistic_increments_lose_nothing_and_report_retries(backen
         attempts += t.await??;
     }
     assert_eq!(field(&env, "Counter", "hot", "count").await?, int(32 * 5));
-    assert!(attempts > 32 * 5, "32 concurrent writers on one counter must have conflicted at least once");
+    assert!(attempts >= 32 * 5);
+    if backend == Backend::Redis {
+        // Loads and commits are real round trips that interleave: 32 writers on one counter
+        // conflict. (The embedded store's calls never yield, so a run there may not.)
+        assert!(attempts > 32 * 5, "32 concurrent writers on one counter must have conflicted at least once");
+    }
     assert!(env.held_locks().await?.is_empty(), "optimistic mode takes no lock");
     Ok(())
 }

@@ -57,12 +57,15 @@ struct Shared {
 impl Shared {
     async fn new(backend: Backend, name: &str) -> Result<Self> {
         Ok(match backend {
-            Backend::Memory => {
-                Self { store: Arc::new(MemoryStore::new()), registry: Arc::new(MemoryRegistryStore::new()), redis: None }
-            }
+            Backend::Memory => Self {
+                store: Arc::new(MemoryStore::new()),
+                registry: Arc::new(MemoryRegistryStore::new()),
+                redis: None,
+            },
             Backend::Redis => {
                 let fixture = RedisFixture::new(name).await?;
-                let registry = RedisRegistryStore::builder(redis_url()).prefix(fixture.store.keys().prefix()).connect().await?;
+                let registry =
+                    RedisRegistryStore::builder(redis_url()).prefix(fixture.store.keys().prefix()).connect().await?;
                 Self { store: fixture.store.clone(), registry: Arc::new(registry), redis: Some(fixture) }
             }
         })
@@ -89,11 +92,14 @@ fn bank_transfer() -> Result<Vec<u8>> {
 
 /// The bank transfer made a component ahead of time: the same behaviour, other bytes.
 fn bank_transfer_component() -> Result<Vec<u8>> {
-    Ok(wit_component::ComponentEncoder::default().module(&bank_transfer()?)?.validate(true).encode()?)
+    wit_component::ComponentEncoder::default().module(&bank_transfer()?)?.validate(true).encode()
 }
 
 fn transfer(amount: i64) -> Invocation {
-    Invocation::new("transfer").model("Account", "alice").model("Account", "bob").input(format!(r#"{{"amount": {amount}}}"#))
+    Invocation::new("transfer")
+        .model("Account", "alice")
+        .model("Account", "bob")
+        .input(format!(r#"{{"amount": {amount}}}"#))
 }
 
 async fn versions_are_numbered_deduplicated_activated_and_deleted(backend: Backend) -> Result<()> {
@@ -175,7 +181,9 @@ async fn bad_uploads_are_refused_with_their_error_and_store_nothing(backend: Bac
         }
     }
     match registry.upload("too-large", &bank_transfer()?, false).await {
-        Err(RegistryError::InvalidRule { error: RuleLoadError::TooLarge { limit, .. }, .. }) => ensure!(limit == 64 << 10),
+        Err(RegistryError::InvalidRule { error: RuleLoadError::TooLarge { limit, .. }, .. }) => {
+            ensure!(limit == 64 << 10)
+        }
         other => bail!("expected TooLarge, got {other:?}"),
     }
     ensure!(matches!(registry.upload("bad name!", b"x", false).await, Err(RegistryError::InvalidName { .. })));
@@ -292,8 +300,9 @@ async fn without_announcements_the_periodic_check_bounds_the_delay() -> Result<(
     let a = shared.instance(RegistryConfig::default()).await?;
     let refresh = Duration::from_millis(100);
     let deaf: Arc<dyn RegistryStore> = Arc::new(Deaf(shared.registry.clone(), watch::channel(0).0));
-    let b = Registry::open(shared.engine(None)?, deaf, RegistryConfig { refresh_interval: refresh, ..Default::default() })
-        .await?;
+    let b =
+        Registry::open(shared.engine(None)?, deaf, RegistryConfig { refresh_interval: refresh, ..Default::default() })
+            .await?;
     a.upload("transfer", &bank_transfer()?, false).await?;
     let started = tokio::time::Instant::now();
     a.upload("transfer", &bank_transfer_component()?, true).await?;

@@ -51,7 +51,8 @@ impl Env {
 
     async fn define_account(&self, server: &Server) -> Result<()> {
         let schema = std::fs::read_to_string(wasmtx_examples::models_dir().join("account.toml"))?;
-        let request = self.http.put(server.at("/v1/models/Account")).header("content-type", "application/toml").body(schema);
+        let request =
+            self.http.put(server.at("/v1/models/Account")).header("content-type", "application/toml").body(schema);
         let (status, body) = self.send(request).await?;
         ensure!(status == StatusCode::OK, "{status} {body}");
         Ok(())
@@ -90,7 +91,10 @@ async fn upload_invoke_and_read_a_model_over_http() -> Result<()> {
 
     let (status, up) = env.upload(&server, "bank-transfer", bank_transfer()?, false).await?;
     ensure!(status == StatusCode::CREATED, "{status} {up}");
-    ensure!(up["version"]["version"] == 1 && up["active"] == true && up["version"]["exports"] == json!(["run"]), "{up}");
+    ensure!(
+        up["version"]["version"] == 1 && up["active"] == true && up["version"]["exports"] == json!(["run"]),
+        "{up}"
+    );
     let (status, again) = env.upload(&server, "bank-transfer", bank_transfer()?, false).await?;
     ensure!(status == StatusCode::OK && again["created"] == false, "{status} {again}");
 
@@ -100,10 +104,17 @@ async fn upload_invoke_and_read_a_model_over_http() -> Result<()> {
     ensure!(outcome["output"] == "Transferred 30 successfully" && outcome["version"] == 1, "{outcome}");
     let alice_changes = &outcome["changes"][0];
     ensure!(alice_changes["key"] == "alice", "{outcome}");
-    ensure!(alice_changes["changes"].as_array().is_some_and(|c| c.contains(&json!({"op": "set", "field": "balance", "value": 70}))));
+    ensure!(
+        alice_changes["changes"]
+            .as_array()
+            .is_some_and(|c| c.contains(&json!({"op": "set", "field": "balance", "value": 70})))
+    );
 
     let (status, alice) = env.get(&server, "/v1/models/Account/alice").await?;
-    ensure!(status == StatusCode::OK && alice["fields"]["balance"] == 70 && alice["fields"]["transaction_count"] == 1, "{alice}");
+    ensure!(
+        status == StatusCode::OK && alice["fields"]["balance"] == 70 && alice["fields"]["transaction_count"] == 1,
+        "{alice}"
+    );
     let (_, bob) = env.get(&server, "/v1/models/Account/bob").await?;
     ensure!(bob["fields"]["balance"] == 30 && bob["version"] == 1, "{bob}");
 
@@ -119,7 +130,10 @@ async fn upload_invoke_and_read_a_model_over_http() -> Result<()> {
     // Errors and their statuses.
     let (status, body) = env.transfer(&server, 1000).await?;
     ensure!(status == StatusCode::UNPROCESSABLE_ENTITY && error_kind(&body) == "rejected", "{status} {body}");
-    ensure!(body["error"]["retryable"] == false && body["error"]["message"].as_str().is_some_and(|m| m.contains("Insufficient")));
+    ensure!(
+        body["error"]["retryable"] == false
+            && body["error"]["message"].as_str().is_some_and(|m| m.contains("Insufficient"))
+    );
     let (status, body) = env.send(env.http.post(server.at("/v1/rules/nope/invoke")).json(&json!({}))).await?;
     ensure!(status == StatusCode::NOT_FOUND && error_kind(&body) == "unknown_rule", "{status} {body}");
     let (status, body) = env.get(&server, "/v1/models/Nope/x").await?;
@@ -179,7 +193,8 @@ async fn two_servers_sharing_redis_both_run_a_newly_activated_version() -> Resul
     }
 
     // Rolling back through B reaches A too.
-    let (status, body) = env.send(env.http.put(b.at("/v1/rules/bank-transfer/active")).json(&json!({"version": 1}))).await?;
+    let (status, body) =
+        env.send(env.http.put(b.at("/v1/rules/bank-transfer/active")).json(&json!({"version": 1}))).await?;
     ensure!(status == StatusCode::OK && body["version"] == 1, "{status} {body}");
     poll(Duration::from_secs(5), "A runs v1 again", || async {
         let (_, outcome) = env.transfer(&a, 1).await?;
@@ -216,7 +231,9 @@ async fn bad_uploads_are_refused_with_their_specific_errors() -> Result<()> {
     for (name, bytes, status, kind) in cases {
         let (got, body) = env.upload(&small, &name.replace(' ', "%20"), bytes, false).await?;
         ensure!(got == status && error_kind(&body) == kind, "{name}: expected {status} {kind}, got {got} {body}");
-        ensure!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()) && body["error"]["retryable"] == false);
+        ensure!(
+            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()) && body["error"]["retryable"] == false
+        );
     }
     let (_, listed) = env.get(&small, "/v1/rules").await?;
     ensure!(listed == json!([]), "nothing was stored: {listed}");
@@ -252,10 +269,8 @@ async fn writes_need_the_token_and_public_addresses_need_one() -> Result<()> {
     ensure!(status == StatusCode::CREATED, "the right token works");
 
     // No token on a non-loopback address: refused before anything starts.
-    let refused = wasmtx_tests::process::wasmtx()?
-        .current_dir(env.dir.path())
-        .args(["serve", "--addr", "0.0.0.0:0"])
-        .output()?;
+    let refused =
+        wasmtx_tests::process::wasmtx()?.current_dir(env.dir.path()).args(["serve", "--addr", "0.0.0.0:0"]).output()?;
     let stderr = String::from_utf8_lossy(&refused.stderr);
     ensure!(refused.status.code() == Some(3) && stderr.contains("without a token"), "{refused:?}");
     ensure!(stderr.trim().lines().count() == 1, "one line: {stderr}");
@@ -277,7 +292,8 @@ async fn shutdown_lets_in_flight_invocations_finish() -> Result<()> {
     let in_flight = tokio::spawn({
         let (http, url) = (env.http.clone(), server.at("/v1/rules/bank-transfer/invoke"));
         async move {
-            let body = json!({"models": ["Account:alice", "Account:bob"], "action": "transfer", "input": {"amount": 5}});
+            let body =
+                json!({"models": ["Account:alice", "Account:bob"], "action": "transfer", "input": {"amount": 5}});
             let response = http.post(url).bearer_auth(TOKEN).json(&body).send().await?;
             Ok::<_, anyhow::Error>((response.status(), response.json::<Value>().await?))
         }
@@ -287,7 +303,8 @@ async fn shutdown_lets_in_flight_invocations_finish() -> Result<()> {
     poll(Duration::from_secs(5), "the invocation waits for the lock", || {
         let (mut conn, meta) = (conn.clone(), meta.clone());
         async move {
-            let flag: Option<String> = redis::cmd("HGET").arg(&meta).arg("waiting:transfer").query_async(&mut conn).await?;
+            let flag: Option<String> =
+                redis::cmd("HGET").arg(&meta).arg("waiting:transfer").query_async(&mut conn).await?;
             Ok(flag.map(drop))
         }
     })

@@ -41,7 +41,7 @@ pub use model::ids::{LockId, ModelId};
 pub use model::schema::{FieldDef, ModelSchema, ModelTypes};
 pub use model::value::{FieldType, FieldValue, Scalar, ScalarKind};
 pub use rule::Rule;
-pub use runtime::{CompiledRule, RuntimeConfig};
+pub use runtime::{CompiledRule, RuleLimits, RuntimeConfig};
 pub use registry::{Registry, RegistryError};
 pub use store::memory::MemoryStore;
 pub use store::redis::RedisStore;

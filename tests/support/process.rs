@@ -223,7 +223,8 @@ impl TempDir {
     /// # Errors
     /// If it cannot be created.
     pub fn new(name: &str) -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("wasmtx-{name}-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        let path =
+            std::env::temp_dir().join(format!("wasmtx-{name}-{}-{:08x}", std::process::id(), rand::random::<u32>()));
         std::fs::create_dir_all(&path)?;
         Ok(Self { path })
     }

@@ -194,6 +194,33 @@ impl FieldChange {
     }
 }
 
+impl std::fmt::Display for FieldChange {
+    /// A short human form: `balance = 70`, `items += ["a"]`, `tags[k] = 1`, `del tags[k]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |items: &[Scalar]| items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        match self {
+            Self::Set { field, value } => write!(f, "{field} = {value}"),
+            Self::Increment { field, delta } => write!(f, "{field} += {delta}"),
+            Self::ListAppend { field, items } => write!(f, "{field} += [{}]", list(items)),
+            Self::ListTruncate { field, len } => write!(f, "{field} = {field}[..{len}]"),
+            Self::ListReplace { field, items } => write!(f, "{field} = [{}]", list(items)),
+            Self::ListInsert { field, index, item } => write!(f, "{field}.insert({index}, {item})"),
+            Self::ListPop { field, index: Some(i) } => write!(f, "{field}.pop({i})"),
+            Self::ListPop { field, index: None } => write!(f, "{field}.pop()"),
+            Self::ListRemove { field, item } => write!(f, "{field}.remove({item})"),
+            Self::DictSet { field, entries } => {
+                let entries: Vec<_> = entries.iter().map(|(k, v)| format!("{field}[{k:?}] = {v}")).collect();
+                f.write_str(&entries.join(", "))
+            }
+            Self::DictRemove { field, keys } => {
+                let keys: Vec<_> = keys.iter().map(|k| format!("del {field}[{k:?}]")).collect();
+                f.write_str(&keys.join(", "))
+            }
+            Self::Clear { field } => write!(f, "{field}.clear()"),
+        }
+    }
+}
+
 /// The changes an invocation wrote to one model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelChanges {

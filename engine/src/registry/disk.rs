@@ -78,9 +78,7 @@ impl DiskCache {
         let component = unsafe { Component::deserialize(runtime.wasm_engine(), &bytes) };
         let size = usize::try_from(version.size).unwrap_or(usize::MAX);
         let loaded = component.map_err(|e| format!("{e:#}")).and_then(|component| {
-            runtime
-                .link(&component, version.digest.clone(), size, version.from_core_module)
-                .map_err(|e| e.to_string())
+            runtime.link(&component, version.digest.clone(), size, version.from_core_module).map_err(|e| e.to_string())
         });
         match loaded {
             Ok(compiled) => {

@@ -401,7 +401,10 @@ impl Registry {
                     RegistryError::Corrupt(format!("the bytes of rule {name} version {} are missing", version.version))
                 })?;
                 let compiled = self.compile(name, bytes).await.map_err(|e| {
-                    RegistryError::Corrupt(format!("stored rule {name} version {} does not compile: {e}", version.version))
+                    RegistryError::Corrupt(format!(
+                        "stored rule {name} version {} does not compile: {e}",
+                        version.version
+                    ))
                 })?;
                 if compiled.digest() != version.digest {
                     return Err(RegistryError::Corrupt(format!(

@@ -197,8 +197,10 @@ impl RegistryStore for MemoryRegistryStore {
         if rule.active == Some(version) {
             return Err(RegistryError::VersionActive { name: name.to_owned(), version });
         }
-        let removed =
-            rule.versions.remove(&version).ok_or_else(|| RegistryError::UnknownVersion { name: name.to_owned(), version })?;
+        let removed = rule
+            .versions
+            .remove(&version)
+            .ok_or_else(|| RegistryError::UnknownVersion { name: name.to_owned(), version })?;
         state.drop_unreferenced(&removed.digest);
         Ok(removed)
     }
@@ -238,7 +240,8 @@ impl RegistryStore for MemoryRegistryStore {
             drop(state);
             self.announce(epoch);
         }
-        let record = SchemaRecord { schema: schema.clone(), revision: stored.revision, defined_at_ms: stored.defined_at_ms };
+        let record =
+            SchemaRecord { schema: schema.clone(), revision: stored.revision, defined_at_ms: stored.defined_at_ms };
         Ok((record, changed))
     }
 

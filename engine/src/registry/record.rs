@@ -134,7 +134,8 @@ impl SchemaRecord {
     pub(crate) fn parse(json: &str) -> Result<Self, RegistryError> {
         let bad = |why: String| RegistryError::Corrupt(format!("bad model schema record: {why}"));
         let value: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-        let revision = value.get("revision").and_then(serde_json::Value::as_u64).ok_or_else(|| bad("no revision".into()))?;
+        let revision =
+            value.get("revision").and_then(serde_json::Value::as_u64).ok_or_else(|| bad("no revision".into()))?;
         let defined_at_ms = value.get("defined_at_ms").and_then(serde_json::Value::as_i64).unwrap_or_default();
         let schema = value.get("schema").ok_or_else(|| bad("no schema".into()))?;
         let schema = ModelSchema::from_json(&schema.to_string()).map_err(|e| bad(e.to_string()))?;

@@ -20,7 +20,11 @@ pub(super) async fn require_token(State(state): State<AppState>, request: Reques
     }
     let refusal = match request.headers().get(header::AUTHORIZATION).map(|v| bearer_token(v.as_bytes())) {
         Some(Some(token)) if constant_time_eq(token, expected.as_bytes()) => return next.run(request).await,
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "missing_token", "this request needs `Authorization: Bearer <token>`"),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "this request needs `Authorization: Bearer <token>`",
+        ),
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token is not valid"),
     };
     // Read (and drop) the body first, within the body limit: a client still sending it would

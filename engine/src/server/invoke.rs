@@ -70,7 +70,11 @@ pub(super) async fn invoke(
     let _entered = span.enter();
     match result {
         Ok(outcome) => {
-            tracing::info!(elapsed_ms = elapsed.as_secs_f64() * 1000.0, attempts = outcome.attempts, "invocation committed");
+            tracing::info!(
+                elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+                attempts = outcome.attempts,
+                "invocation committed"
+            );
             Ok(Json(invocation_json(&active, &outcome)))
         }
         Err(e) => {

@@ -71,7 +71,12 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { token: None, protect_reads: false, body_limit: (8 << 20) + (64 << 10), drain_timeout: Duration::from_secs(30) }
+        Self {
+            token: None,
+            protect_reads: false,
+            body_limit: (8 << 20) + (64 << 10),
+            drain_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -239,10 +244,8 @@ async fn json_errors(request: Request, next: Next) -> Response {
 
 /// Counts every request by route and status, and the requests in flight.
 async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     state.metrics.in_flight(1);

@@ -21,7 +21,10 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Vec<Schem
 }
 
 /// `GET /v1/models/{type}`: one schema.
-pub(super) async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<SchemaRecord>, ApiError> {
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<SchemaRecord>, ApiError> {
     Ok(Json(state.registry.model(&name).await?))
 }
 
@@ -35,10 +38,7 @@ pub(super) async fn define(
 ) -> Result<Json<SchemaRecord>, ApiError> {
     let body = body.map_err(|e| ApiError::body(&e))?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the schema is not UTF-8 text"))?;
-    let is_toml = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("toml"));
+    let is_toml = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("toml"));
     let schema = if is_toml { ModelSchema::from_toml(text) } else { ModelSchema::from_json(text) }
         .map_err(RegistryError::InvalidSchema)?;
     if schema.name() != name {

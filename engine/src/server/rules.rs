@@ -67,7 +67,10 @@ pub(super) async fn delete_version(
 }
 
 /// `DELETE /v1/rules/{name}`: every version.
-pub(super) async fn delete_rule(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn delete_rule(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let removed = state.registry.delete_rule(&name).await?;
     Ok(Json(json!({ "name": name, "deleted": removed })))
 }

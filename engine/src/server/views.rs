@@ -112,7 +112,9 @@ pub fn change_json(change: &FieldChange) -> Value {
     match change {
         FieldChange::Set { field, value } => json!({ "op": "set", "field": field, "value": value.to_json() }),
         FieldChange::Increment { field, delta } => json!({ "op": "increment", "field": field, "delta": delta }),
-        FieldChange::ListAppend { field, items } => json!({ "op": "list_append", "field": field, "items": scalars(items) }),
+        FieldChange::ListAppend { field, items } => {
+            json!({ "op": "list_append", "field": field, "items": scalars(items) })
+        }
         FieldChange::ListTruncate { field, len } => json!({ "op": "list_truncate", "field": field, "len": len }),
         FieldChange::ListReplace { field, items } => {
             json!({ "op": "list_replace", "field": field, "items": scalars(items) })

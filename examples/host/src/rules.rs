@@ -107,7 +107,8 @@ impl RuleArtifacts {
         }
     }
 
-    /// Every rule as `(short name, path)`, short names as in [`RULE_PACKAGES`].
+    /// Every rule as `(short name, path)`, short names as in [`RULE_PACKAGES`] and
+    /// [`assemblyscript::AS_RULES`].
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Path)> {
         [
             ("bank_transfer", self.bank_transfer.as_path()),

@@ -1,6 +1,6 @@
 // wasmtx-guest for AssemblyScript: write wasmtx business rules against a small typed API.
 //
-//   import { Context, Json, Outcome, exportRule, ok, reject } from "wasmtx-guest";
+//   import { Context, Json, Outcome, exportRule, ok, propagate, reject } from "wasmtx-guest";
 //   export { run, cabi_realloc } from "wasmtx-guest/abi";
 //
 //   function transfer(ctx: Context, input: Json): Outcome {

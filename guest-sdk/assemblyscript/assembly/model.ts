@@ -99,8 +99,8 @@ export class Model {
     public handle: WitModel | null,
   ) {}
 
-  /** The handle for an operation, or null (recording why) if the operation must not run. */
-  use(): WitModel | null {
+  /** The handle for an operation, or null (recording why) if the operation must not run (internal). */
+  __use(): WitModel | null {
     if (failed()) return null;
     const handle = this.handle;
     if (handle == null) recordAccessError(AccessError.denied("the model handle is not open"));
@@ -134,14 +134,14 @@ export class Model {
 
   /** The whole value of a field of any type. */
   get(field: string): Value | null {
-    const handle = this.use();
+    const handle = this.__use();
     if (handle == null) return null;
     return okOrNull<Value>(handle.get(field));
   }
 
   /** Replaces the whole value of a field of any type; the value must match the field's type. */
   set(field: string, value: Value): void {
-    const handle = this.use();
+    const handle = this.__use();
     if (handle != null) check(handle.set(field, value));
   }
 
@@ -157,20 +157,20 @@ export class Model {
 
   /** Resets a field to its schema default. */
   reset(field: string): void {
-    const handle = this.use();
+    const handle = this.__use();
     if (handle != null) check(handle.reset(field));
   }
 
   /** The value of a scalar field. */
   getScalar(field: string): Scalar | null {
-    const handle = this.use();
+    const handle = this.__use();
     if (handle == null) return null;
     return okOrNull<Scalar>(handle.getScalar(field));
   }
 
   /** Assigns a scalar field: `model.setScalar("name", "Ada")` (any value `scalar()` takes). */
   setScalar<T>(field: string, value: T): void {
-    const handle = this.use();
+    const handle = this.__use();
     if (handle != null) check(handle.setScalar(field, scalar<T>(value)));
   }
 
@@ -260,7 +260,7 @@ export class Model {
    * (`limit-exceeded`), and in pipeline mode it commutes with concurrent invocations.
    */
   increment(field: string, delta: i64): i64 {
-    const handle = this.use();
+    const handle = this.__use();
     if (handle == null) return 0;
     return unwrap<i64>(handle.increment(field, delta), 0);
   }
@@ -307,51 +307,51 @@ export class ListField {
 
   /** Appends one item (any value `scalar()` takes). */
   append<T>(item: T): void {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle != null) check(handle.listAppend(this.field, scalar<T>(item)));
   }
 
   /** Appends several items, in order, in one host call. */
   extend<T>(items: Array<T>): void {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle != null) check(handle.listExtend(this.field, scalars<T>(items)));
   }
 
   /** Inserts an item before `index`; out-of-range indices clamp to the ends, as in Python. */
   insert<T>(index: i64, item: T): void {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle != null) check(handle.listInsert(this.field, index, scalar<T>(item)));
   }
 
   /** Removes and returns the last item; `index-out-of-range` if the list is empty. */
   pop(): Scalar | null {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle == null) return null;
     return okOrNull<Scalar>(handle.listPop(this.field, null));
   }
 
   /** Removes and returns the item at `index`; `index-out-of-range` if there is none. */
   popAt(index: i64): Scalar | null {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle == null) return null;
     return okOrNull<Scalar>(handle.listPop(this.field, new Box<i64>(index)));
   }
 
   /** Removes the first item equal to `item`; `not-found` if there is none. */
   remove<T>(item: T): void {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle != null) check(handle.listRemove(this.field, scalar<T>(item)));
   }
 
   /** Removes every item. */
   clear(): void {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle != null) check(handle.listClear(this.field));
   }
 
   /** The number of items (0 on failure). */
   len(): u32 {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle == null) return 0;
     return unwrap<u32>(handle.listLen(this.field), 0);
   }
@@ -363,7 +363,7 @@ export class ListField {
 
   /** The item at `index`; `index-out-of-range` if there is none. */
   get(index: i64): Scalar | null {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle == null) return null;
     return okOrNull<Scalar>(handle.listGet(this.field, index));
   }
@@ -401,7 +401,7 @@ export class DictField {
 
   /** The value under `key`, or null if there is none (or on failure). */
   get(key: string): Scalar | null {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle == null) return null;
     return unwrap<Scalar | null>(handle.dictGet(this.field, key), null);
   }
@@ -457,39 +457,39 @@ export class DictField {
 
   /** Sets `key` to `value` (any value `scalar()` takes). */
   set<T>(key: string, value: T): void {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle != null) check(handle.dictSet(this.field, key, scalar<T>(value)));
   }
 
   /** Sets several keys at once, in one host call (Python's `dict.update`). */
   update<T>(entries: Map<string, T>): void {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle != null) check(handle.dictUpdate(this.field, entriesOf<T>(entries)));
   }
 
   /** Removes `key` and returns its value, or null if it was not there. */
   pop(key: string): Scalar | null {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle == null) return null;
     return unwrap<Scalar | null>(handle.dictPop(this.field, key), null);
   }
 
   /** Removes every entry. */
   clear(): void {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle != null) check(handle.dictClear(this.field));
   }
 
   /** The keys, sorted. */
   keys(): Array<string> {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle == null) return [];
     return unwrap<Array<string>>(handle.dictKeys(this.field), []);
   }
 
   /** The number of entries (0 on failure). */
   len(): u32 {
-    const handle = this.model.use();
+    const handle = this.model.__use();
     if (handle == null) return 0;
     return unwrap<u32>(handle.dictLen(this.field), 0);
   }

@@ -2,7 +2,7 @@
 // wasmtx-as: builds an AssemblyScript rule into a core WebAssembly module the wasmtx engine
 // accepts (the engine wraps it into a component itself).
 //
-//   wasmtx-as build <entry.ts> -o <out.wasm> [--debug] [--wat <out.wat>] [-- <asc options>]
+//   wasmtx-as build <entry.ts> -o <out.wasm> [--debug] [--no-names] [--wat <out.wat>] [-- <asc options>]
 //   wasmtx-as embed <core.wasm> -o <out.wasm>
 //
 // `build` runs the AssemblyScript compiler of the project it is run in (its `assemblyscript`
@@ -17,7 +17,8 @@
 //                            instantiation (where a call into the host would trap)
 //   --use abort=...          failed asserts and the like log and trap instead of importing
 //                            `env.abort`
-//   -O3 (or --debug)         optimised, asserts kept
+//   -O3 (or --debug)         optimised, asserts kept, function names kept for trap backtraces
+//                            (--no-names drops them: about 5 KiB less)
 //
 // The tool needs nothing but Node.js 20+ and the project's `assemblyscript`.
 
@@ -31,21 +32,21 @@ import { COMPONENT_TYPE_SECTION, EXPORTS, IMPORTS, WORLD } from "./generated/wor
 const SDK_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SDK = JSON.parse(readFileSync(join(SDK_DIR, "package.json"), "utf8"));
 /** The compiler version the SDK is built and tested with. */
-const ASC_VERSION = SDK.wasmtx.assemblyscript;
+const ASC_VERSION = SDK.peerDependencies.assemblyscript;
 
 class UsageError extends Error {}
 
 function usage() {
   return [
     "usage:",
-    "  wasmtx-as build <entry.ts> -o <out.wasm> [--debug] [--wat <out.wat>] [-- <asc options>]",
+    "  wasmtx-as build <entry.ts> -o <out.wasm> [--debug] [--no-names] [--wat <out.wat>] [-- <asc options>]",
     "  wasmtx-as embed <core.wasm> -o <out.wasm>",
   ].join("\n");
 }
 
 function parseArgs(argv) {
   const [command, ...rest] = argv;
-  const options = { command, input: null, output: null, debug: false, wat: null, extra: [] };
+  const options = { command, input: null, output: null, debug: false, names: true, wat: null, extra: [] };
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
     if (arg === "--") {
@@ -57,6 +58,8 @@ function parseArgs(argv) {
       options.wat = rest[++i];
     } else if (arg === "--debug") {
       options.debug = true;
+    } else if (arg === "--no-names") {
+      options.names = false;
     } else if (arg.startsWith("-")) {
       throw new UsageError(`unknown option ${arg}`);
     } else if (options.input == null) {
@@ -101,7 +104,9 @@ async function build(options) {
     "_initialize",
     "--use",
     `abort=~lib/${SDK.name}/assembly/abort/wasmtxAbort`,
-    ...(options.debug ? ["--debug"] : ["-O3"]),
+    // `--debug` keeps the name section (a trap's backtrace then names functions); with -O3 the
+    // code is optimised all the same.
+    ...(options.debug ? ["--debug"] : ["-O3", ...(options.names ? ["--debug"] : [])]),
     ...(options.wat ? ["--textFile", options.wat] : []),
     ...options.extra,
   ];

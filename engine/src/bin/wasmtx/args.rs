@@ -108,7 +108,9 @@ pub enum Command {
 pub enum RuleCommand {
     /// Validate and store a rule (a component, or a core module built for wasm32-unknown-unknown
     /// with the guest SDK) as a new version. A name's first version becomes active.
-    #[command(after_help = "Example:\n  wasmtx rule upload bank-transfer target/wasm32-unknown-unknown/release/bank_transfer.wasm --activate")]
+    #[command(
+        after_help = "Example:\n  wasmtx rule upload bank-transfer target/wasm32-unknown-unknown/release/bank_transfer.wasm --activate"
+    )]
     Upload {
         /// The rule's name.
         name: String,
@@ -173,7 +175,9 @@ pub enum ModelCommand {
     },
     /// Set one field. VALUE is JSON (`100`, `"text"`, `[1, 2]`, `{"k": 1}`); for a str field,
     /// text that is not JSON is taken as is.
-    #[command(after_help = "Examples:\n  wasmtx model set Account alice balance 100\n  wasmtx model set UserProfile u1 tags '[\"a\", \"b\"]'")]
+    #[command(
+        after_help = "Examples:\n  wasmtx model set Account alice balance 100\n  wasmtx model set UserProfile u1 tags '[\"a\", \"b\"]'"
+    )]
     Set {
         /// The model type.
         model_type: String,

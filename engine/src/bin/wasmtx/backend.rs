@@ -34,7 +34,8 @@ impl Purpose {
 impl Backend {
     pub async fn open(global: &Global, purpose: Purpose) -> Result<Self, Failure> {
         let runtime = RuntimeConfig { max_rule_bytes: global.max_rule_bytes, ..RuntimeConfig::default() };
-        let mut config = RegistryConfig { refresh_interval: purpose.refresh, warm: purpose.warm, ..RegistryConfig::default() };
+        let mut config =
+            RegistryConfig { refresh_interval: purpose.refresh, warm: purpose.warm, ..RegistryConfig::default() };
         let (store, registry_store, data_dir): (Arc<dyn Store>, Arc<dyn RegistryStore>, _) = match &global.redis {
             Some(url) => {
                 let store = RedisStore::builder(url.clone()).prefix(global.prefix.clone()).connect().await?;

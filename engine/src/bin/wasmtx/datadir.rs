@@ -104,9 +104,9 @@ impl DataDir {
         }
         let tmp = self.path.join(format!(".{STATE_FILE}.tmp"));
         let file = self.path.join(STATE_FILE);
-        std::fs::write(&tmp, &bytes)
-            .and_then(|()| std::fs::rename(&tmp, &file))
-            .map_err(|e| Failure::new(ErrorClass::Internal, "data_dir", format!("cannot write {}: {e}", file.display())))?;
+        std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &file)).map_err(|e| {
+            Failure::new(ErrorClass::Internal, "data_dir", format!("cannot write {}: {e}", file.display()))
+        })?;
         self.last_saved = Some(bytes);
         Ok(())
     }

@@ -58,7 +58,12 @@ impl fmt::Display for Failure {
 
 impl From<RegistryError> for Failure {
     fn from(error: RegistryError) -> Self {
-        Self { class: error.class(), kind: error.kind().to_owned(), message: error.to_string(), retryable: error.is_retryable() }
+        Self {
+            class: error.class(),
+            kind: error.kind().to_owned(),
+            message: error.to_string(),
+            retryable: error.is_retryable(),
+        }
     }
 }
 

@@ -16,15 +16,19 @@ pub async fn run(args: InvokeArgs, backend: &Backend, out: Output) -> Result<(),
     let input = match &args.input_file {
         Some(path) if path.as_os_str() == "-" => {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map_err(|e| Failure::input(format!("cannot read stdin: {e}")))?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Failure::input(format!("cannot read stdin: {e}")))?;
             text
         }
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| Failure::input(format!("cannot read {}: {e}", path.display())))?,
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| Failure::input(format!("cannot read {}: {e}", path.display())))?
+        }
         None => args.input.clone(),
     };
     let mode = Mode::from(args.mode);
-    let mut invocation = Invocation::new(args.action.clone().unwrap_or_else(|| args.rule.clone())).mode(mode).input(input);
+    let mut invocation =
+        Invocation::new(args.action.clone().unwrap_or_else(|| args.rule.clone())).mode(mode).input(input);
     for text in &args.models {
         let id = parse_model_ref(text, |t| engine.model_type(t).is_ok()).map_err(Failure::input)?;
         invocation.models.push(id);
@@ -38,11 +42,11 @@ pub async fn run(args: InvokeArgs, backend: &Backend, out: Output) -> Result<(),
     out.show(&report, || {
         let mut text = format!("{}\n", report["output"]);
         text.push_str(&format!(
-            "rule {} v{} (sha256 {}), {:?} mode, {} attempt{}, {:.2} ms\n",
+            "rule {} v{} (sha256 {}), {} mode, {} attempt{}, {:.2} ms\n",
             args.rule,
             active.version.version,
             short(&active.version.digest),
-            mode,
+            format!("{mode:?}").to_lowercase(),
             outcome.attempts,
             if outcome.attempts == 1 { "" } else { "s" },
             outcome.timings.total().as_secs_f64() * 1000.0

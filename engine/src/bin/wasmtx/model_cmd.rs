@@ -20,7 +20,12 @@ pub async fn run(command: ModelCommand, backend: &Backend, out: Output) -> Resul
             let record = registry.define_model(schema).await?;
             out.show(&record, || {
                 let what = if before == Some(record.revision) { "unchanged:" } else { "defined" };
-                format!("{what} {} (revision {}, {} fields)", record.schema.name(), record.revision, record.schema.len())
+                format!(
+                    "{what} {} (revision {}, {} fields)",
+                    record.schema.name(),
+                    record.revision,
+                    record.schema.len()
+                )
             });
         }
         ModelCommand::List => {
@@ -45,16 +50,18 @@ pub async fn run(command: ModelCommand, backend: &Backend, out: Output) -> Resul
         }
         ModelCommand::Set { model_type, key, field, value } => {
             let schema = engine.model_type(&model_type).map_err(|e| Failure::engine(&e))?;
-            let ty = schema.field(&field).map(|f| f.ty).ok_or_else(|| {
-                Failure::input(format!("model type {model_type} has no field `{field}`"))
-            })?;
-            let value = parse_value(ty, &value).map_err(|reason| Failure::input(format!("bad value for `{field}`: {reason}")))?;
+            let ty = schema
+                .field(&field)
+                .map(|f| f.ty)
+                .ok_or_else(|| Failure::input(format!("model type {model_type} has no field `{field}`")))?;
+            let value = parse_value(ty, &value)
+                .map_err(|reason| Failure::input(format!("bad value for `{field}`: {reason}")))?;
             let shown = value.to_json();
-            let version =
-                engine.set_field(&model_type, &key, &field, value).await.map_err(|e| Failure::engine(&e))?;
-            out.show(&json!({ "model_type": model_type, "key": key, "field": field, "value": shown, "version": version }), || {
-                format!("{model_type}:{key}.{field} = {shown} (version {version})")
-            });
+            let version = engine.set_field(&model_type, &key, &field, value).await.map_err(|e| Failure::engine(&e))?;
+            out.show(
+                &json!({ "model_type": model_type, "key": key, "field": field, "value": shown, "version": version }),
+                || format!("{model_type}:{key}.{field} = {shown} (version {version})"),
+            );
         }
         ModelCommand::Delete { model_type, key } => {
             let version = engine.delete_model(&model_type, &key).await.map_err(|e| Failure::engine(&e))?;

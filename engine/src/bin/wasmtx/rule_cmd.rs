@@ -12,7 +12,8 @@ pub async fn run(command: RuleCommand, backend: &Backend, out: Output) -> Result
     let registry = &backend.registry;
     match command {
         RuleCommand::Upload { name, file, activate } => {
-            let bytes = std::fs::read(&file).map_err(|e| Failure::input(format!("cannot read {}: {e}", file.display())))?;
+            let bytes =
+                std::fs::read(&file).map_err(|e| Failure::input(format!("cannot read {}: {e}", file.display())))?;
             let up = registry.upload(&name, &bytes, activate).await?;
             out.show(&up, || {
                 let v = &up.version;
@@ -75,7 +76,8 @@ fn list_text(rules: &[RuleInfo]) -> String {
 }
 
 fn show_text(rule: &RuleInfo) -> String {
-    let mut rows = vec![["", "VERSION", "SIZE", "SHA256", "WIT", "FROM", "EXPORTS", "UPLOADED"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["", "VERSION", "SIZE", "SHA256", "WIT", "FROM", "EXPORTS", "UPLOADED"].map(String::from).to_vec()];
     for v in &rule.versions {
         rows.push(version_row(v, v.version == rule.active));
     }

@@ -27,7 +27,8 @@ pub async fn run(args: ServeArgs, global: &Global) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| {
         Failure::new(ErrorClass::BadInput, "cannot_listen", format!("cannot listen on {}: {e}", args.addr))
     })?;
-    let local = listener.local_addr().map_err(|e| Failure::new(ErrorClass::Internal, "cannot_listen", e.to_string()))?;
+    let local =
+        listener.local_addr().map_err(|e| Failure::new(ErrorClass::Internal, "cannot_listen", e.to_string()))?;
     let store = if global.redis.is_some() { "redis" } else { "embedded" };
     if global.json {
         println!("{}", serde_json::json!({ "listening": format!("http://{local}"), "store": store }));

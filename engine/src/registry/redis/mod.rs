@@ -217,8 +217,11 @@ impl RegistryStore for RedisRegistryStore {
     }
 
     async fn rules(&self) -> Result<Vec<RuleInfo>, RegistryError> {
-        let mut names: Vec<String> =
-            redis::cmd("HKEYS").arg(self.inner.keys.active()).query_async(&mut self.conn()).await.map_err(redis_error)?;
+        let mut names: Vec<String> = redis::cmd("HKEYS")
+            .arg(self.inner.keys.active())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_error)?;
         if names.is_empty() {
             return Ok(Vec::new());
         }

@@ -236,19 +236,3 @@ fn runs_from_many_threads_share_the_pool() {
     });
 }
 
-/// Not a benchmark, a smoke figure: `cargo test --release -p wasmtx --lib per_run_cost -- --ignored --nocapture`.
-#[test]
-#[ignore = "timing; run by hand"]
-fn per_run_cost() {
-    let rt = runtime();
-    let rule = compile(&rt, &increment_body(0, BALANCE, 5));
-    for _ in 0..200 {
-        run_rule(&rt, &rule, "{}").expect("warm up");
-    }
-    let n = 5000;
-    let start = Instant::now();
-    for _ in 0..n {
-        run_rule(&rt, &rule, "{}").expect("runs");
-    }
-    eprintln!("per run: {:?}", start.elapsed() / n);
-}

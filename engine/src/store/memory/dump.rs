@@ -36,7 +36,8 @@ impl MemoryDump {
     }
 
     pub(super) fn of(state: &State) -> Self {
-        let models = state.models().into_iter().map(|(id, version, fence, data)| DumpedModel { id, version, fence, data });
+        let models =
+            state.models().into_iter().map(|(id, version, fence, data)| DumpedModel { id, version, fence, data });
         Self { models: models.collect() }
     }
 

@@ -186,6 +186,32 @@ async fn listen_for_releases(
     }
 }
 
+/// Adds each model's keys (its lock first when `lock_action` is given, then meta, data and
+/// collections) and its `c, kinds` layout to a loading script's call; returns the layouts
+/// for decoding the reply.
+fn push_models(
+    inv: &mut redis::ScriptInvocation<'_>,
+    keys: &KeyLayout,
+    models: &[ModelTarget],
+    lock_action: Option<&str>,
+) -> Vec<codec::Collections> {
+    models
+        .iter()
+        .map(|target| {
+            let colls = collections(keys, target);
+            if let Some(action) = lock_action {
+                inv.key(keys.lock(&target.id, action));
+            }
+            inv.key(keys.meta(&target.id)).key(keys.data(&target.id));
+            for k in &colls.keys {
+                inv.key(k);
+            }
+            inv.arg(colls.keys.len()).arg(&colls.kinds);
+            colls
+        })
+        .collect()
+}
+
 #[async_trait]
 impl Store for RedisStore {
     #[tracing::instrument(level = "debug", skip_all, fields(action = %request.action, models = request.models.len()))]
@@ -194,16 +220,7 @@ impl Store for RedisStore {
         let lease_ms = u64::try_from(request.lease.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut inv = scripts().lock_and_load.prepare_invoke();
         inv.arg(&request.owner).arg(lease_ms).arg(&request.action).arg(request.models.len());
-        let mut layouts = Vec::with_capacity(request.models.len());
-        for target in &request.models {
-            let colls = collections(keys, target);
-            inv.key(keys.lock(&target.id, &request.action)).key(keys.meta(&target.id)).key(keys.data(&target.id));
-            for k in &colls.keys {
-                inv.key(k);
-            }
-            inv.arg(colls.keys.len()).arg(&colls.kinds);
-            layouts.push(colls);
-        }
+        let layouts = push_models(&mut inv, keys, &request.models, Some(&request.action));
         let value: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
         let mut reply = Reply::new(value)?;
         match reply.text()?.as_str() {
@@ -237,16 +254,7 @@ impl Store for RedisStore {
         let keys = &self.inner.keys;
         let mut inv = scripts().load.prepare_invoke();
         inv.arg(models.len());
-        let mut layouts = Vec::with_capacity(models.len());
-        for target in models {
-            let colls = collections(keys, target);
-            inv.key(keys.meta(&target.id)).key(keys.data(&target.id));
-            for k in &colls.keys {
-                inv.key(k);
-            }
-            inv.arg(colls.keys.len()).arg(&colls.kinds);
-            layouts.push(colls);
-        }
+        let layouts = push_models(&mut inv, keys, models, None);
         let value: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
         let mut reply = Reply::new(value)?;
         match reply.text()?.as_str() {

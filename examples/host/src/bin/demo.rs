@@ -226,11 +226,8 @@ fn report(outcome: &Outcome) {
         .iter()
         .filter(|m| !m.changes.is_empty())
         .map(|m| {
-            format!(
-                "{} {}",
-                m.model,
-                serde_json::to_string(&m.changes).unwrap_or_default()
-            )
+            let changes: Vec<String> = m.changes.iter().map(ToString::to_string).collect();
+            format!("{}: {}", m.model, changes.join(", "))
         })
         .collect();
     println!("   -> {}", outcome.output);

@@ -54,14 +54,10 @@ fn add_items_to_cart(ctx: &Context, input: AddItems) -> RuleResult<CartSummary> 
     for item in input.items {
         let CartItem { item_id, quantity, price } = item;
         if !(1..=MAX_QUANTITY).contains(&quantity) {
-            return Err(reject(format!(
-                "invalid quantity {quantity} for {item_id}: must be 1 to {MAX_QUANTITY}"
-            )));
+            return Err(reject(format!("invalid quantity {quantity} for {item_id}: must be 1 to {MAX_QUANTITY}")));
         }
         if !(0..=MAX_PRICE).contains(&price) {
-            return Err(reject(format!(
-                "invalid price {price} for {item_id}: must be 0 to {MAX_PRICE}"
-            )));
+            return Err(reject(format!("invalid price {price} for {item_id}: must be 0 to {MAX_PRICE}")));
         }
         items.append(item_id.as_str())?;
         let current = quantities.get_int(&item_id)?.unwrap_or(0);
@@ -69,10 +65,7 @@ fn add_items_to_cart(ctx: &Context, input: AddItems) -> RuleResult<CartSummary> 
         // In range by the checks above: at most 10^18.
         cart.increment("total_price", price * quantity)?;
     }
-    Ok(CartSummary {
-        items: items.len()?,
-        total_price: cart.get_int("total_price")?,
-    })
+    Ok(CartSummary { items: items.len()?, total_price: cart.get_int("total_price")? })
 }
 
 export_rule!(add_items_to_cart);

@@ -55,11 +55,7 @@ fn update_user_settings(ctx: &Context, input: Settings) -> RuleResult<Updated> {
 
     profile.set_str("last_login", iso_time(ctx.now_ms()))?;
 
-    Ok(Updated {
-        username: profile.get_str("username")?,
-        previous_email: old_email,
-        email: new_email,
-    })
+    Ok(Updated { username: profile.get_str("username")?, previous_email: old_email, email: new_email })
 }
 
 /// One `@`, something before it, a dotted domain after it, and no spaces.

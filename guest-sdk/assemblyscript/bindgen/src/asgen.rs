@@ -156,13 +156,91 @@ struct VariantShape {
 
 /// Words that cannot name an AssemblyScript local, parameter or top-level declaration.
 const RESERVED: &[&str] = &[
-    "abstract", "any", "as", "async", "await", "bigint", "bool", "boolean", "break", "case", "catch", "class", "const",
-    "constructor", "continue", "debugger", "declare", "default", "delete", "do", "else", "enum", "export", "extends",
-    "f32", "f64", "false", "finally", "for", "from", "function", "get", "i16", "i32", "i64", "i8", "if", "implements",
-    "import", "in", "instanceof", "interface", "is", "isize", "keyof", "let", "module", "namespace", "never", "new",
-    "null", "number", "object", "of", "package", "private", "protected", "public", "readonly", "return", "set",
-    "static", "string", "super", "switch", "symbol", "this", "throw", "true", "try", "type", "typeof", "u16", "u32",
-    "u64", "u8", "undefined", "unknown", "usize", "v128", "var", "void", "while", "with", "yield",
+    "abstract",
+    "any",
+    "as",
+    "async",
+    "await",
+    "bigint",
+    "bool",
+    "boolean",
+    "break",
+    "case",
+    "catch",
+    "class",
+    "const",
+    "constructor",
+    "continue",
+    "debugger",
+    "declare",
+    "default",
+    "delete",
+    "do",
+    "else",
+    "enum",
+    "export",
+    "extends",
+    "f32",
+    "f64",
+    "false",
+    "finally",
+    "for",
+    "from",
+    "function",
+    "get",
+    "i16",
+    "i32",
+    "i64",
+    "i8",
+    "if",
+    "implements",
+    "import",
+    "in",
+    "instanceof",
+    "interface",
+    "is",
+    "isize",
+    "keyof",
+    "let",
+    "module",
+    "namespace",
+    "never",
+    "new",
+    "null",
+    "number",
+    "object",
+    "of",
+    "package",
+    "private",
+    "protected",
+    "public",
+    "readonly",
+    "return",
+    "set",
+    "static",
+    "string",
+    "super",
+    "switch",
+    "symbol",
+    "this",
+    "throw",
+    "true",
+    "try",
+    "type",
+    "typeof",
+    "u16",
+    "u32",
+    "u64",
+    "u8",
+    "undefined",
+    "unknown",
+    "usize",
+    "v128",
+    "var",
+    "void",
+    "while",
+    "with",
+    "yield",
 ];
 
 fn camel(name: &str, upper_first: bool) -> String {
@@ -274,8 +352,7 @@ impl<'a> Generator<'a> {
     pub fn generate(mut self) -> Result<Generated> {
         let resolve = self.resolve;
         let world = &resolve.worlds[self.world];
-        let world_id =
-            world.package.map(|p| resolve.id_of_name(p, &world.name)).unwrap_or_else(|| world.name.clone());
+        let world_id = world.package.map(|p| resolve.id_of_name(p, &world.name)).unwrap_or_else(|| world.name.clone());
 
         let mut body = String::new();
         for (key, item) in &world.imports {
@@ -420,7 +497,9 @@ impl<'a> Generator<'a> {
                         format!("Box<{}> | null", self.ts(t)?)
                     }
                 }
-                TypeDefKind::Result(r) => format!("Result<{}, {}>", self.ts_or_unit(r.ok.as_ref())?, self.ts_or_unit(r.err.as_ref())?),
+                TypeDefKind::Result(r) => {
+                    format!("Result<{}, {}>", self.ts_or_unit(r.ok.as_ref())?, self.ts_or_unit(r.err.as_ref())?)
+                }
                 TypeDefKind::Tuple(t) => {
                     if t.types.is_empty() || t.types.len() > MAX_TUPLE {
                         bail!("tuples of {} types are not supported (1 to {MAX_TUPLE})", t.types.len());
@@ -511,14 +590,9 @@ impl<'a> Generator<'a> {
     /// The flattened core types of `ty`.
     fn flat(&self, ty: &Type) -> Result<Vec<Core>> {
         Ok(match self.dealias(ty) {
-            Type::Bool
-            | Type::U8
-            | Type::U16
-            | Type::U32
-            | Type::S8
-            | Type::S16
-            | Type::S32
-            | Type::Char => vec![Core::I32],
+            Type::Bool | Type::U8 | Type::U16 | Type::U32 | Type::S8 | Type::S16 | Type::S32 | Type::Char => {
+                vec![Core::I32]
+            }
             Type::U64 | Type::S64 => vec![Core::I64],
             Type::F32 => vec![Core::F32],
             Type::F64 => vec![Core::F64],
@@ -619,7 +693,11 @@ impl<'a> Generator<'a> {
                             payload: r.ok,
                             test: "$.isOk".into(),
                             get: "$.ok".into(),
-                            make: if r.ok.is_some() { format!("Result.ok{targs}({{}})") } else { format!("Result.ok{targs}(0)") },
+                            make: if r.ok.is_some() {
+                                format!("Result.ok{targs}({{}})")
+                            } else {
+                                format!("Result.ok{targs}(0)")
+                            },
                         },
                         Case {
                             payload: r.err,
@@ -749,7 +827,8 @@ impl<'a> Generator<'a> {
                             );
                         }
                         None => {
-                            let _ = writeln!(out, "  static {m}(): {name} {{\n    return new {name}({case_tag});\n  }}");
+                            let _ =
+                                writeln!(out, "  static {m}(): {name} {{\n    return new {name}({case_tag});\n  }}");
                         }
                     }
                 }
@@ -793,7 +872,9 @@ impl<'a> Generator<'a> {
                     }
                     m
                 }
-                FunctionKind::Static(owner) if self.dealias_id(owner) == id => format!("static {}", member(func.item_name())),
+                FunctionKind::Static(owner) if self.dealias_id(owner) == id => {
+                    format!("static {}", member(func.item_name()))
+                }
                 FunctionKind::Constructor(owner) if self.dealias_id(owner) == id => {
                     bail!("resource constructors are not supported (`{}`)", func.name)
                 }
@@ -836,7 +917,8 @@ impl<'a> Generator<'a> {
             name: func.name.clone(),
             signature: signature(&core_params, &core_results),
         });
-        let ext_params: Vec<String> = core_params.iter().enumerate().map(|(i, c)| format!("p{i}: {}", c.name())).collect();
+        let ext_params: Vec<String> =
+            core_params.iter().enumerate().map(|(i, c)| format!("p{i}: {}", c.name())).collect();
         let ext_result = core_results.first().map_or("void", |c| c.name());
         let mut out = String::new();
         let decl = format!(
@@ -1076,7 +1158,8 @@ impl<'a> Generator<'a> {
                             let mut case_slots = Vec::new();
                             self.lower_flat(payload, &case.get.replace('$', &v), body, &inner, &mut case_slots)?;
                             for (j, (expr, core)) in case_slots.into_iter().enumerate() {
-                                let _ = writeln!(body, "{inner}{} = {};", slots[j + 1], widen(&expr, core, flat[j + 1]));
+                                let _ =
+                                    writeln!(body, "{inner}{} = {};", slots[j + 1], widen(&expr, core, flat[j + 1]));
                             }
                         }
                     }
@@ -1098,7 +1181,8 @@ impl<'a> Generator<'a> {
         body: &mut String,
         indent: &str,
     ) -> Result<String> {
-        let mut next = || slots.pop_front().map(|(expr, _)| expr).ok_or_else(|| anyhow::anyhow!("ran out of flat values"));
+        let mut next =
+            || slots.pop_front().map(|(expr, _)| expr).ok_or_else(|| anyhow::anyhow!("ran out of flat values"));
         Ok(match self.dealias(ty) {
             Type::Bool => format!("({} != 0)", next()?),
             Type::U8 => format!("<u8>({})", next()?),
@@ -1146,10 +1230,10 @@ impl<'a> Generator<'a> {
                     let flat = self.flat(ty)?;
                     let shape = self.variant_shape(ty)?;
                     let ts = self.ts(ty)?;
-                    let taken: Vec<(String, Core)> =
-                        (0..flat.len()).map(|_| slots.pop_front()).collect::<Option<Vec<_>>>().ok_or_else(|| {
-                            anyhow::anyhow!("ran out of flat values")
-                        })?;
+                    let taken: Vec<(String, Core)> = (0..flat.len())
+                        .map(|_| slots.pop_front())
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| anyhow::anyhow!("ran out of flat values"))?;
                     let r = self.fresh("v");
                     let _ = writeln!(body, "{indent}let {r}: {ts} = changetype<{ts}>(0);");
                     for (i, case) in shape.cases.iter().enumerate() {
@@ -1318,7 +1402,11 @@ impl<'a> Generator<'a> {
                 let types: Vec<&Type> = r.fields.iter().map(|f| &f.ty).collect();
                 let offsets = self.sizes.field_offsets(types);
                 for ((offset, ty), field) in offsets.into_iter().zip(&r.fields) {
-                    let stmt = self.store(ty, &format!("ptr + {}", offset.size_wasm32()), &format!("v.{}", ident(&field.name)))?;
+                    let stmt = self.store(
+                        ty,
+                        &format!("ptr + {}", offset.size_wasm32()),
+                        &format!("v.{}", ident(&field.name)),
+                    )?;
                     let _ = writeln!(out, "  {stmt}");
                 }
             }
@@ -1342,7 +1430,8 @@ impl<'a> Generator<'a> {
                     let _ = writeln!(out, "  {keyword} ({}) {{", case.test.replace('$', "v"));
                     let _ = writeln!(out, "    store<{tag}>(ptr, {i});");
                     if let Some(payload) = &case.payload {
-                        let stmt = self.store(payload, &format!("ptr + {payload_offset}"), &case.get.replace('$', "v"))?;
+                        let stmt =
+                            self.store(payload, &format!("ptr + {payload_offset}"), &case.get.replace('$', "v"))?;
                         let _ = writeln!(out, "    {stmt}");
                     }
                 }
@@ -1505,7 +1594,13 @@ mod tests {
         assert_eq!(ident("model-type"), "modelType");
         assert_eq!(ident("type"), "type_");
         assert_eq!(member("get"), "get");
-        assert_eq!(extern_name("wasmtx:rule/models@0.1.0", "[method]model.get-scalar"), "__wasmtx_models_method_model_get_scalar");
-        assert_eq!(extern_name("wasmtx:rule/models@0.1.0", "[resource-drop]model"), "__wasmtx_models_resource_drop_model");
+        assert_eq!(
+            extern_name("wasmtx:rule/models@0.1.0", "[method]model.get-scalar"),
+            "__wasmtx_models_method_model_get_scalar"
+        );
+        assert_eq!(
+            extern_name("wasmtx:rule/models@0.1.0", "[resource-drop]model"),
+            "__wasmtx_models_resource_drop_model"
+        );
     }
 }

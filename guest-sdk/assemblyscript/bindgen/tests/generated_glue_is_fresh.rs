@@ -27,7 +27,13 @@ fn the_glue_signatures_and_the_embedded_section_make_a_component() -> Result<()>
     let (imports, exports) = wasmtx_as_bindgen::core_abi(&wit)?;
     let mut wat = String::from("(module\n");
     for (i, import) in imports.iter().enumerate() {
-        let _ = writeln!(wat, "  (import {:?} {:?} (func $i{i} {}))", import.module, import.name, wat_signature(&import.signature));
+        let _ = writeln!(
+            wat,
+            "  (import {:?} {:?} (func $i{i} {}))",
+            import.module,
+            import.name,
+            wat_signature(&import.signature)
+        );
     }
     wat.push_str("  (memory (export \"memory\") 1)\n");
     wat.push_str("  (func (export \"cabi_realloc\") (param i32 i32 i32 i32) (result i32) unreachable)\n");

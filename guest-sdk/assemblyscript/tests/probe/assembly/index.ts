@@ -3,7 +3,9 @@
 // Runs a script of model operations given as input and returns each operation's result, so
 // the tests can run one script through this rule and through the Rust probe and compare: every
 // function of the SDK's generated glue, every error path. The ops, their fields and results
-// are those of tests/rules/probe (see its documentation), except `transfer`.
+// are those of tests/rules/probe (see its documentation), except `transfer`, plus one of its
+// own: `{"op": "recover", "ops": [...]}` runs `ops` and, instead of stopping at a failed one,
+// takes its error (`ctx.takeError()`) and reports it as `{"error": "<message>"}` in its results.
 //
 // Input: `{"ops": [op, ...]}`, run in order. Output: a JSON array with one result per op. An op
 // that fails stops the script: a model error propagates as `rule-error::access`, and nothing
@@ -32,6 +34,7 @@ import {
   propagate,
   recordFailure,
   reject,
+  ruleErrorMessage,
 } from "wasmtx-guest";
 export { run, cabi_realloc } from "wasmtx-guest/abi";
 
@@ -190,6 +193,21 @@ function runOp(ctx: Context, op: Json): Step {
         .set("attempt", Json.int(ctx.attempt))
         .set("models", models),
     );
+  } else if (name == "recover") {
+    const inner = op.get("ops").asArray();
+    const out = Json.array();
+    for (let i = 0; i < inner.length; i++) {
+      const step = runOp(ctx, inner[i]);
+      const error = ctx.takeError();
+      if (error != null) {
+        out.push(Json.object().set("error", Json.str(ruleErrorMessage(error))));
+      } else if (step.isOk) {
+        out.push(step.value!);
+      } else {
+        return step;
+      }
+    }
+    return done(out);
   } else if (name == "reject") {
     return stop(reject(op.get("message").asStr()));
   } else if (name == "invalid_input") {
