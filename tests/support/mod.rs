@@ -356,7 +356,7 @@ pub struct TwinRules {
 /// # Errors
 /// If a rule does not build or compile.
 pub fn compile_twin_rules(engine: &Engine) -> Result<TwinRules> {
-    let built = rules()?;
+    let built = wasmtx_examples::rules::build_assemblyscript_rules()?;
     Ok(TwinRules {
         shopping_cart: load_rule(engine, "shopping-cart", &built.shopping_cart)?,
         shopping_cart_as: load_rule(engine, "shopping-cart-as", &built.shopping_cart_as)?,

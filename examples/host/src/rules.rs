@@ -150,8 +150,9 @@ pub fn rules_target_dir() -> PathBuf {
     workspace_root().join("target").join("rules")
 }
 
-/// Builds the example rules and the probe (once per process; later calls return the same
-/// result) and returns where they are.
+/// Builds the Rust example rules and the probe (once per process; later calls return the same
+/// result) and returns where every rule is (the AssemblyScript ones are built by
+/// [`build_assemblyscript_rules`]).
 ///
 /// Cargo's progress goes to this process's stderr.
 ///
@@ -167,7 +168,28 @@ pub fn build_rules() -> Result<&'static RuleArtifacts> {
         .map_err(|e| anyhow!("building the example rules failed: {e}"))
 }
 
-/// Builds the rules now, whether or not this process built them before.
+/// Builds the AssemblyScript rules (installing their npm packages first: needs Node.js and
+/// npm), once per process; their paths are in [`RuleArtifacts`]. The Rust rules and the demo
+/// do not need this.
+///
+/// # Errors
+/// If npm or a build fails; remembered like [`build_rules`].
+pub fn build_assemblyscript_rules() -> Result<&'static RuleArtifacts> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let artifacts = build_rules()?;
+    BUILT
+        .get_or_init(|| {
+            let lock_path = rules_target_dir().join(".wasmtx-build-rules.lock");
+            let lock = File::create(&lock_path).map_err(|e| format!("creating {}: {e}", lock_path.display()))?;
+            lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+            assemblyscript::build_all(&workspace_root()).map_err(|e| format!("{e:#}"))
+        })
+        .as_ref()
+        .map_err(|e| anyhow!("building the AssemblyScript rules failed: {e}"))?;
+    Ok(artifacts)
+}
+
+/// Builds the Rust rules now, whether or not this process built them before.
 ///
 /// # Errors
 /// As [`build_rules`].
@@ -212,10 +234,9 @@ pub fn build_rules_now() -> Result<RuleArtifacts> {
         bail!("`{shown}` failed ({status})");
     }
 
-    assemblyscript::build_all(&root)?;
-
     let artifacts = RuleArtifacts::in_target_dir(&target_dir);
-    for (name, path) in artifacts.iter() {
+    let rust_rules = artifacts.iter().filter(|(name, _)| RULE_PACKAGES.iter().any(|(short, _)| short == name));
+    for (name, path) in rust_rules {
         if !path.is_file() {
             bail!(
                 "`{shown}` succeeded but the {name} rule is missing at {}",

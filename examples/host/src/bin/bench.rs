@@ -30,7 +30,7 @@ use bench::server::RedisUnderTest;
 use bench::workloads::Workload;
 use bench::{soak, sys};
 use wasmtx::{FieldType, FieldValue, ModelSchema, Scalar, ScalarKind};
-use wasmtx_examples::rules::{RuleArtifacts, build_rules};
+use wasmtx_examples::rules::{RuleArtifacts, build_assemblyscript_rules};
 use wasmtx_examples::{models_dir, workspace_root};
 
 #[derive(Debug)]
@@ -197,7 +197,7 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     let load_before = sys::load_average();
     eprintln!("bench: building the example rules…");
-    let rules = build_rules()?;
+    let rules = build_assemblyscript_rules()?;
 
     let mut server = RedisUnderTest::start_or_use(args.redis_url.clone()).await?;
     let redis = match server.pid() {
