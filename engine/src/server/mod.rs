@@ -127,6 +127,7 @@ pub fn router(registry: Registry, config: ServerConfig) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_oversized))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), record_request))
         .layer(
@@ -240,6 +241,24 @@ async fn json_errors(request: Request, next: Next) -> Response {
         other => other.canonical_reason().unwrap_or("error").to_owned(),
     };
     ApiError::new(status, kind, message).into_response()
+}
+
+/// Answers 413 to a request whose declared length is over the limit. Up to twice the limit,
+/// the body is read and dropped first: a client still sending it would otherwise see its
+/// connection reset instead of the answer.
+async fn refuse_oversized(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.body_limit;
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let Some(declared) = declared.filter(|&n| n > u64::try_from(limit).unwrap_or(u64::MAX)) else {
+        return next.run(request).await;
+    };
+    if declared <= u64::try_from(limit.saturating_mul(2)).unwrap_or(u64::MAX) {
+        let mut stream = request.into_body().into_data_stream();
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut stream).await {}
+    }
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is over the server's size limit")
+        .into_response()
 }
 
 /// Counts every request by route and status, and the requests in flight.

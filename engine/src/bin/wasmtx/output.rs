@@ -13,12 +13,23 @@ impl Output {
     pub fn show<T: Serialize>(self, value: &T, human: impl FnOnce() -> String) {
         if self.json {
             match serde_json::to_string_pretty(value) {
-                Ok(text) => println!("{text}"),
+                Ok(text) => print_line(&text),
                 Err(e) => eprintln!("wasmtx: cannot encode the result: {e}"),
             }
         } else {
-            let text = human();
-            println!("{}", text.trim_end());
+            print_line(human().trim_end());
+        }
+    }
+}
+
+/// Writes one line to stdout. A closed pipe (`wasmtx ... | head -1`) is not an error worth a
+/// panic: the reader has what it wanted, so the process just stops writing.
+fn print_line(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("wasmtx: cannot write the result: {e}");
         }
     }
 }

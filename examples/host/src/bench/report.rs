@@ -218,7 +218,9 @@ pub fn markdown(
          pipelined `SET NX PX` + reads) plus script calls for the hand-written protocol, all from the same \
          statistics. *client CPU* is this process's CPU time per operation (the engine, or the baseline's \
          client; the load generator in both); *Redis CPU* is the server's. × columns: ops/s over the baseline's \
-         at the same concurrency.\n"
+         at the same concurrency. *engine phases*: the mean `Outcome::timings` of the engine's \
+         operations (wait: local line, group and lock waits; load: the lock-and-load round trip; run: instantiate, \
+         run and diff; commit: the commit round trip; in a group, load and commit are shared by its members).\n"
     );
     let mut baseline: HashMap<(Workload, usize, &str), f64> = HashMap::new();
     for r in rows {
@@ -242,9 +244,9 @@ pub fn markdown(
         let _ = writeln!(
             s,
             "| implementation | callers | ops/s | p50 ms | p99 ms | Redis cmds/op | round trips/op | client CPU µs/op | \
-             Redis CPU µs/op | × Lua | × hand-written | refused | errors | invariant |"
+             Redis CPU µs/op | × Lua | × hand-written | engine phases µs: wait / load / run / commit | refused | errors | invariant |"
         );
-        let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+        let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
         for r in these {
             let ratio = |which: &str| match (r.imp, baseline.get(&(w, r.concurrency, which))) {
                 (Impl::Engine { .. }, Some(b)) if *b > 0.0 => format!("{:.2}", r.ops_per_sec() / b),
@@ -265,13 +267,17 @@ pub fn markdown(
                 }
                 _ => format!("{:.2}", r.round_trips_per_op),
             };
+            let phases = r.phases.map_or_else(
+                || "—".to_owned(),
+                |p| p.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1e6)).collect::<Vec<_>>().join(" / "),
+            );
             let label = match r.imp {
                 Impl::Engine { .. } => format!("**{}**", r.imp.label()),
                 _ => r.imp.label(),
             };
             let _ = writeln!(
                 s,
-                "| {label} | {} | {:.0} | {} | {} | {:.1} | {round_trips} | {:.0} | {:.0} | {} | {} | {} | {errors} | {invariant} |",
+                "| {label} | {} | {:.0} | {} | {} | {:.1} | {round_trips} | {:.0} | {:.0} | {} | {} | {phases} | {} | {errors} | {invariant} |",
                 r.concurrency,
                 r.ops_per_sec(),
                 ms(r.p50),
@@ -326,7 +332,10 @@ pub fn markdown(
                 let _ = writeln!(s, "<!-- keep:soak -->\n{}\n<!-- /keep:soak -->\n", text.trim());
             }
             None => {
-                let _ = writeln!(s, "Not run yet: `cargo run --release --bin bench -- --soak 60`.\n");
+                let _ = writeln!(
+                    s,
+                    "<!-- keep:soak -->\nNot run yet: `cargo run --release --bin bench -- --soak 60`.\n<!-- /keep:soak -->\n"
+                );
             }
         },
     }

@@ -53,6 +53,8 @@ pub struct Row {
     pub redis_cpu_us: f64,
     /// The invariant check: what was checked, or why it failed.
     pub invariant: std::result::Result<String, String>,
+    /// Engine rows: the mean `Outcome::timings` (wait, load, run, commit) of the window.
+    pub phases: Option<[Duration; 4]>,
 }
 
 impl Row {
@@ -92,6 +94,8 @@ struct WorkerReport {
     errors: u64,
     client_round_trips: u64,
     first_error: Option<String>,
+    /// Engine outcomes' wait, load, run and commit times, summed, and their count.
+    timings: (Duration, Duration, Duration, Duration, u32),
 }
 
 /// An engine on the Redis under test, with the workload's models, its rule compiled.
@@ -161,8 +165,14 @@ pub async fn run_row(
     let mut latencies = Vec::new();
     let (mut ops, mut rejected, mut errors, mut client_rts) = (0, 0, 0, 0);
     let mut first_error = None;
+    let mut timings = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO, 0u32);
     for w in workers {
         let r = w.await?;
+        timings.0 += r.timings.0;
+        timings.1 += r.timings.1;
+        timings.2 += r.timings.2;
+        timings.3 += r.timings.3;
+        timings.4 += r.timings.4;
         tally.merge(&r.tally);
         latencies.extend(r.latencies_us);
         ops += r.ops;
@@ -172,6 +182,10 @@ pub async fn run_row(
         first_error = first_error.or(r.first_error);
     }
     latencies.sort_unstable();
+    let phases = (timings.4 > 0).then(|| {
+        let n = timings.4;
+        [timings.0 / n, timings.1 / n, timings.2 / n, timings.3 / n]
+    });
     let invariant = workload.verify(&mut admin, &keys, &tally, imp, concurrency).await.map_err(|e| format!("{e:#}"));
     drop(target);
     server::clear(&mut admin, server.is_private(), &prefix).await?;
@@ -195,6 +209,7 @@ pub async fn run_row(
         client_cpu_us: cpu.as_secs_f64() * 1e6 / ops.max(1) as f64,
         redis_cpu_us: stats.cpu.as_secs_f64() * 1e6 / ops.max(1) as f64,
         invariant,
+        phases,
     })
 }
 
@@ -221,7 +236,17 @@ async fn worker(workload: Workload, target: Arc<Target>, keys: KeyLayout, phase:
         let started = Instant::now();
         let (result, round_trips) = match (&*target, conn.as_mut()) {
             (Target::Engine { engine, rule, mode }, _) => {
-                (workload.engine_done(engine.invoke(rule, &workload.invocation(&op, *mode)).await), 0)
+                let result = engine.invoke(rule, &workload.invocation(&op, *mode)).await;
+                if let Ok(outcome) = &result
+                    && phase.load(Ordering::Relaxed) == MEASURE
+                {
+                    report.timings.0 += outcome.timings.wait;
+                    report.timings.1 += outcome.timings.load;
+                    report.timings.2 += outcome.timings.run;
+                    report.timings.3 += outcome.timings.commit;
+                    report.timings.4 += 1;
+                }
+                (workload.engine_done(result), 0)
             }
             (Target::Lua(_), Some(conn)) => (workload.lua(conn, &keys, &op).await, 1),
             (Target::Hand(_), Some(conn)) => match workload.hand(conn, &keys, &op, &mut rng).await {

@@ -247,6 +247,15 @@ async fn main() -> Result<()> {
                             Err(e) => format!("INVARIANT FAILED: {e}"),
                         }
                     );
+                    if let Some([wait, load, run, commit]) = row.phases {
+                        eprintln!(
+                            "bench:        mean outcome timings: wait {:.0} µs, load {:.0} µs, run {:.1} µs, commit {:.0} µs",
+                            wait.as_secs_f64() * 1e6,
+                            load.as_secs_f64() * 1e6,
+                            run.as_secs_f64() * 1e6,
+                            commit.as_secs_f64() * 1e6
+                        );
+                    }
                     rows.push(row);
                 }
             }
