@@ -7,7 +7,11 @@ use serde_json::json;
 use wasmtx::{FieldValue, Invocation, Scalar};
 use wasmtx_tests::{Backend, TestEnv, on_both_stores};
 
-on_both_stores!(level_up_at_level_five_heals_rewards_and_trains, level_up_above_ten_trains_twice_as_fast, user_progress_scores_and_stamps_the_date);
+on_both_stores!(
+    level_up_at_level_five_heals_rewards_and_trains,
+    level_up_above_ten_trains_twice_as_fast,
+    user_progress_scores_and_stamps_the_date
+);
 
 fn int(v: i64) -> FieldValue {
     FieldValue::Scalar(Scalar::Int(v))
@@ -29,7 +33,13 @@ async fn level_up_at_level_five_heals_rewards_and_trains(backend: Backend) -> Re
     e.set_field("GameCharacter", "hero", "level", int(4)).await?;
     e.set_field("GameCharacter", "hero", "experience", int(3_500)).await?;
     e.set_field("GameCharacter", "hero", "health", int(30)).await?;
-    e.dict_set("GameCharacter", "hero", "skills", vec![("sword".into(), Scalar::Int(1)), ("magic".into(), Scalar::Int(2))]).await?;
+    e.dict_set(
+        "GameCharacter",
+        "hero",
+        "skills",
+        vec![("sword".into(), Scalar::Int(1)), ("magic".into(), Scalar::Int(2))],
+    )
+    .await?;
 
     assert_eq!(level_up(&env, "hero", 100).await?, "Need 400 more experience to level up");
     assert_eq!(level_up(&env, "hero", 500).await?, "Leveled up from 4 to 5!");
@@ -74,7 +84,9 @@ async fn user_progress_scores_and_stamps_the_date(backend: Backend) -> Result<()
     let env = TestEnv::new(backend, "progress").await?;
     let before = today_utc();
     for (points, achievement) in [(50, "first_steps"), (70, "explorer")] {
-        let inv = Invocation::new("progress").model("User", "u").input(json!({ "points": points, "achievement": achievement }).to_string());
+        let inv = Invocation::new("progress")
+            .model("User", "u")
+            .input(json!({ "points": points, "achievement": achievement }).to_string());
         env.engine.invoke(&env.rules.user_progress, &inv).await?;
     }
     let after = today_utc();

@@ -19,6 +19,11 @@ on_both_stores!(
 
 const MODELS: [(&str, &str); 2] = [("Counter", "k"), ("Account", "a")];
 
+/// Whether an error is the one a case expects.
+type ErrorCheck = fn(&Error) -> bool;
+/// Whether an access error is the one a case expects.
+type AccessErrorCheck = fn(&AccessError) -> bool;
+
 fn seed_ops() -> Vec<serde_json::Value> {
     vec![
         json!({"op": "increment", "model": 0, "field": "count", "delta": 5}),
@@ -31,16 +36,23 @@ fn probe(ops: &[serde_json::Value]) -> Invocation {
 }
 
 async fn rule_failures_write_nothing_and_release_their_locks(backend: Backend) -> Result<()> {
-    let env = TestEnv::with(backend, "failures", |b| b.deadline(Duration::from_millis(200)).memory_limit(8 << 20)).await?;
+    let env =
+        TestEnv::with(backend, "failures", |b| b.deadline(Duration::from_millis(200)).memory_limit(8 << 20)).await?;
     env.engine.invoke(&env.rules.probe, &probe(&seed_ops())).await?;
     let before = env.fingerprint(&MODELS).await?;
     // Each failure comes after writes, so "nothing written" is a real check.
     let writes = seed_ops();
-    let cases: Vec<(serde_json::Value, fn(&Error) -> bool)> = vec![
+    let cases: Vec<(serde_json::Value, ErrorCheck)> = vec![
         (json!({"op": "reject", "message": "no"}), |e| matches!(e, Error::Rejected { message } if message == "no")),
         (json!({"op": "trap"}), |e| matches!(e, Error::Trapped { .. })),
-        (json!({"op": "loop"}), |e| matches!(e, Error::DeadlineExceeded { limit } if *limit == Duration::from_millis(200))),
-        (json!({"op": "alloc", "bytes": 64 << 20}), |e| matches!(e, Error::MemoryLimitExceeded { limit_bytes } if *limit_bytes == 8 << 20)),
+        (
+            json!({"op": "loop"}),
+            |e| matches!(e, Error::DeadlineExceeded { limit } if *limit == Duration::from_millis(200)),
+        ),
+        (
+            json!({"op": "alloc", "bytes": 64 << 20}),
+            |e| matches!(e, Error::MemoryLimitExceeded { limit_bytes } if *limit_bytes == 8 << 20),
+        ),
     ];
     for (failure, expected) in cases {
         let mut ops = writes.clone();
@@ -82,15 +94,26 @@ async fn bad_invocations_get_typed_errors_and_write_nothing(backend: Backend) ->
     assert!(matches!(&e, Error::InvalidInput { .. }), "{e:?}");
     let e = env
         .engine
-        .invoke(&env.rules.bank_transfer, &Invocation::new("transfer").model("Account", "a").model("Account", "b").input(r#"{"amount": -5}"#))
+        .invoke(
+            &env.rules.bank_transfer,
+            &Invocation::new("transfer").model("Account", "a").model("Account", "b").input(r#"{"amount": -5}"#),
+        )
         .await
         .expect_err("negative amount");
     assert!(matches!(&e, Error::InvalidInput { .. }), "{e:?}");
 
     // Direct field operations check the schema too.
-    let e = env.engine.set_field("Counter", "k", "nope", FieldValue::Scalar(Scalar::Int(1))).await.expect_err("unknown field");
+    let e = env
+        .engine
+        .set_field("Counter", "k", "nope", FieldValue::Scalar(Scalar::Int(1)))
+        .await
+        .expect_err("unknown field");
     assert!(matches!(&e, Error::Access { error: AccessError::UnknownField { .. }, .. }), "{e:?}");
-    let e = env.engine.set_field("Counter", "k", "count", FieldValue::Scalar(Scalar::Str("x".into()))).await.expect_err("wrong type");
+    let e = env
+        .engine
+        .set_field("Counter", "k", "count", FieldValue::Scalar(Scalar::Str("x".into())))
+        .await
+        .expect_err("wrong type");
     assert!(matches!(&e, Error::Access { error: AccessError::TypeMismatch { .. }, .. }), "{e:?}");
     let e = env.engine.list_append("Counter", "k", "items", vec![Scalar::Int(1)]).await.expect_err("wrong item");
     assert!(matches!(&e, Error::Access { error: AccessError::TypeMismatch { .. }, .. }), "{e:?}");
@@ -106,16 +129,34 @@ async fn rule_access_errors_are_typed_and_write_nothing(backend: Backend) -> Res
     let env = TestEnv::new(backend, "access").await?;
     env.engine.invoke(&env.rules.probe, &probe(&seed_ops())).await?;
     let before = env.fingerprint(&MODELS).await?;
-    let cases: Vec<(serde_json::Value, fn(&AccessError) -> bool)> = vec![
-        (json!({"op": "get", "model": 0, "field": "nope"}), |e| matches!(e, AccessError::UnknownField { field } if field == "nope")),
-        (json!({"op": "set", "model": 0, "field": "count", "value": "text"}), |e| matches!(e, AccessError::TypeMismatch { field, .. } if field == "count")),
-        (json!({"op": "append", "model": 0, "field": "items", "item": 3}), |e| matches!(e, AccessError::TypeMismatch { .. })),
-        (json!({"op": "increment", "model": 0, "field": "label", "delta": 1}), |e| matches!(e, AccessError::TypeMismatch { .. })),
-        (json!({"op": "list_pop", "model": 0, "field": "items", "index": 9}), |e| matches!(e, AccessError::IndexOutOfRange { index: 9, len: 2, .. })),
-        (json!({"op": "list_remove", "model": 0, "field": "items", "item": "absent"}), |e| matches!(e, AccessError::NotFound { .. })),
-        (json!({"op": "open", "model_type": "Counter", "key": "undeclared"}), |e| matches!(e, AccessError::Denied { .. })),
+    let cases: Vec<(serde_json::Value, AccessErrorCheck)> = vec![
+        (
+            json!({"op": "get", "model": 0, "field": "nope"}),
+            |e| matches!(e, AccessError::UnknownField { field } if field == "nope"),
+        ),
+        (
+            json!({"op": "set", "model": 0, "field": "count", "value": "text"}),
+            |e| matches!(e, AccessError::TypeMismatch { field, .. } if field == "count"),
+        ),
+        (json!({"op": "append", "model": 0, "field": "items", "item": 3}), |e| {
+            matches!(e, AccessError::TypeMismatch { .. })
+        }),
+        (json!({"op": "increment", "model": 0, "field": "label", "delta": 1}), |e| {
+            matches!(e, AccessError::TypeMismatch { .. })
+        }),
+        (json!({"op": "list_pop", "model": 0, "field": "items", "index": 9}), |e| {
+            matches!(e, AccessError::IndexOutOfRange { index: 9, len: 2, .. })
+        }),
+        (json!({"op": "list_remove", "model": 0, "field": "items", "item": "absent"}), |e| {
+            matches!(e, AccessError::NotFound { .. })
+        }),
+        (json!({"op": "open", "model_type": "Counter", "key": "undeclared"}), |e| {
+            matches!(e, AccessError::Denied { .. })
+        }),
         (json!({"op": "open_index", "index": 7}), |e| matches!(e, AccessError::Denied { .. })),
-        (json!({"op": "increment", "model": 0, "field": "count", "delta": i64::MAX}), |e| matches!(e, AccessError::LimitExceeded { .. })),
+        (json!({"op": "increment", "model": 0, "field": "count", "delta": i64::MAX}), |e| {
+            matches!(e, AccessError::LimitExceeded { .. })
+        }),
     ];
     for (op, expected) in cases {
         let mut ops = seed_ops();
@@ -160,7 +201,10 @@ async fn bad_rule_bytes_are_refused_with_precise_errors(backend: Backend) -> Res
     env.engine.set_field("Account", "x", "balance", FieldValue::Scalar(Scalar::Int(5))).await?;
     let out = env
         .engine
-        .invoke(&rule, &Invocation::new("transfer").model("Account", "x").model("Account", "y").input(r#"{"amount": 5}"#))
+        .invoke(
+            &rule,
+            &Invocation::new("transfer").model("Account", "x").model("Account", "y").input(r#"{"amount": 5}"#),
+        )
         .await?;
     assert_eq!(out.output_as::<String>()?, "Transferred 5 successfully");
     Ok(())
@@ -174,13 +218,19 @@ async fn a_stale_holder_is_fenced_off_and_the_new_holder_write_survives(backend:
     let gated = GatedStore::new(base.engine.store().clone());
     let mut gate = gated.arm();
     let lease = Duration::from_millis(400);
-    let stale = wasmtx_tests::engine_builder()?.shared_store(gated).lease(lease)
+    let stale = wasmtx_tests::engine_builder()?
+        .shared_store(gated)
+        .lease(lease)
         .deadline(Duration::from_millis(100))
         .retry(RetryPolicy::never()) // observe the refusal instead of a successful re-run
         .build()?;
     let stale_rule = wasmtx_tests::compile_rules(&stale)?.probe;
 
-    let set = |value: i64| Invocation::new("write").model("Counter", "f").input(probe_ops(&[json!({"op": "set", "model": 0, "field": "count", "value": value})]));
+    let set = |value: i64| {
+        Invocation::new("write")
+            .model("Counter", "f")
+            .input(probe_ops(&[json!({"op": "set", "model": 0, "field": "count", "value": value})]))
+    };
     let a = tokio::spawn({
         let stale = stale.clone();
         async move { stale.invoke(&stale_rule, &set(111)).await }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::{Result, bail, ensure};
 use serde_json::json;
 use wasmtx::store::{LockAttempt, LockLease, LockRequest};
-use wasmtx::{Engine, Error, FieldChange, FieldValue, Invocation, ModelId, ModelTarget, Outcome, RetryPolicy, Rule, Scalar};
+use wasmtx::{
+    Engine, Error, FieldChange, FieldValue, Invocation, ModelId, ModelTarget, Outcome, RetryPolicy, Rule, Scalar,
+};
 use wasmtx_tests::{Backend, TestEnv, on_both_stores, probe_ops};
 
 on_both_stores!(
@@ -44,14 +46,19 @@ async fn hold_lock(engine: &Engine, model_type: &str, keys: &[&str], action: &st
         .map(|k| Ok(ModelTarget { id: ModelId::new(model_type, *k), schema: engine.model_type(model_type)? }))
         .collect::<Result<_>>()?;
     models.sort_by(|a, b| a.id.cmp(&b.id));
-    let request = LockRequest { models, action: action.into(), owner: "test-holder".into(), lease: Duration::from_secs(60) };
+    let request =
+        LockRequest { models, action: action.into(), owner: "test-holder".into(), lease: Duration::from_secs(60) };
     match engine.store().try_lock_and_load(&request).await? {
         LockAttempt::Acquired { leases, .. } => Ok(leases),
         other => bail!("could not take the test lock: {other:?}"),
     }
 }
 
-fn spawn_invoke(engine: &Engine, rule: &Rule, invocation: Invocation) -> tokio::task::JoinHandle<wasmtx::Result<Outcome>> {
+fn spawn_invoke(
+    engine: &Engine,
+    rule: &Rule,
+    invocation: Invocation,
+) -> tokio::task::JoinHandle<wasmtx::Result<Outcome>> {
     let (engine, rule) = (engine.clone(), rule.clone());
     tokio::spawn(async move { engine.invoke(&rule, &invocation).await })
 }
@@ -79,7 +86,9 @@ fn kind(i: usize) -> Kind {
 /// its own diff, and no group is larger than the bound.
 async fn successes_rejections_and_traps_in_groups_apply_exactly_the_successes(backend: Backend) -> Result<()> {
     let max_group = 8;
-    let env = TestEnv::with(backend, "group-mixed", |b| b.max_group(max_group).acquire_timeout(Duration::from_secs(60))).await?;
+    let env =
+        TestEnv::with(backend, "group-mixed", |b| b.max_group(max_group).acquire_timeout(Duration::from_secs(60)))
+            .await?;
     let held = hold_lock(&env.engine, "Counter", &["hot"], "bump").await?;
     let n = 60;
     let mut tasks = Vec::new();
@@ -126,15 +135,26 @@ async fn successes_rejections_and_traps_in_groups_apply_exactly_the_successes(ba
     assert_eq!(field(&env, "Counter", "hot", "count").await?, int(i64::try_from(expected)?));
     let items: Vec<Scalar> = successes.iter().map(|(i, _, _)| Scalar::Str(format!("i{i}"))).collect();
     assert_eq!(field(&env, "Counter", "hot", "items").await?, FieldValue::List(items));
-    let tags: BTreeMap<String, Scalar> =
-        successes.iter().map(|(i, _, _)| (format!("k{i}"), Scalar::Int(i64::try_from(*i).unwrap_or_default()))).collect();
+    let tags: BTreeMap<String, Scalar> = successes
+        .iter()
+        .map(|(i, _, _)| (format!("k{i}"), Scalar::Int(i64::try_from(*i).unwrap_or_default())))
+        .collect();
     assert_eq!(field(&env, "Counter", "hot", "tags").await?, FieldValue::Dict(tags));
 
     // Each outcome is its own: its increment, its item, its entry.
     for (i, seen, outcome) in &successes {
         let changes = &outcome.changes[0].changes;
-        assert!(changes.contains(&FieldChange::Set { field: "count".into(), value: Scalar::Int(*seen) }), "{i}: {changes:?}");
-        assert!(changes.contains(&FieldChange::ListAppend { field: "items".into(), items: vec![Scalar::Str(format!("i{i}"))] }), "{i}: {changes:?}");
+        assert!(
+            changes.contains(&FieldChange::Set { field: "count".into(), value: Scalar::Int(*seen) }),
+            "{i}: {changes:?}"
+        );
+        assert!(
+            changes.contains(&FieldChange::ListAppend {
+                field: "items".into(),
+                items: vec![Scalar::Str(format!("i{i}"))]
+            }),
+            "{i}: {changes:?}"
+        );
         assert!(
             changes.contains(&FieldChange::DictSet {
                 field: "tags".into(),
@@ -164,14 +184,18 @@ async fn successes_rejections_and_traps_in_groups_apply_exactly_the_successes(ba
 /// Transfers between two accounts in both directions share one lock set, so they group
 /// although the rule sees the models in opposite orders. Some are refused for lack of funds.
 async fn transfers_in_both_directions_group_and_conserve_the_total(backend: Backend) -> Result<()> {
-    let env = TestEnv::with(backend, "group-bank", |b| b.max_group(16).acquire_timeout(Duration::from_secs(60))).await?;
+    let env =
+        TestEnv::with(backend, "group-bank", |b| b.max_group(16).acquire_timeout(Duration::from_secs(60))).await?;
     env.engine.set_field("Account", "alice", "balance", int(100)).await?;
     env.engine.set_field("Account", "bob", "balance", int(20)).await?;
     let held = hold_lock(&env.engine, "Account", &["alice", "bob"], "transfer").await?;
     let mut tasks = Vec::new();
     for i in 0..40i64 {
         let (from, to) = if i % 3 == 0 { ("bob", "alice") } else { ("alice", "bob") };
-        let inv = Invocation::new("transfer").model("Account", from).model("Account", to).input(json!({ "amount": 7 + i % 5 }).to_string());
+        let inv = Invocation::new("transfer")
+            .model("Account", from)
+            .model("Account", to)
+            .input(json!({ "amount": 7 + i % 5 }).to_string());
         tasks.push(spawn_invoke(&env.engine, &env.rules.bank_transfer, inv));
     }
     tokio::time::sleep(SETTLE).await;
@@ -264,7 +288,8 @@ async fn a_failed_shared_commit_fails_every_member_and_writes_nothing(backend: B
 /// Callers that give up while queued (and a leader that gives up while waiting for the lock)
 /// are skipped; everyone else runs, in groups, and nothing is lost or left locked.
 async fn callers_that_drop_their_futures_do_not_break_the_group(backend: Backend) -> Result<()> {
-    let env = TestEnv::with(backend, "group-cancel", |b| b.max_group(4).acquire_timeout(Duration::from_secs(60))).await?;
+    let env =
+        TestEnv::with(backend, "group-cancel", |b| b.max_group(4).acquire_timeout(Duration::from_secs(60))).await?;
     let held = hold_lock(&env.engine, "Counter", &["c"], "bump").await?;
     let inc = || {
         Invocation::new("bump")

@@ -44,7 +44,10 @@ async fn field(env: &TestEnv, model_type: &str, key: &str, name: &str) -> Result
 }
 
 fn transfer(from: &str, to: &str, amount: i64) -> Invocation {
-    Invocation::new("transfer").model("Account", from).model("Account", to).input(json!({ "amount": amount }).to_string())
+    Invocation::new("transfer")
+        .model("Account", from)
+        .model("Account", to)
+        .input(json!({ "amount": amount }).to_string())
 }
 
 async fn bank_transfer_moves_money_and_reports_what_it_wrote(backend: Backend) -> Result<()> {
@@ -75,7 +78,8 @@ async fn insufficient_funds_rejects_and_writes_nothing(backend: Backend) -> Resu
     env.engine.set_field("Account", "alice", "balance", int(10)).await?;
     let models = [("Account", "alice"), ("Account", "bob")];
     let before = env.fingerprint(&models).await?;
-    let err = env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 11)).await.expect_err("must reject");
+    let err =
+        env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 11)).await.expect_err("must reject");
     match &err {
         Error::Rejected { message } => assert_eq!(message, "Insufficient funds"),
         other => bail!("expected Rejected, got {other:?}"),
@@ -115,7 +119,10 @@ async fn a_model_never_written_runs_on_its_defaults(backend: Backend) -> Result<
     let env = TestEnv::new(backend, "defaults").await?;
     let outcome = env
         .engine
-        .invoke(&env.rules.level_up, &Invocation::new("level_up").model("GameCharacter", "new").input(r#"{"exp_gained": 10}"#))
+        .invoke(
+            &env.rules.level_up,
+            &Invocation::new("level_up").model("GameCharacter", "new").input(r#"{"exp_gained": 10}"#),
+        )
         .await?;
     // Level 1 needs 1000 experience.
     assert_eq!(outcome.output_as::<String>()?, "Need 990 more experience to level up");
@@ -185,7 +192,9 @@ async fn different_keys_do_not_wait_for_each_other(backend: Backend) -> Result<(
     let env = TestEnv::with(backend, "keys", |b| b.acquire_timeout(Duration::from_secs(30))).await?;
     let held = hold_lock(&env, "a", "hold").await?;
     let bump = |key: &str| {
-        Invocation::new("hold").model("Counter", key).input(probe_ops(&[json!({"op": "increment", "model": 0, "field": "count", "delta": 1})]))
+        Invocation::new("hold")
+            .model("Counter", key)
+            .input(probe_ops(&[json!({"op": "increment", "model": 0, "field": "count", "delta": 1})]))
     };
     // Key b is not blocked by key a's lock (a 30 s acquire timeout would show up as a hang).
     let other = tokio::time::timeout(Duration::from_secs(10), env.engine.invoke(&env.rules.probe, &bump("b"))).await;
@@ -229,7 +238,8 @@ async fn same_action_on_same_key_times_out_with_a_typed_error(backend: Backend) 
 }
 
 async fn hold_lock(env: &TestEnv, key: &str, action: &str) -> Result<Vec<wasmtx::store::LockLease>> {
-    let target = wasmtx::ModelTarget { id: wasmtx::ModelId::new("Counter", key), schema: env.engine.model_type("Counter")? };
+    let target =
+        wasmtx::ModelTarget { id: wasmtx::ModelId::new("Counter", key), schema: env.engine.model_type("Counter")? };
     let request = wasmtx::store::LockRequest {
         models: vec![target],
         action: action.into(),
@@ -287,7 +297,9 @@ async fn random_transfers_conserve_the_total_without_deadlock(backend: Backend) 
         let b = balance(&env, a).await?;
         ensure!(b >= 0, "{a} went negative: {b}");
         total += b;
-        let FieldValue::Scalar(Scalar::Int(n)) = field(&env, "Account", a, "transaction_count").await? else { bail!("count") };
+        let FieldValue::Scalar(Scalar::Int(n)) = field(&env, "Account", a, "transaction_count").await? else {
+            bail!("count")
+        };
         count += n;
     }
     assert_eq!(total, 20 * 1_000, "money was created or destroyed");
@@ -302,7 +314,10 @@ async fn fencing_tokens_increase_per_model(backend: Backend) -> Result<()> {
     let input = probe_ops(&[json!({"op": "increment", "model": 0, "field": "count", "delta": 1})]);
     let mut last = 0;
     for action in ["a", "b", "a", "c"] {
-        let out = env.engine.invoke(&env.rules.probe, &Invocation::new(action).model("Counter", "f").input(input.clone())).await?;
+        let out = env
+            .engine
+            .invoke(&env.rules.probe, &Invocation::new(action).model("Counter", "f").input(input.clone()))
+            .await?;
         assert!(out.fencing_tokens[0] > last, "tokens must strictly increase across actions");
         last = out.fencing_tokens[0];
     }
@@ -312,17 +327,34 @@ async fn fencing_tokens_increase_per_model(backend: Backend) -> Result<()> {
 async fn list_and_dict_changes_keep_their_intent(backend: Backend) -> Result<()> {
     let env = TestEnv::new(backend, "intent").await?;
     env.engine.list_append("Counter", "c", "items", vec!["a".into(), "b".into(), "c".into()]).await?;
-    env.engine.dict_set("Counter", "c", "tags", vec![("x".into(), Scalar::Int(1)), ("y".into(), Scalar::Int(2))]).await?;
+    env.engine
+        .dict_set("Counter", "c", "tags", vec![("x".into(), Scalar::Int(1)), ("y".into(), Scalar::Int(2))])
+        .await?;
     let run = |ops: Vec<serde_json::Value>| {
         let env = env.clone();
-        async move { env.engine.invoke(&env.rules.probe, &Invocation::new("edit").model("Counter", "c").input(probe_ops(&ops))).await }
+        async move {
+            env.engine
+                .invoke(&env.rules.probe, &Invocation::new("edit").model("Counter", "c").input(probe_ops(&ops)))
+                .await
+        }
     };
     let out = run(vec![json!({"op": "append", "model": 0, "field": "items", "item": "d"})]).await?;
-    assert_eq!(out.changes[0].changes, vec![FieldChange::ListAppend { field: "items".into(), items: vec!["d".into()] }]);
+    assert_eq!(
+        out.changes[0].changes,
+        vec![FieldChange::ListAppend { field: "items".into(), items: vec!["d".into()] }]
+    );
     let out = run(vec![json!({"op": "list_pop", "model": 0, "field": "items", "index": null})]).await?;
     assert_eq!(out.changes[0].changes, vec![FieldChange::ListTruncate { field: "items".into(), len: 3 }]);
-    let out = run(vec![json!({"op": "dict_set", "model": 0, "field": "tags", "key": "y", "value": 5}), json!({"op": "dict_pop", "model": 0, "field": "tags", "key": "x"})]).await?;
-    assert!(out.changes[0].changes.contains(&FieldChange::DictSet { field: "tags".into(), entries: vec![("y".into(), Scalar::Int(5))] }));
+    let out = run(vec![
+        json!({"op": "dict_set", "model": 0, "field": "tags", "key": "y", "value": 5}),
+        json!({"op": "dict_pop", "model": 0, "field": "tags", "key": "x"}),
+    ])
+    .await?;
+    assert!(
+        out.changes[0]
+            .changes
+            .contains(&FieldChange::DictSet { field: "tags".into(), entries: vec![("y".into(), Scalar::Int(5))] })
+    );
     assert!(out.changes[0].changes.contains(&FieldChange::DictRemove { field: "tags".into(), keys: vec!["x".into()] }));
     // Reading without writing writes nothing.
     let out = run(vec![json!({"op": "get", "model": 0, "field": "items"})]).await?;

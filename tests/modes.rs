@@ -35,7 +35,10 @@ async fn field(env: &TestEnv, model_type: &str, key: &str, name: &str) -> Result
 fn bump(mode: Mode, key: &str) -> Invocation {
     // A read-modify-write: set count to the value read plus one. Safe only under a lock or
     // an optimistic version check; the pipeline test uses `increment` instead.
-    Invocation::new("bump").model("Counter", key).mode(mode).input(probe_ops(&[json!({"op": "increment", "model": 0, "field": "count", "delta": 1})]))
+    Invocation::new("bump")
+        .model("Counter", key)
+        .mode(mode)
+        .input(probe_ops(&[json!({"op": "increment", "model": 0, "field": "count", "delta": 1})]))
 }
 
 /// 32 concurrent pipelines, 10 rounds each, appending to one list and incrementing one counter
@@ -45,7 +48,11 @@ async fn concurrent_pipelines_keep_every_append_and_the_exact_sum(backend: Backe
     let (engine2, rules2) = env.second_engine()?;
     let mut tasks = Vec::new();
     for task in 0..32i64 {
-        let (engine, probe) = if task % 2 == 0 { (env.engine.clone(), env.rules.probe.clone()) } else { (engine2.clone(), rules2.probe.clone()) };
+        let (engine, probe) = if task % 2 == 0 {
+            (env.engine.clone(), env.rules.probe.clone())
+        } else {
+            (engine2.clone(), rules2.probe.clone())
+        };
         tasks.push(tokio::spawn(async move {
             for round in 0..10 {
                 let ops = [
@@ -83,10 +90,19 @@ async fn pipeline_changes_keep_their_commutative_intent(backend: Backend) -> Res
         json!({"op": "dict_set", "model": 0, "field": "tags", "key": "x", "value": 1}),
         json!({"op": "set", "model": 0, "field": "label", "value": "hello"}),
     ];
-    let out = env.engine.invoke(&env.rules.probe, &Invocation::new("any").model("Counter", "c").mode(Mode::Pipeline).input(probe_ops(&ops))).await?;
+    let out = env
+        .engine
+        .invoke(
+            &env.rules.probe,
+            &Invocation::new("any").model("Counter", "c").mode(Mode::Pipeline).input(probe_ops(&ops)),
+        )
+        .await?;
     let changes = &out.changes[0].changes;
     assert!(changes.contains(&FieldChange::Increment { field: "count".into(), delta: 7 }), "{changes:?}");
-    assert!(changes.contains(&FieldChange::ListAppend { field: "items".into(), items: vec!["c".into()] }), "{changes:?}");
+    assert!(
+        changes.contains(&FieldChange::ListAppend { field: "items".into(), items: vec!["c".into()] }),
+        "{changes:?}"
+    );
     assert!(changes.contains(&FieldChange::ListPop { field: "items".into(), index: Some(0) }), "{changes:?}");
     assert!(changes.contains(&FieldChange::Set { field: "label".into(), value: "hello".into() }), "{changes:?}");
     assert_eq!(field(&env, "Counter", "c", "items").await?, FieldValue::List(vec!["b".into(), "c".into()]));
@@ -223,7 +239,10 @@ async fn optimistic_and_lock_mode_mixed_on_one_model_lose_nothing(backend: Backe
 async fn a_read_only_optimistic_run_commits_nothing(backend: Backend) -> Result<()> {
     let env = TestEnv::new(backend, "read-only").await?;
     let version = env.engine.set_field("Counter", "c", "count", int(4)).await?;
-    let inv = Invocation::new("read").model("Counter", "c").mode(Mode::Optimistic).input(probe_ops(&[json!({"op": "get", "model": 0, "field": "count"})]));
+    let inv = Invocation::new("read")
+        .model("Counter", "c")
+        .mode(Mode::Optimistic)
+        .input(probe_ops(&[json!({"op": "get", "model": 0, "field": "count"})]));
     let out = env.engine.invoke(&env.rules.probe, &inv).await?;
     assert_eq!(out.output, "[4]");
     assert!(!out.wrote_anything());
@@ -234,11 +253,17 @@ async fn a_read_only_optimistic_run_commits_nothing(backend: Backend) -> Result<
 async fn retry_policy_retries_lock_timeouts_only_when_asked(backend: Backend) -> Result<()> {
     let env = TestEnv::with(backend, "retry-timeout", |b| b.acquire_timeout(Duration::from_millis(100))).await?;
     let hold = |lease: Duration| -> Result<wasmtx::store::LockRequest> {
-        let target = wasmtx::ModelTarget { id: wasmtx::ModelId::new("Counter", "busy"), schema: env.engine.model_type("Counter")? };
+        let target = wasmtx::ModelTarget {
+            id: wasmtx::ModelId::new("Counter", "busy"),
+            schema: env.engine.model_type("Counter")?,
+        };
         Ok(wasmtx::store::LockRequest { models: vec![target], action: "bump".into(), owner: "test".into(), lease })
     };
     let request = hold(Duration::from_secs(60))?;
-    let wasmtx::store::LockAttempt::Acquired { leases, .. } = env.engine.store().try_lock_and_load(&request).await? else { bail!("lock") };
+    let wasmtx::store::LockAttempt::Acquired { leases, .. } = env.engine.store().try_lock_and_load(&request).await?
+    else {
+        bail!("lock")
+    };
 
     // Default policy: a timeout is returned as is (typed, retryable), after one attempt's wait.
     let err = env.engine.invoke(&env.rules.probe, &bump(Mode::Lock, "busy")).await.expect_err("held");
@@ -249,14 +274,24 @@ async fn retry_policy_retries_lock_timeouts_only_when_asked(backend: Backend) ->
     // it, longer than the 100 ms acquire timeout, so the first attempt must time out and a
     // later one succeeds once the lease runs out.
     let request = hold(Duration::from_millis(250))?;
-    let wasmtx::store::LockAttempt::Acquired { .. } = env.engine.store().try_lock_and_load(&request).await? else { bail!("lock") };
-    let policy = RetryPolicy { max_attempts: 50, base_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(5), retry_on: RetryOn::ALL };
+    let wasmtx::store::LockAttempt::Acquired { .. } = env.engine.store().try_lock_and_load(&request).await? else {
+        bail!("lock")
+    };
+    let policy = RetryPolicy {
+        max_attempts: 50,
+        base_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        retry_on: RetryOn::ALL,
+    };
     let outcome = env.engine.invoke(&env.rules.probe, &bump(Mode::Lock, "busy").retry(policy)).await?;
     assert!(outcome.attempts >= 2, "the first attempt must have timed out");
     assert!(outcome.timings.wait >= Duration::from_millis(100));
 
     // The same policy never runs a rejected rule twice.
-    let reject = Invocation::new("bump").model("Counter", "busy").input(probe_ops(&[json!({"op": "reject", "message": "no"})])).retry(policy);
+    let reject = Invocation::new("bump")
+        .model("Counter", "busy")
+        .input(probe_ops(&[json!({"op": "reject", "message": "no"})]))
+        .retry(policy);
     assert!(matches!(env.engine.invoke(&env.rules.probe, &reject).await, Err(Error::Rejected { .. })));
     Ok(())
 }
@@ -271,7 +306,9 @@ async fn complete_level_in_pipeline_mode_counts_every_completion(backend: Backen
         let (engine, rule) = (env.engine.clone(), env.rules.complete_level.clone());
         tasks.push(tokio::spawn(async move {
             let input = json!({ "level_score": 100, "level_name": format!("level-{task}") }).to_string();
-            engine.invoke(&rule, &Invocation::new("play").model("GameUser", "p").mode(Mode::Pipeline).input(input)).await
+            engine
+                .invoke(&rule, &Invocation::new("play").model("GameUser", "p").mode(Mode::Pipeline).input(input))
+                .await
         }));
     }
     for t in tasks {

@@ -69,7 +69,13 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::set_field`].
-    pub async fn dict_set(&self, model_type: &str, key: &str, field: &str, entries: Vec<(String, Scalar)>) -> Result<u64> {
+    pub async fn dict_set(
+        &self,
+        model_type: &str,
+        key: &str,
+        field: &str,
+        entries: Vec<(String, Scalar)>,
+    ) -> Result<u64> {
         let (target, ty) = self.field_target(model_type, key, field)?;
         let FieldType::Dict(kind) = ty else {
             return Err(mismatch(&target.id, field, ty, "a dict update".into()));
@@ -105,8 +111,10 @@ impl Engine {
     async fn apply_direct(&self, target: ModelTarget, changes: Vec<FieldChange>) -> Result<u64> {
         let models = [target];
         let changes = [changes];
-        let receipt =
-            self.store().commit(CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded }).await?;
+        let receipt = self
+            .store()
+            .commit(CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded })
+            .await?;
         Ok(receipt.versions.first().copied().unwrap_or_default())
     }
 }

@@ -142,14 +142,19 @@ impl EngineBuilder {
         let cfg = &self.config;
         if cfg.lease <= cfg.runtime.deadline {
             return Err(Error::InvalidInput {
-                reason: format!("lease {:?} must be longer than the rule deadline {:?}", cfg.lease, cfg.runtime.deadline),
+                reason: format!(
+                    "lease {:?} must be longer than the rule deadline {:?}",
+                    cfg.lease, cfg.runtime.deadline
+                ),
             });
         }
         if cfg.acquire_timeout.is_zero() {
             return Err(Error::InvalidInput { reason: "acquire timeout must be positive".into() });
         }
         if cfg.max_group == 0 || cfg.max_group > 10_000 {
-            return Err(Error::InvalidInput { reason: format!("max_group {} must be between 1 and 10 000", cfg.max_group) });
+            return Err(Error::InvalidInput {
+                reason: format!("max_group {} must be between 1 and 10 000", cfg.max_group),
+            });
         }
         let runtime = RuleRuntime::new(self.config.runtime.clone())?;
         let models = ModelTypes::default();
@@ -296,7 +301,9 @@ impl Engine {
 
     pub(crate) fn context(&self, invocation: &Invocation, attempt: u32) -> RunContext {
         let seq = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         RunContext {
             invocation_id: format!("{}-{seq}", self.inner.instance),
             now_ms,

@@ -263,7 +263,9 @@ pub enum RuleLoadError {
     #[error("core module is not a wasmtx rule: {0}")]
     NotARule(String),
     /// The component imports something outside this project's WIT (WASI, for instance).
-    #[error("rule imports `{name}`, which is not part of the wasmtx:rule contract (only wasmtx:rule/* 0.1.x is provided; rules get no WASI)")]
+    #[error(
+        "rule imports `{name}`, which is not part of the wasmtx:rule contract (only wasmtx:rule/* 0.1.x is provided; rules get no WASI)"
+    )]
     ForbiddenImport {
         /// The import's name.
         name: String,

@@ -67,7 +67,7 @@ macro_rules! __conformance_check_names {
 /// gives (evaluated afresh in every test, inside an `async fn` returning `anyhow::Result`, so
 /// it may `.await` and use `?`). Put it in a module per store:
 ///
-/// ```ignore
+/// ```text
 /// mod memory {
 ///     wasmtx_tests::store_conformance_tests!(std::sync::Arc::new(wasmtx::MemoryStore::new()));
 /// }

@@ -77,12 +77,14 @@ impl RedisFixture {
             let ty: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await?;
             let content = match ty.as_str() {
                 "hash" => {
-                    let mut pairs: Vec<(String, String)> = redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await?;
+                    let mut pairs: Vec<(String, String)> =
+                        redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await?;
                     pairs.sort();
                     format!("{pairs:?}")
                 }
                 "list" => {
-                    let items: Vec<String> = redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut conn).await?;
+                    let items: Vec<String> =
+                        redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut conn).await?;
                     format!("{items:?}")
                 }
                 "string" => {
@@ -102,7 +104,8 @@ impl RedisFixture {
     /// If Redis fails.
     pub async fn held_locks(&self) -> Result<Vec<String>> {
         let mut conn = self.client().await?;
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*:lock:*", self.prefix)).query_async(&mut conn).await?;
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}:*:lock:*", self.prefix)).query_async(&mut conn).await?;
         Ok(keys)
     }
 }
@@ -234,7 +237,11 @@ impl TestEnv {
     ///
     /// # Errors
     /// If Redis is unreachable, a rule does not build or the configuration is refused.
-    pub async fn with(backend: Backend, name: &str, configure: impl FnOnce(EngineBuilder) -> EngineBuilder) -> Result<Self> {
+    pub async fn with(
+        backend: Backend,
+        name: &str,
+        configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    ) -> Result<Self> {
         let (store, redis): (Arc<dyn Store>, _) = match backend {
             Backend::Memory => (Arc::new(wasmtx::MemoryStore::new()), None),
             Backend::Redis => {
@@ -289,7 +296,8 @@ impl TestEnv {
                 }
                 if key.ends_with(":meta") {
                     let mut conn = redis.client().await?;
-                    let version: Option<String> = redis::cmd("HGET").arg(&key).arg("version").query_async(&mut conn).await?;
+                    let version: Option<String> =
+                        redis::cmd("HGET").arg(&key).arg("version").query_async(&mut conn).await?;
                     if let Some(version) = version {
                         out.push_str(&format!("{key} version={version}\n"));
                     }

@@ -138,7 +138,8 @@ impl FieldChange {
     /// Why the change does not fit, in words.
     pub fn check(&self, schema: &ModelSchema) -> Result<(), String> {
         let field = self.field();
-        let ty = schema.field(field).map(|def| def.ty).ok_or_else(|| format!("the model type has no field `{field}`"))?;
+        let ty =
+            schema.field(field).map(|def| def.ty).ok_or_else(|| format!("the model type has no field `{field}`"))?;
         let fits = |value: &Scalar, kind: ScalarKind| -> Result<(), String> {
             if value.kind() != kind {
                 return Err(format!("a {} value does not fit a field of {kind}", value.kind()));
@@ -168,7 +169,9 @@ impl FieldChange {
                 | Self::ListPop { .. },
                 _,
             ) => wrong("change items of", "lists"),
-            (Self::DictSet { entries, .. }, FieldType::Dict(kind)) => entries.iter().try_for_each(|(_, v)| fits(v, kind)),
+            (Self::DictSet { entries, .. }, FieldType::Dict(kind)) => {
+                entries.iter().try_for_each(|(_, v)| fits(v, kind))
+            }
             (Self::DictRemove { .. }, FieldType::Dict(_)) => Ok(()),
             (Self::DictSet { .. } | Self::DictRemove { .. }, _) => wrong("change entries of", "dicts"),
             (Self::Clear { .. }, FieldType::List(_) | FieldType::Dict(_)) => Ok(()),

@@ -39,7 +39,9 @@ impl ModelId {
             return Err(bad("a key is at most 256 bytes"));
         }
         if self.key.chars().any(|c| c == '{' || c == '}' || c.is_control()) {
-            return Err(bad("a key cannot contain `{`, `}` or control characters (they would break the Redis hash tag)"));
+            return Err(bad(
+                "a key cannot contain `{`, `}` or control characters (they would break the Redis hash tag)",
+            ));
         }
         Ok(())
     }

@@ -67,7 +67,10 @@ impl ModelSchema {
     /// # Errors
     /// [`SchemaError`] for an invalid model or field name, a duplicate field, a default of the
     /// wrong type, or a schema without fields.
-    pub fn new(name: impl Into<String>, fields: impl IntoIterator<Item = (String, FieldDef)>) -> Result<Self, SchemaError> {
+    pub fn new(
+        name: impl Into<String>,
+        fields: impl IntoIterator<Item = (String, FieldDef)>,
+    ) -> Result<Self, SchemaError> {
         let name = name.into();
         validate_name(&name).map_err(|reason| SchemaError::InvalidName { name: name.clone(), reason })?;
         let mut map = IndexMap::new();
@@ -137,11 +140,7 @@ impl ModelSchema {
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, SchemaError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| SchemaError::Io(format!("{}: {e}", path.display())))?;
-        if path.extension().is_some_and(|e| e == "json") {
-            Self::from_json(&text)
-        } else {
-            Self::from_toml(&text)
-        }
+        if path.extension().is_some_and(|e| e == "json") { Self::from_json(&text) } else { Self::from_toml(&text) }
     }
 
     fn from_file(file: SchemaFile) -> Result<Self, SchemaError> {
@@ -201,9 +200,7 @@ impl ModelSchema {
         let fields: serde_json::Map<_, _> = self
             .fields
             .iter()
-            .map(|(k, d)| {
-                (k.clone(), serde_json::json!({ "type": d.ty.to_string(), "default": d.default.to_json() }))
-            })
+            .map(|(k, d)| (k.clone(), serde_json::json!({ "type": d.ty.to_string(), "default": d.default.to_json() })))
             .collect();
         serde_json::json!({ "name": self.name, "fields": fields })
     }
@@ -307,23 +304,41 @@ mod tests {
     #[test]
     fn bad_schemas_are_refused_with_a_reason() {
         let cases = [
-            (r#"name = "A"
+            (
+                r#"name = "A"
                 [fields]
-                x = { type = "int", default = "zero" }"#, "bad default"),
-            (r#"name = "A"
+                x = { type = "int", default = "zero" }"#,
+                "bad default",
+            ),
+            (
+                r#"name = "A"
                 [fields]
-                x = { type = "integer" }"#, "unknown field type"),
-            (r#"name = "A b"
+                x = { type = "integer" }"#,
+                "unknown field type",
+            ),
+            (
+                r#"name = "A b"
                 [fields]
-                x = { type = "int" }"#, "A b"),
-            (r#"name = "A"
-                [fields]"#, "at least one field"),
-            (r#"name = "A"
+                x = { type = "int" }"#,
+                "A b",
+            ),
+            (
+                r#"name = "A"
+                [fields]"#,
+                "at least one field",
+            ),
+            (
+                r#"name = "A"
                 [fields]
-                x = { type = "list<int>", default = [1] }"#, "must be empty"),
-            (r#"name = "A"
+                x = { type = "list<int>", default = [1] }"#,
+                "must be empty",
+            ),
+            (
+                r#"name = "A"
                 [fields]
-                x = { type = "int", extra = 1 }"#, "unknown field"),
+                x = { type = "int", extra = 1 }"#,
+                "unknown field",
+            ),
         ];
         for (text, needle) in cases {
             let err = ModelSchema::from_toml(text).expect_err(text).to_string();

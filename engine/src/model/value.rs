@@ -122,7 +122,13 @@ impl Scalar {
     /// `true`/`false`, strings and bytes are stored as they are.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Bool(v) => if *v { b"true".to_vec() } else { b"false".to_vec() },
+            Self::Bool(v) => {
+                if *v {
+                    b"true".to_vec()
+                } else {
+                    b"false".to_vec()
+                }
+            }
             Self::Int(v) => v.to_string().into_bytes(),
             Self::Float(v) => encode_float(*v).into_bytes(),
             Self::Str(v) => v.as_bytes().to_vec(),
@@ -348,11 +354,9 @@ impl FieldValue {
     pub fn from_json(ty: FieldType, json: &serde_json::Value) -> Result<Self, String> {
         match (ty, json) {
             (FieldType::Scalar(k), j) => Scalar::from_json(k, j).map(Self::Scalar),
-            (FieldType::List(k), serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|i| Scalar::from_json(k, i))
-                .collect::<Result<_, _>>()
-                .map(Self::List),
+            (FieldType::List(k), serde_json::Value::Array(items)) => {
+                items.iter().map(|i| Scalar::from_json(k, i)).collect::<Result<_, _>>().map(Self::List)
+            }
             (FieldType::Dict(k), serde_json::Value::Object(map)) => map
                 .iter()
                 .map(|(key, v)| Scalar::from_json(k, v).map(|s| (key.clone(), s)))

@@ -78,11 +78,7 @@ impl RuntimeConfig {
     /// # Errors
     /// [`Error::InvalidInput`] naming the first unusable setting.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |reason: &str| {
-            Err(Error::InvalidInput {
-                reason: format!("invalid runtime config: {reason}"),
-            })
-        };
+        let bad = |reason: &str| Err(Error::InvalidInput { reason: format!("invalid runtime config: {reason}") });
         if self.deadline.is_zero() {
             return bad("`deadline` must be longer than zero");
         }
@@ -106,9 +102,7 @@ impl RuntimeConfig {
         }
         let l = &self.limits;
         if l.max_list_len == 0 || l.max_dict_len == 0 || l.max_value_bytes == 0 {
-            return bad(
-                "`limits.max_list_len`, `max_dict_len` and `max_value_bytes` must be at least 1",
-            );
+            return bad("`limits.max_list_len`, `max_dict_len` and `max_value_bytes` must be at least 1");
         }
         Ok(())
     }
@@ -149,10 +143,7 @@ mod tests {
 
     #[test]
     fn pool_memory_is_whole_pages() {
-        let config = RuntimeConfig {
-            memory_limit: (64 << 10) + 1,
-            ..RuntimeConfig::default()
-        };
+        let config = RuntimeConfig { memory_limit: (64 << 10) + 1, ..RuntimeConfig::default() };
         assert_eq!(config.pool_memory_size(), 128 << 10);
     }
 }

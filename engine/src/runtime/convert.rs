@@ -30,10 +30,7 @@ pub(crate) fn scalars_from_wit(items: Vec<wit::Scalar>) -> Vec<Scalar> {
 }
 
 pub(crate) fn entries_from_wit(entries: Vec<(String, wit::Scalar)>) -> Vec<(String, Scalar)> {
-    entries
-        .into_iter()
-        .map(|(k, v)| (k, scalar_from_wit(v)))
-        .collect()
+    entries.into_iter().map(|(k, v)| (k, scalar_from_wit(v))).collect()
 }
 
 /// A guest value; a dict given with a key twice keeps the last value, as Python's `dict()`.
@@ -41,24 +38,18 @@ pub(crate) fn value_from_wit(v: wit::Value) -> FieldValue {
     match v {
         wit::Value::Scalar(s) => FieldValue::Scalar(scalar_from_wit(s)),
         wit::Value::List(items) => FieldValue::List(scalars_from_wit(items)),
-        wit::Value::Dict(entries) => {
-            FieldValue::Dict(entries_from_wit(entries).into_iter().collect())
-        }
+        wit::Value::Dict(entries) => FieldValue::Dict(entries_from_wit(entries).into_iter().collect()),
     }
 }
 
 pub(crate) fn value_to_wit(v: &FieldValue) -> wit::Value {
     match v {
         FieldValue::Scalar(s) => wit::Value::Scalar(scalar_to_wit(s.clone())),
-        FieldValue::List(items) => {
-            wit::Value::List(items.iter().cloned().map(scalar_to_wit).collect())
-        }
+        FieldValue::List(items) => wit::Value::List(items.iter().cloned().map(scalar_to_wit).collect()),
         // A BTreeMap iterates in key order: the WIT promises sorted entries.
-        FieldValue::Dict(map) => wit::Value::Dict(
-            map.iter()
-                .map(|(k, v)| (k.clone(), scalar_to_wit(v.clone())))
-                .collect(),
-        ),
+        FieldValue::Dict(map) => {
+            wit::Value::Dict(map.iter().map(|(k, v)| (k.clone(), scalar_to_wit(v.clone()))).collect())
+        }
     }
 }
 
@@ -91,15 +82,9 @@ pub(crate) fn mode_to_wit(m: Mode) -> wit::Mode {
 pub(crate) fn access_error_to_wit(e: &AccessError) -> wit::AccessError {
     match e.clone() {
         AccessError::UnknownField { field } => wit::AccessError::UnknownField(field),
-        AccessError::TypeMismatch {
-            field,
-            expected,
-            found,
-        } => wit::AccessError::TypeMismatch(wit::TypeMismatch {
-            field,
-            expected,
-            found,
-        }),
+        AccessError::TypeMismatch { field, expected, found } => {
+            wit::AccessError::TypeMismatch(wit::TypeMismatch { field, expected, found })
+        }
         AccessError::IndexOutOfRange { field, index, len } => {
             wit::AccessError::IndexOutOfRange(wit::IndexOutOfRange { field, index, len })
         }
@@ -112,15 +97,9 @@ pub(crate) fn access_error_to_wit(e: &AccessError) -> wit::AccessError {
 pub(crate) fn access_error_from_wit(e: wit::AccessError) -> AccessError {
     match e {
         wit::AccessError::UnknownField(field) => AccessError::UnknownField { field },
-        wit::AccessError::TypeMismatch(wit::TypeMismatch {
-            field,
-            expected,
-            found,
-        }) => AccessError::TypeMismatch {
-            field,
-            expected,
-            found,
-        },
+        wit::AccessError::TypeMismatch(wit::TypeMismatch { field, expected, found }) => {
+            AccessError::TypeMismatch { field, expected, found }
+        }
         wit::AccessError::IndexOutOfRange(wit::IndexOutOfRange { field, index, len }) => {
             AccessError::IndexOutOfRange { field, index, len }
         }
@@ -138,23 +117,11 @@ mod tests {
     fn access_errors_round_trip() {
         let errors = [
             AccessError::UnknownField { field: "a".into() },
-            AccessError::TypeMismatch {
-                field: "a".into(),
-                expected: "int".into(),
-                found: "str".into(),
-            },
-            AccessError::IndexOutOfRange {
-                field: "a".into(),
-                index: -3,
-                len: 2,
-            },
+            AccessError::TypeMismatch { field: "a".into(), expected: "int".into(), found: "str".into() },
+            AccessError::IndexOutOfRange { field: "a".into(), index: -3, len: 2 },
             AccessError::NotFound { what: "x".into() },
-            AccessError::Denied {
-                reason: "no".into(),
-            },
-            AccessError::LimitExceeded {
-                limit: "big".into(),
-            },
+            AccessError::Denied { reason: "no".into() },
+            AccessError::LimitExceeded { limit: "big".into() },
         ];
         for e in errors {
             assert_eq!(access_error_from_wit(access_error_to_wit(&e)), e);
@@ -163,21 +130,9 @@ mod tests {
 
     #[test]
     fn values_round_trip_and_dicts_keep_the_last_duplicate() {
-        let v = FieldValue::Dict(
-            [
-                ("a".to_owned(), Scalar::Int(1)),
-                ("b".to_owned(), Scalar::Int(2)),
-            ]
-            .into(),
-        );
+        let v = FieldValue::Dict([("a".to_owned(), Scalar::Int(1)), ("b".to_owned(), Scalar::Int(2))].into());
         assert_eq!(value_from_wit(value_to_wit(&v)), v);
-        let dup = wit::Value::Dict(vec![
-            ("a".into(), wit::Scalar::Int(1)),
-            ("a".into(), wit::Scalar::Int(2)),
-        ]);
-        assert_eq!(
-            value_from_wit(dup),
-            FieldValue::Dict([("a".to_owned(), Scalar::Int(2))].into())
-        );
+        let dup = wit::Value::Dict(vec![("a".into(), wit::Scalar::Int(1)), ("a".into(), wit::Scalar::Int(2))]);
+        assert_eq!(value_from_wit(dup), FieldValue::Dict([("a".to_owned(), Scalar::Int(2))].into()));
     }
 }

@@ -7,8 +7,8 @@ use wasmtime::component::{Resource, ResourceTable, ResourceTableError};
 
 use super::bindings::wasmtx::rule::{log, models, types as wit};
 use super::convert::{
-    access_error_to_wit, entries_from_wit, field_type_to_wit, scalar_from_wit, scalar_to_wit,
-    scalars_from_wit, value_from_wit, value_to_wit,
+    access_error_to_wit, entries_from_wit, field_type_to_wit, scalar_from_wit, scalar_to_wit, scalars_from_wit,
+    value_from_wit, value_to_wit,
 };
 use super::limits::MemoryCap;
 use super::log::RuleLog;
@@ -46,13 +46,7 @@ impl HostState {
     pub(crate) fn new(workspaces: Vec<ModelWorkspace>, memory: MemoryCap, log: RuleLog) -> Self {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HANDLES);
-        Self {
-            workspaces,
-            table,
-            memory,
-            log,
-            failures: VecDeque::with_capacity(FAILURES_KEPT),
-        }
+        Self { workspaces, table, memory, log, failures: VecDeque::with_capacity(FAILURES_KEPT) }
     }
 
     /// The model of the newest failed access that returned `error`, if any.
@@ -85,10 +79,7 @@ impl HostState {
         Ok(result.map_err(|e| self.fail(Some(index), e)))
     }
 
-    fn open_index(
-        &mut self,
-        index: usize,
-    ) -> wasmtime::Result<Result<Resource<models::Model>, wit::AccessError>> {
+    fn open_index(&mut self, index: usize) -> wasmtime::Result<Result<Resource<models::Model>, wit::AccessError>> {
         match self.table.push(ModelHandle { index }) {
             Ok(handle) => Ok(Ok(handle)),
             Err(ResourceTableError::Full) => {
@@ -105,21 +96,12 @@ impl HostState {
 impl wit::Host for HostState {}
 
 impl models::Host for HostState {
-    fn open(
-        &mut self,
-        index: u32,
-    ) -> wasmtime::Result<Result<Resource<models::Model>, wit::AccessError>> {
+    fn open(&mut self, index: u32) -> wasmtime::Result<Result<Resource<models::Model>, wit::AccessError>> {
         let _span = tracing::trace_span!("wasmtx.models", op = "open", index).entered();
-        match usize::try_from(index)
-            .ok()
-            .filter(|&i| i < self.workspaces.len())
-        {
+        match usize::try_from(index).ok().filter(|&i| i < self.workspaces.len()) {
             Some(i) => self.open_index(i),
             None => {
-                let reason = format!(
-                    "no model at index {index}: the invocation declared {}",
-                    self.workspaces.len()
-                );
+                let reason = format!("no model at index {index}: the invocation declared {}", self.workspaces.len());
                 Ok(Err(self.fail(None, AccessError::Denied { reason })))
             }
         }
@@ -130,12 +112,8 @@ impl models::Host for HostState {
         model_type: String,
         key: String,
     ) -> wasmtime::Result<Result<Resource<models::Model>, wit::AccessError>> {
-        let _span =
-            tracing::trace_span!("wasmtx.models", op = "open-by-key", model_type, key).entered();
-        let found = self
-            .workspaces
-            .iter()
-            .position(|w| w.id().model_type == model_type && w.id().key == key);
+        let _span = tracing::trace_span!("wasmtx.models", op = "open-by-key", model_type, key).entered();
+        let found = self.workspaces.iter().position(|w| w.id().model_type == model_type && w.id().key == key);
         match found {
             Some(i) => self.open_index(i),
             None => {
@@ -159,17 +137,11 @@ impl models::HostModel for HostState {
         Ok(self.workspaces[index].id().model_type.clone())
     }
 
-    fn fields(
-        &mut self,
-        h: Resource<models::Model>,
-    ) -> wasmtime::Result<Vec<(String, wit::FieldType)>> {
+    fn fields(&mut self, h: Resource<models::Model>) -> wasmtime::Result<Vec<(String, wit::FieldType)>> {
         let _span = tracing::trace_span!("wasmtx.model", op = "fields").entered();
         let index = self.table.get(&h)?.index;
         let schema = self.workspaces[index].schema();
-        Ok(schema
-            .fields()
-            .map(|(name, def)| (name.to_owned(), field_type_to_wit(def.ty)))
-            .collect())
+        Ok(schema.fields().map(|(name, def)| (name.to_owned(), field_type_to_wit(def.ty))).collect())
     }
 
     fn get(
@@ -189,11 +161,7 @@ impl models::HostModel for HostState {
         self.with_model(&h, "set", &field, |w| w.set(&field, value_from_wit(value)))
     }
 
-    fn reset(
-        &mut self,
-        h: Resource<models::Model>,
-        field: String,
-    ) -> wasmtime::Result<Result<(), wit::AccessError>> {
+    fn reset(&mut self, h: Resource<models::Model>, field: String) -> wasmtime::Result<Result<(), wit::AccessError>> {
         self.with_model(&h, "reset", &field, |w| w.reset(&field))
     }
 
@@ -202,9 +170,7 @@ impl models::HostModel for HostState {
         h: Resource<models::Model>,
         field: String,
     ) -> wasmtime::Result<Result<wit::Scalar, wit::AccessError>> {
-        self.with_model(&h, "get-scalar", &field, |w| {
-            w.get_scalar(&field).cloned().map(scalar_to_wit)
-        })
+        self.with_model(&h, "get-scalar", &field, |w| w.get_scalar(&field).cloned().map(scalar_to_wit))
     }
 
     fn set_scalar(
@@ -213,9 +179,7 @@ impl models::HostModel for HostState {
         field: String,
         value: wit::Scalar,
     ) -> wasmtime::Result<Result<(), wit::AccessError>> {
-        self.with_model(&h, "set-scalar", &field, |w| {
-            w.set_scalar(&field, scalar_from_wit(value))
-        })
+        self.with_model(&h, "set-scalar", &field, |w| w.set_scalar(&field, scalar_from_wit(value)))
     }
 
     fn increment(
@@ -233,9 +197,7 @@ impl models::HostModel for HostState {
         field: String,
         item: wit::Scalar,
     ) -> wasmtime::Result<Result<(), wit::AccessError>> {
-        self.with_model(&h, "list-append", &field, |w| {
-            w.list_append(&field, scalar_from_wit(item))
-        })
+        self.with_model(&h, "list-append", &field, |w| w.list_append(&field, scalar_from_wit(item)))
     }
 
     fn list_extend(
@@ -244,9 +206,7 @@ impl models::HostModel for HostState {
         field: String,
         items: Vec<wit::Scalar>,
     ) -> wasmtime::Result<Result<(), wit::AccessError>> {
-        self.with_model(&h, "list-extend", &field, |w| {
-            w.list_extend(&field, scalars_from_wit(items))
-        })
+        self.with_model(&h, "list-extend", &field, |w| w.list_extend(&field, scalars_from_wit(items)))
     }
 
     fn list_insert(
@@ -256,9 +216,7 @@ impl models::HostModel for HostState {
         index: i64,
         item: wit::Scalar,
     ) -> wasmtime::Result<Result<(), wit::AccessError>> {
-        self.with_model(&h, "list-insert", &field, |w| {
-            w.list_insert(&field, index, scalar_from_wit(item))
-        })
+        self.with_model(&h, "list-insert", &field, |w| w.list_insert(&field, index, scalar_from_wit(item)))
     }
 
     fn list_pop(
@@ -267,9 +225,7 @@ impl models::HostModel for HostState {
         field: String,
         index: Option<i64>,
     ) -> wasmtime::Result<Result<wit::Scalar, wit::AccessError>> {
-        self.with_model(&h, "list-pop", &field, |w| {
-            w.list_pop(&field, index).map(scalar_to_wit)
-        })
+        self.with_model(&h, "list-pop", &field, |w| w.list_pop(&field, index).map(scalar_to_wit))
     }
 
     fn list_remove(
@@ -278,9 +234,7 @@ impl models::HostModel for HostState {
         field: String,
         item: wit::Scalar,
     ) -> wasmtime::Result<Result<(), wit::AccessError>> {
-        self.with_model(&h, "list-remove", &field, |w| {
-            w.list_remove(&field, scalar_from_wit(item))
-        })
+        self.with_model(&h, "list-remove", &field, |w| w.list_remove(&field, scalar_from_wit(item)))
     }
 
     fn list_clear(
@@ -305,9 +259,7 @@ impl models::HostModel for HostState {
         field: String,
         index: i64,
     ) -> wasmtime::Result<Result<wit::Scalar, wit::AccessError>> {
-        self.with_model(&h, "list-get", &field, |w| {
-            w.list_get(&field, index).cloned().map(scalar_to_wit)
-        })
+        self.with_model(&h, "list-get", &field, |w| w.list_get(&field, index).cloned().map(scalar_to_wit))
     }
 
     fn dict_get(
@@ -316,10 +268,7 @@ impl models::HostModel for HostState {
         field: String,
         key: String,
     ) -> wasmtime::Result<Result<Option<wit::Scalar>, wit::AccessError>> {
-        self.with_model(&h, "dict-get", &field, |w| {
-            w.dict_get(&field, &key)
-                .map(|v| v.cloned().map(scalar_to_wit))
-        })
+        self.with_model(&h, "dict-get", &field, |w| w.dict_get(&field, &key).map(|v| v.cloned().map(scalar_to_wit)))
     }
 
     fn dict_set(
@@ -329,9 +278,7 @@ impl models::HostModel for HostState {
         key: String,
         value: wit::Scalar,
     ) -> wasmtime::Result<Result<(), wit::AccessError>> {
-        self.with_model(&h, "dict-set", &field, |w| {
-            w.dict_set(&field, key, scalar_from_wit(value))
-        })
+        self.with_model(&h, "dict-set", &field, |w| w.dict_set(&field, key, scalar_from_wit(value)))
     }
 
     fn dict_update(
@@ -340,9 +287,7 @@ impl models::HostModel for HostState {
         field: String,
         entries: Vec<(String, wit::Scalar)>,
     ) -> wasmtime::Result<Result<(), wit::AccessError>> {
-        self.with_model(&h, "dict-update", &field, |w| {
-            w.dict_update(&field, entries_from_wit(entries))
-        })
+        self.with_model(&h, "dict-update", &field, |w| w.dict_update(&field, entries_from_wit(entries)))
     }
 
     fn dict_pop(
@@ -351,9 +296,7 @@ impl models::HostModel for HostState {
         field: String,
         key: String,
     ) -> wasmtime::Result<Result<Option<wit::Scalar>, wit::AccessError>> {
-        self.with_model(&h, "dict-pop", &field, |w| {
-            w.dict_pop(&field, &key).map(|v| v.map(scalar_to_wit))
-        })
+        self.with_model(&h, "dict-pop", &field, |w| w.dict_pop(&field, &key).map(|v| v.map(scalar_to_wit)))
     }
 
     fn dict_clear(
@@ -388,12 +331,7 @@ impl models::HostModel for HostState {
 }
 
 impl log::Host for HostState {
-    fn emit(
-        &mut self,
-        level: log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) -> wasmtime::Result<()> {
+    fn emit(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
         let _span = tracing::trace_span!("wasmtx.log", op = "emit").entered();
         self.log.emit(level, message, &fields);
         Ok(())

@@ -55,9 +55,7 @@ impl Journal {
             }
             // After an assignment the final value is committed as a `Set`: increments are in it.
             (Some(Op::Assign), Op::Increment(_)) => {}
-            (Some(Op::Increment(sum)), Op::Increment(delta))
-                if sum.checked_add(delta).is_some() =>
-            {
+            (Some(Op::Increment(sum)), Op::Increment(delta)) if sum.checked_add(delta).is_some() => {
                 *sum += delta;
             }
             (Some(Op::ListAppend(items)), Op::ListAppend(more)) => items.extend(more),
@@ -91,11 +89,7 @@ mod tests {
         j.push(Op::ListAppend(vec![4.into()]));
         assert_eq!(
             j.ops(),
-            [
-                Op::ListAppend(vec![1.into(), 2.into(), 3.into()]),
-                Op::ListPop(None),
-                Op::ListAppend(vec![4.into()])
-            ]
+            [Op::ListAppend(vec![1.into(), 2.into(), 3.into()]), Op::ListPop(None), Op::ListAppend(vec![4.into()])]
         );
     }
 

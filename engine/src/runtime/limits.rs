@@ -30,30 +30,17 @@ impl MemoryCap {
 const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = true;
             // An error (not `Ok(false)`) stops the rule now: a guest allocator that sees
             // `memory.grow` fail would only trap later with a less useful message.
-            wasmtime::bail!(
-                "rule memory would grow from {current} to {desired} bytes, over the cap of {}",
-                self.limit
-            );
+            wasmtime::bail!("rule memory would grow from {current} to {desired} bytes, over the cap of {}", self.limit);
         }
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -71,20 +58,14 @@ pub(crate) struct InstanceGate {
 
 impl InstanceGate {
     pub(crate) fn new(slots: u32) -> Self {
-        Self {
-            free: Mutex::new(slots),
-            freed: Condvar::new(),
-        }
+        Self { free: Mutex::new(slots), freed: Condvar::new() }
     }
 
     /// Waits for a free slot and holds it until the permit drops.
     pub(crate) fn acquire(&self) -> GatePermit<'_> {
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         while *free == 0 {
-            free = self
-                .freed
-                .wait(free)
-                .unwrap_or_else(PoisonError::into_inner);
+            free = self.freed.wait(free).unwrap_or_else(PoisonError::into_inner);
         }
         *free -= 1;
         GatePermit { gate: self }
@@ -100,11 +81,7 @@ pub(crate) struct GatePermit<'a> {
 
 impl Drop for GatePermit<'_> {
     fn drop(&mut self) {
-        *self
-            .gate
-            .free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) += 1;
+        *self.gate.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.gate.freed.notify_one();
     }
 }

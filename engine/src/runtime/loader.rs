@@ -83,10 +83,7 @@ pub(crate) fn compile(
     bytes: &[u8],
 ) -> Result<CompiledRule, RuleLoadError> {
     if bytes.len() > max_bytes {
-        return Err(RuleLoadError::TooLarge {
-            size: bytes.len(),
-            limit: max_bytes,
-        });
+        return Err(RuleLoadError::TooLarge { size: bytes.len(), limit: max_bytes });
     }
     if !bytes.starts_with(b"\0asm") {
         return Err(RuleLoadError::NotWasm);
@@ -100,14 +97,11 @@ pub(crate) fn compile(
     } else if Parser::is_component(bytes) {
         bytes
     } else {
-        return Err(RuleLoadError::Malformed(
-            "unknown WebAssembly version or layer in the header".into(),
-        ));
+        return Err(RuleLoadError::Malformed("unknown WebAssembly version or layer in the header".into()));
     };
     validate(component_bytes)?;
 
-    let component = Component::new(engine, component_bytes)
-        .map_err(|e| RuleLoadError::Compile(format!("{e:#}")))?;
+    let component = Component::new(engine, component_bytes).map_err(|e| RuleLoadError::Compile(format!("{e:#}")))?;
     link(engine, linker, &component, digest, bytes.len(), from_core_module)
 }
 
@@ -124,20 +118,10 @@ pub(crate) fn link(
 ) -> Result<CompiledRule, RuleLoadError> {
     let wit_version = check_imports(engine, component)?;
     let pre = linker.instantiate_pre(component).map_err(|e| {
-        RuleLoadError::WrongWorld(format!(
-            "its imports do not match this host's wasmtx:rule@{HOST_VERSION}: {e:#}"
-        ))
+        RuleLoadError::WrongWorld(format!("its imports do not match this host's wasmtx:rule@{HOST_VERSION}: {e:#}"))
     })?;
     let pre = RulePre::new(pre).map_err(|e| RuleLoadError::WrongWorld(format!("{e:#}")))?;
-    Ok(CompiledRule {
-        inner: Arc::new(Inner {
-            pre,
-            digest,
-            size,
-            wit_version,
-            from_core_module,
-        }),
-    })
+    Ok(CompiledRule { inner: Arc::new(Inner { pre, digest, size, wit_version, from_core_module }) })
 }
 
 /// Validates with wasmparser first, so that invalid bytes are `Malformed` and only what is valid
@@ -178,14 +162,8 @@ fn has_component_type_section(bytes: &[u8]) -> bool {
 fn check_imports(engine: &Engine, component: &Component) -> Result<String, RuleLoadError> {
     let mut version: Option<(u64, String)> = None;
     for (name, _) in component.component_type().imports(engine) {
-        let v = allowed_import(name).ok_or_else(|| RuleLoadError::ForbiddenImport {
-            name: name.to_owned(),
-        })?;
-        let patch = v[COMPATIBLE_PREFIX.len()..]
-            .split(['-', '+'])
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
+        let v = allowed_import(name).ok_or_else(|| RuleLoadError::ForbiddenImport { name: name.to_owned() })?;
+        let patch = v[COMPATIBLE_PREFIX.len()..].split(['-', '+']).next().and_then(|p| p.parse().ok()).unwrap_or(0);
         if version.as_ref().is_none_or(|(best, _)| patch > *best) {
             version = Some((patch, v.to_owned()));
         }
@@ -199,9 +177,7 @@ fn allowed_import(name: &str) -> Option<&str> {
     let (interface, version) = rest.split_once('@')?;
     let patch = version.strip_prefix(COMPATIBLE_PREFIX)?;
     let digits = patch.split(['-', '+']).next()?;
-    let valid = INTERFACES.contains(&interface)
-        && !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit());
+    let valid = INTERFACES.contains(&interface) && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
     valid.then_some(version)
 }
 
@@ -212,10 +188,7 @@ mod tests {
     #[test]
     fn the_host_version_is_the_wit_files() {
         let wit = include_str!("../../../wit/wasmtx.wit");
-        assert!(
-            wit.contains(&format!("package {PACKAGE}@{HOST_VERSION};")),
-            "update HOST_VERSION with the WIT"
-        );
+        assert!(wit.contains(&format!("package {PACKAGE}@{HOST_VERSION};")), "update HOST_VERSION with the WIT");
     }
 
     #[test]

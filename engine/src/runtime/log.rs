@@ -117,11 +117,7 @@ mod tests {
         RuleLog::new(
             "r",
             "inv",
-            &RuleLimits {
-                max_log_records: max_records,
-                max_log_bytes: max_bytes,
-                ..RuleLimits::default()
-            },
+            &RuleLimits { max_log_records: max_records, max_log_bytes: max_bytes, ..RuleLimits::default() },
         )
     }
 
@@ -138,17 +134,10 @@ mod tests {
     #[test]
     fn records_are_clipped_to_the_byte_cap() {
         let log = log(1, 8);
-        let (message, fields, truncated) =
-            log.clip("héllo wörld".into(), &[("k".into(), "v".into())]);
+        let (message, fields, truncated) = log.clip("héllo wörld".into(), &[("k".into(), "v".into())]);
         assert!(truncated);
-        assert!(
-            message.len() <= 8 && fields.is_empty(),
-            "{message:?} {fields:?}"
-        );
+        assert!(message.len() <= 8 && fields.is_empty(), "{message:?} {fields:?}");
         let (message, fields, truncated) = log.clip("hi".into(), &[("k".into(), "v".into())]);
-        assert_eq!(
-            (message.as_str(), fields.as_str(), truncated),
-            ("hi", "k=\"v\"", false)
-        );
+        assert_eq!((message.as_str(), fields.as_str(), truncated), ("hi", "k=\"v\"", false));
     }
 }

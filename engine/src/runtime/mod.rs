@@ -73,25 +73,14 @@ impl RuleRuntime {
     /// cannot reserve its address space).
     pub fn new(config: RuntimeConfig) -> Result<Self, Error> {
         config.validate()?;
-        let engine = Engine::new(&engine_config(&config)).map_err(|e| Error::InvalidInput {
-            reason: format!("cannot create the wasm engine: {e:#}"),
-        })?;
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| Error::InvalidInput { reason: format!("cannot create the wasm engine: {e:#}") })?;
         let mut linker = Linker::new(&engine);
         bindings::Rule::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-            .map_err(|e| Error::InvalidInput {
-                reason: format!("cannot link the rule host: {e:#}"),
-            })?;
+            .map_err(|e| Error::InvalidInput { reason: format!("cannot link the rule host: {e:#}") })?;
         let ticker = EpochTicker::start(engine.clone(), ticker::period_for(config.deadline))
-            .map_err(|e| Error::InvalidInput {
-                reason: format!("cannot start the epoch ticker thread: {e}"),
-            })?;
-        Ok(Self {
-            gate: InstanceGate::new(config.max_instances),
-            config,
-            engine,
-            linker,
-            ticker,
-        })
+            .map_err(|e| Error::InvalidInput { reason: format!("cannot start the epoch ticker thread: {e}") })?;
+        Ok(Self { gate: InstanceGate::new(config.max_instances), config, engine, linker, ticker })
     }
 
     /// Compiles rule bytes: a component of the `wasmtx:rule` world, or a core module built
@@ -110,12 +99,7 @@ impl RuleRuntime {
     ///   signature, or its imports do not match the contract's.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledRule, RuleLoadError> {
         let _span = tracing::debug_span!("wasmtx.compile", size = bytes.len()).entered();
-        loader::compile(
-            &self.engine,
-            &self.linker,
-            self.config.max_rule_bytes,
-            bytes,
-        )
+        loader::compile(&self.engine, &self.linker, self.config.max_rule_bytes, bytes)
     }
 
     /// The configuration this runtime was made with.

@@ -69,21 +69,14 @@ impl RuleRuntime {
             models: run
                 .models
                 .iter()
-                .map(|m| wit::ModelRef {
-                    model_type: m.id.model_type.clone(),
-                    key: m.id.key.clone(),
-                })
+                .map(|m| wit::ModelRef { model_type: m.id.model_type.clone(), key: m.id.key.clone() })
                 .collect(),
             attempt: run.context.attempt,
         };
         let state = HostState::new(
             workspaces,
             MemoryCap::new(self.config.memory_limit),
-            RuleLog::new(
-                run.rule_name,
-                &run.context.invocation_id,
-                &self.config.limits,
-            ),
+            RuleLog::new(run.rule_name, &run.context.invocation_id, &self.config.limits),
         );
 
         let permit = self.gate.acquire();
@@ -91,10 +84,7 @@ impl RuleRuntime {
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(self.ticker.ticks_for(self.config.deadline));
         store.epoch_deadline_trap();
-        let result = rule
-            .pre()
-            .instantiate(&mut store)
-            .and_then(|rule| rule.call_run(&mut store, &context, run.input));
+        let result = rule.pre().instantiate(&mut store).and_then(|rule| rule.call_run(&mut store, &context, run.input));
         // Dropping the store returns the instance's slot to the pool: only then free the permit.
         let state = store.into_data();
         drop(permit);
@@ -102,22 +92,14 @@ impl RuleRuntime {
 
         match result {
             Ok(Ok(output)) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
-                Ok(_) => Ok(RunOutput {
-                    output,
-                    workspaces: state.workspaces,
-                }),
-                Err(e) => Err(Error::InvalidOutput {
-                    reason: format!("not JSON text: {e}"),
-                }),
+                Ok(_) => Ok(RunOutput { output, workspaces: state.workspaces }),
+                Err(e) => Err(Error::InvalidOutput { reason: format!("not JSON text: {e}") }),
             },
             Ok(Err(wit::RuleError::Rejected(message))) => Err(Error::Rejected { message }),
             Ok(Err(wit::RuleError::InvalidInput(reason))) => Err(Error::InvalidInput { reason }),
             Ok(Err(wit::RuleError::Access(e))) => {
                 let error = access_error_from_wit(e);
-                Err(Error::Access {
-                    model: state.model_of_failure(&error),
-                    error,
-                })
+                Err(Error::Access { model: state.model_of_failure(&error), error })
             }
             Err(e) => Err(self.stopped(&e, state.memory.was_hit())),
         }
@@ -126,11 +108,7 @@ impl RuleRuntime {
     /// One workspace per model, after checking that the snapshots fit the schemas.
     fn workspaces(&self, run: &RuleRun<'_>) -> Result<Vec<ModelWorkspace>, Error> {
         if run.models.len() != run.snapshots.len() {
-            return Err(invalid(format!(
-                "{} models but {} snapshots",
-                run.models.len(),
-                run.snapshots.len()
-            )));
+            return Err(invalid(format!("{} models but {} snapshots", run.models.len(), run.snapshots.len())));
         }
         let mut out = Vec::with_capacity(run.models.len());
         for (target, snapshot) in run.models.iter().zip(run.snapshots) {
@@ -138,28 +116,18 @@ impl RuleRuntime {
             // Shapes only (not every item): the workspace relies on them, and a store decodes
             // values with the schema, so items are already typed.
             let fits = snapshot.values.len() == schema.len()
-                && schema
-                    .fields()
-                    .zip(&snapshot.values)
-                    .all(|((_, def), value)| {
-                        matches!(
-                            (def.ty, value),
-                            (FieldType::Scalar(_), FieldValue::Scalar(_))
-                                | (FieldType::List(_), FieldValue::List(_))
-                                | (FieldType::Dict(_), FieldValue::Dict(_))
-                        )
-                    });
+                && schema.fields().zip(&snapshot.values).all(|((_, def), value)| {
+                    matches!(
+                        (def.ty, value),
+                        (FieldType::Scalar(_), FieldValue::Scalar(_))
+                            | (FieldType::List(_), FieldValue::List(_))
+                            | (FieldType::Dict(_), FieldValue::Dict(_))
+                    )
+                });
             if !fits {
-                return Err(invalid(format!(
-                    "the snapshot of {} does not match its schema",
-                    target.id
-                )));
+                return Err(invalid(format!("the snapshot of {} does not match its schema", target.id)));
             }
-            out.push(ModelWorkspace::new(
-                target,
-                snapshot.clone(),
-                self.config.limits,
-            ));
+            out.push(ModelWorkspace::new(target, snapshot.clone(), self.config.limits));
         }
         Ok(out)
     }
@@ -168,15 +136,11 @@ impl RuleRuntime {
     /// wasmtime reports as a plain error, hence the flag), the epoch deadline, or a trap.
     fn stopped(&self, e: &wasmtime::Error, memory_hit: bool) -> Error {
         if memory_hit {
-            return Error::MemoryLimitExceeded {
-                limit_bytes: self.config.memory_limit,
-            };
+            return Error::MemoryLimitExceeded { limit_bytes: self.config.memory_limit };
         }
         let trap = e.downcast_ref::<Trap>();
         if trap == Some(&Trap::Interrupt) {
-            return Error::DeadlineExceeded {
-                limit: self.config.deadline,
-            };
+            return Error::DeadlineExceeded { limit: self.config.deadline };
         }
         let mut message = trap.map_or_else(|| format!("{e:#}"), ToString::to_string);
         if let Some(backtrace) = e.downcast_ref::<WasmBacktrace>() {

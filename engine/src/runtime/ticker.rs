@@ -25,18 +25,12 @@ impl EpochTicker {
     /// The OS error if the thread cannot be spawned.
     pub(crate) fn start(engine: Engine, period: Duration) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
-        let thread = thread::Builder::new()
-            .name("wasmtx-epoch".into())
-            .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(Self {
-            period,
-            _stop: stop,
-            _thread: thread,
-        })
+        let thread = thread::Builder::new().name("wasmtx-epoch".into()).spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(Self { period, _stop: stop, _thread: thread })
     }
 
     /// Stops the thread and waits for it (tests only: `Drop` does not wait).
@@ -55,9 +49,7 @@ impl EpochTicker {
     /// just before a tick, so one more tick than the division gives.
     pub(crate) fn ticks_for(&self, deadline: Duration) -> u64 {
         let ticks = deadline.as_nanos().div_ceil(self.period.as_nanos().max(1));
-        u64::try_from(ticks)
-            .unwrap_or(u64::MAX / 2)
-            .saturating_add(1)
+        u64::try_from(ticks).unwrap_or(u64::MAX / 2).saturating_add(1)
     }
 }
 
@@ -73,14 +65,8 @@ mod tests {
 
     #[test]
     fn ticks_cover_the_deadline() {
-        assert_eq!(
-            period_for(Duration::from_millis(100)),
-            Duration::from_millis(5)
-        );
-        assert_eq!(
-            period_for(Duration::from_millis(10)),
-            Duration::from_millis(1)
-        );
+        assert_eq!(period_for(Duration::from_millis(100)), Duration::from_millis(5));
+        assert_eq!(period_for(Duration::from_millis(10)), Duration::from_millis(1));
         let engine = Engine::default();
         let ticker = EpochTicker::start(engine, Duration::from_millis(5)).expect("thread");
         assert_eq!(ticker.ticks_for(Duration::from_millis(100)), 21);
@@ -89,13 +75,9 @@ mod tests {
 
     #[test]
     fn dropping_the_sender_stops_the_thread_at_once() {
-        let ticker =
-            EpochTicker::start(Engine::default(), Duration::from_secs(3600)).expect("thread");
+        let ticker = EpochTicker::start(Engine::default(), Duration::from_secs(3600)).expect("thread");
         let start = std::time::Instant::now();
         ticker.stop_and_join().expect("the thread exits cleanly");
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "it did not wait for a tick"
-        );
+        assert!(start.elapsed() < Duration::from_secs(1), "it did not wait for a tick");
     }
 }

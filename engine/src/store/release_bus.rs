@@ -59,7 +59,8 @@ impl ReleaseBus {
         let receivers = channels
             .into_iter()
             .map(|name| {
-                let ch = map.entry(name.clone()).or_insert_with(|| Channel { sender: watch::channel(0).0, watchers: 0 });
+                let ch =
+                    map.entry(name.clone()).or_insert_with(|| Channel { sender: watch::channel(0).0, watchers: 0 });
                 ch.watchers += 1;
                 let mut rx = ch.sender.subscribe();
                 rx.mark_unchanged();

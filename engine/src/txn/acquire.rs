@@ -56,11 +56,8 @@ pub(crate) async fn acquire_until(
     start: Instant,
     deadline: Instant,
 ) -> Result<Acquired, Error> {
-    let locks: Vec<LockId> = request
-        .models
-        .iter()
-        .map(|m| LockId { model: m.id.clone(), action: request.action.clone() })
-        .collect();
+    let locks: Vec<LockId> =
+        request.models.iter().map(|m| LockId { model: m.id.clone(), action: request.action.clone() }).collect();
     let timed_out = |index: usize| Error::LockTimeout {
         lock: locks.get(index).cloned().unwrap_or_else(|| locks[0].clone()),
         waited: start.elapsed(),

@@ -258,7 +258,8 @@ async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
         owner: head.context.invocation_id.clone(),
         lease: inner.config.lease,
     };
-    let acquired = match acquire_until(&*inner.store, &inner.queue, &request, head.arrived, head.deadline(inner)).await {
+    let acquired = match acquire_until(&*inner.store, &inner.queue, &request, head.arrived, head.deadline(inner)).await
+    {
         Ok(acquired) => acquired,
         Err(e) => {
             // Only the head's deadline was used; the others get their own attempt.
@@ -283,7 +284,8 @@ async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
         let snapshots = member.plan.to_caller_order(current);
         match run_rule(inner, &member.rule, &member.invocation, &member.plan, &member.context, &snapshots) {
             Ok((output, run)) => {
-                let changes: Vec<Vec<FieldChange>> = output.workspaces.iter().map(ModelWorkspace::state_changes).collect();
+                let changes: Vec<Vec<FieldChange>> =
+                    output.workspaces.iter().map(ModelWorkspace::state_changes).collect();
                 if changes.iter().any(|c| !c.is_empty()) {
                     let finals: Vec<ModelSnapshot> =
                         output.workspaces.iter().zip(snapshots).map(|(w, s)| final_state(w, s)).collect();

@@ -22,8 +22,11 @@ pub(crate) struct LocalLockQueue {
 #[derive(Debug)]
 pub(crate) struct LocalTurn {
     lines: Arc<Mutex<HashMap<LockId, Weak<AsyncMutex<()>>>>>,
-    held: Vec<(LockId, Arc<AsyncMutex<()>>, Option<OwnedMutexGuard<()>>)>,
+    held: Vec<HeldLine>,
 }
+
+/// One line of a turn: the lock, the line, and its guard once at the head.
+type HeldLine = (LockId, Arc<AsyncMutex<()>>, Option<OwnedMutexGuard<()>>);
 
 impl LocalLockQueue {
     /// Waits for the head of the line of every lock in `locks` (sorted, unique), in order.

@@ -50,7 +50,13 @@ pub(crate) async fn run(
 
 /// Lock-and-load, run, then a fenced commit that releases the locks: two round trips. On any
 /// failure after the locks were taken, they are released before the error returns.
-async fn run_alone(inner: &Inner, rule: &Rule, invocation: &Invocation, plan: &Plan, context: RunContext) -> Result<Outcome> {
+async fn run_alone(
+    inner: &Inner,
+    rule: &Rule,
+    invocation: &Invocation,
+    plan: &Plan,
+    context: RunContext,
+) -> Result<Outcome> {
     let request = LockRequest {
         models: plan.sorted.clone(),
         action: invocation.action.clone(),
@@ -75,7 +81,11 @@ async fn run_alone(inner: &Inner, rule: &Rule, invocation: &Invocation, plan: &P
     let sorted_changes = plan.to_lock_order(&changes);
     let committed = inner
         .store
-        .commit(CommitRequest { models: &plan.sorted, changes: &sorted_changes, guard: CommitGuard::Leases(&acquired.leases) })
+        .commit(CommitRequest {
+            models: &plan.sorted,
+            changes: &sorted_changes,
+            guard: CommitGuard::Leases(&acquired.leases),
+        })
         .await;
     let receipt = match committed {
         Ok(receipt) => receipt,

@@ -87,7 +87,12 @@ pub(crate) fn outcome(
     Outcome {
         invocation_id: context.invocation_id,
         output,
-        changes: plan.targets.iter().zip(changes).map(|(t, changes)| ModelChanges { model: t.id.clone(), changes }).collect(),
+        changes: plan
+            .targets
+            .iter()
+            .zip(changes)
+            .map(|(t, changes)| ModelChanges { model: t.id.clone(), changes })
+            .collect(),
         fencing_tokens,
         versions,
         attempts: context.attempt,

@@ -13,7 +13,13 @@ use crate::store::{CommitGuard, CommitRequest, StoreError};
 
 /// One attempt: load with versions, run, commit under a version guard. A moved version is
 /// [`Error::Conflict`], which the engine's retry loop turns into a re-run.
-pub(crate) async fn run(inner: &Inner, rule: &Rule, invocation: &Invocation, plan: &Plan, context: RunContext) -> Result<Outcome> {
+pub(crate) async fn run(
+    inner: &Inner,
+    rule: &Rule,
+    invocation: &Invocation,
+    plan: &Plan,
+    context: RunContext,
+) -> Result<Outcome> {
     let load_start = Instant::now();
     let loaded = inner.store.load(&plan.sorted).await?;
     let load_time = load_start.elapsed();
@@ -31,7 +37,10 @@ pub(crate) async fn run(inner: &Inner, rule: &Rule, invocation: &Invocation, pla
         let sorted_changes = plan.to_lock_order(&changes);
         inner
             .store
-            .commit(CommitRequest { models: &plan.sorted, changes: &sorted_changes, guard: CommitGuard::Versions { versions: &versions, action: &invocation.action },
+            .commit(CommitRequest {
+                models: &plan.sorted,
+                changes: &sorted_changes,
+                guard: CommitGuard::Versions { versions: &versions, action: &invocation.action },
             })
             .await
             .map_err(|e| match e {

@@ -12,7 +12,13 @@ use crate::rule::Rule;
 use crate::store::{CommitGuard, CommitRequest};
 
 /// Load, run, apply the operations' intent unguarded.
-pub(crate) async fn run(inner: &Inner, rule: &Rule, invocation: &Invocation, plan: &Plan, context: RunContext) -> Result<Outcome> {
+pub(crate) async fn run(
+    inner: &Inner,
+    rule: &Rule,
+    invocation: &Invocation,
+    plan: &Plan,
+    context: RunContext,
+) -> Result<Outcome> {
     let load_start = Instant::now();
     let loaded = inner.store.load(&plan.sorted).await?;
     let load_time = load_start.elapsed();

@@ -121,7 +121,11 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded_and_grows() {
-        let p = RetryPolicy { base_backoff: Duration::from_millis(4), max_backoff: Duration::from_millis(50), ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            base_backoff: Duration::from_millis(4),
+            max_backoff: Duration::from_millis(50),
+            ..RetryPolicy::default()
+        };
         for attempt in 1..40 {
             assert!(p.backoff(attempt) <= Duration::from_millis(50));
         }

@@ -138,9 +138,7 @@ impl RuleArtifacts {
     /// # Errors
     /// If there is no rule of that name or its file cannot be read.
     pub fn read(&self, name: &str) -> Result<Vec<u8>> {
-        let path = self
-            .path(name)
-            .ok_or_else(|| anyhow!("no example rule named `{name}`"))?;
+        let path = self.path(name).ok_or_else(|| anyhow!("no example rule named `{name}`"))?;
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))
     }
 }
@@ -196,23 +194,18 @@ pub fn build_assemblyscript_rules() -> Result<&'static RuleArtifacts> {
 pub fn build_rules_now() -> Result<RuleArtifacts> {
     let root = workspace_root();
     let target_dir = rules_target_dir();
-    std::fs::create_dir_all(&target_dir)
-        .with_context(|| format!("creating {}", target_dir.display()))?;
+    std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
 
     // One build at a time across processes; released when the file is dropped.
     let lock_path = target_dir.join(".wasmtx-build-rules.lock");
-    let lock = File::create(&lock_path)
-        .with_context(|| format!("creating the lock file {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let lock = File::create(&lock_path).with_context(|| format!("creating the lock file {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
 
     ensure_wasm_target(&root)?;
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(&cargo);
-    command
-        .current_dir(&root)
-        .args(["build", "--release", "--target", WASM_TARGET]);
+    command.current_dir(&root).args(["build", "--release", "--target", WASM_TARGET]);
     for (_, package) in RULE_PACKAGES {
         command.args(["-p", package]);
     }
@@ -227,9 +220,7 @@ pub fn build_rules_now() -> Result<RuleArtifacts> {
         .stdout(Stdio::from(std::io::stderr()))
         .stderr(Stdio::inherit());
     let shown = describe(&command);
-    let status = command
-        .status()
-        .with_context(|| format!("running `{shown}`"))?;
+    let status = command.status().with_context(|| format!("running `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
@@ -238,10 +229,7 @@ pub fn build_rules_now() -> Result<RuleArtifacts> {
     let rust_rules = artifacts.iter().filter(|(name, _)| RULE_PACKAGES.iter().any(|(short, _)| short == name));
     for (name, path) in rust_rules {
         if !path.is_file() {
-            bail!(
-                "`{shown}` succeeded but the {name} rule is missing at {}",
-                path.display()
-            );
+            bail!("`{shown}` succeeded but the {name} rule is missing at {}", path.display());
         }
     }
     drop(lock);
@@ -258,19 +246,10 @@ fn ensure_wasm_target(root: &Path) -> Result<()> {
         .output()
         .with_context(|| format!("running `{} --print sysroot`", rustc.to_string_lossy()))?;
     if !output.status.success() {
-        bail!(
-            "`{} --print sysroot` failed ({})",
-            rustc.to_string_lossy(),
-            output.status
-        );
+        bail!("`{} --print sysroot` failed ({})", rustc.to_string_lossy(), output.status);
     }
     let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    if sysroot
-        .join("lib")
-        .join("rustlib")
-        .join(WASM_TARGET)
-        .is_dir()
-    {
+    if sysroot.join("lib").join("rustlib").join(WASM_TARGET).is_dir() {
         return Ok(());
     }
 
@@ -283,10 +262,7 @@ fn ensure_wasm_target(root: &Path) -> Result<()> {
         .stderr(Stdio::inherit());
     let shown = describe(&command);
     let status = command.status().with_context(|| {
-        format!(
-            "running `{shown}`: the toolchain at {} lacks the {WASM_TARGET} target; install it",
-            sysroot.display()
-        )
+        format!("running `{shown}`: the toolchain at {} lacks the {WASM_TARGET} target; install it", sysroot.display())
     })?;
     if !status.success() {
         bail!("`{shown}` failed ({status})");
@@ -310,15 +286,9 @@ mod tests {
     #[test]
     fn artifact_names() {
         let artifacts = RuleArtifacts::in_target_dir(Path::new("/t"));
-        assert_eq!(
-            artifacts.bank_transfer,
-            Path::new("/t/wasm32-unknown-unknown/release/rule_bank_transfer.wasm")
-        );
+        assert_eq!(artifacts.bank_transfer, Path::new("/t/wasm32-unknown-unknown/release/rule_bank_transfer.wasm"));
         for name in ["bank_transfer", "bank-transfer", "rule-bank-transfer"] {
-            assert_eq!(
-                artifacts.path(name),
-                Some(artifacts.bank_transfer.as_path())
-            );
+            assert_eq!(artifacts.path(name), Some(artifacts.bank_transfer.as_path()));
         }
         assert_eq!(artifacts.path("probe"), Some(artifacts.probe.as_path()));
         assert!(artifacts.path("nope").is_none());

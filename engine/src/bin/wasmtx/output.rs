@@ -27,10 +27,10 @@ impl Output {
 fn print_line(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("wasmtx: cannot write the result: {e}");
-        }
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("wasmtx: cannot write the result: {e}");
     }
 }
 

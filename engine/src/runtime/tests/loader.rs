@@ -5,44 +5,22 @@ use crate::error::RuleLoadError;
 
 #[test]
 fn bytes_without_the_magic_are_not_wasm() {
-    assert_eq!(
-        runtime().compile(b"hello, world").expect_err("refused"),
-        RuleLoadError::NotWasm
-    );
-    assert_eq!(
-        runtime().compile(b"").expect_err("refused"),
-        RuleLoadError::NotWasm
-    );
+    assert_eq!(runtime().compile(b"hello, world").expect_err("refused"), RuleLoadError::NotWasm);
+    assert_eq!(runtime().compile(b"").expect_err("refused"), RuleLoadError::NotWasm);
 }
 
 #[test]
 fn garbage_after_the_magic_is_malformed() {
     let rt = runtime();
-    for bytes in [
-        &b"\0asm\x01\0\0\0\xff\xff\xff"[..],
-        b"\0asm\x0d\0\x01\0garbage",
-        b"\0asm\x07\0\0\0",
-    ] {
-        assert!(
-            matches!(rt.compile(bytes), Err(RuleLoadError::Malformed(_))),
-            "{bytes:?}"
-        );
+    for bytes in [&b"\0asm\x01\0\0\0\xff\xff\xff"[..], b"\0asm\x0d\0\x01\0garbage", b"\0asm\x07\0\0\0"] {
+        assert!(matches!(rt.compile(bytes), Err(RuleLoadError::Malformed(_))), "{bytes:?}");
     }
 }
 
 #[test]
 fn rules_over_the_size_limit_are_too_large() {
-    let rt = runtime_with(RuntimeConfig {
-        max_rule_bytes: 16,
-        ..RuntimeConfig::default()
-    });
-    assert_eq!(
-        rt.compile(&[0; 17]).expect_err("refused"),
-        RuleLoadError::TooLarge {
-            size: 17,
-            limit: 16
-        }
-    );
+    let rt = runtime_with(RuntimeConfig { max_rule_bytes: 16, ..RuntimeConfig::default() });
+    assert_eq!(rt.compile(&[0; 17]).expect_err("refused"), RuleLoadError::TooLarge { size: 17, limit: 16 });
 }
 
 #[test]
@@ -61,10 +39,7 @@ fn a_core_module_with_metadata_for_another_shape_is_not_a_rule() {
     // The metadata promises `run`, the module does not export it.
     let mut module = wat::parse_str("(module (memory (export \"memory\") 1))").expect("wat");
     embed_metadata(&mut module);
-    assert!(matches!(
-        runtime().compile(&module),
-        Err(RuleLoadError::NotARule(_))
-    ));
+    assert!(matches!(runtime().compile(&module), Err(RuleLoadError::NotARule(_))));
 }
 
 #[test]
@@ -77,9 +52,7 @@ fn wasi_imports_are_forbidden_and_named() {
     .expect("wat");
     assert_eq!(
         runtime().compile(&component).expect_err("refused"),
-        RuleLoadError::ForbiddenImport {
-            name: "wasi:cli/environment@0.2.0".into()
-        }
+        RuleLoadError::ForbiddenImport { name: "wasi:cli/environment@0.2.0".into() }
     );
 }
 
@@ -101,10 +74,7 @@ fn a_component_with_a_mistyped_run_is_the_wrong_world() {
              (func (export "run") (result u32) (canon lift (core func $i "run"))))"#,
     )
     .expect("wat");
-    assert!(matches!(
-        runtime().compile(&component),
-        Err(RuleLoadError::WrongWorld(_))
-    ));
+    assert!(matches!(runtime().compile(&component), Err(RuleLoadError::WrongWorld(_))));
 }
 
 #[test]
@@ -120,11 +90,7 @@ fn core_modules_and_components_both_compile() {
     let component = component_rule("(call $ok (i32.const 32) (i32.const 11))");
     let from_component = rt.compile(&component).expect("component");
     assert!(!from_component.from_core_module());
-    assert_ne!(
-        from_component.digest(),
-        from_module.digest(),
-        "the digest is of the bytes given"
-    );
+    assert_ne!(from_component.digest(), from_module.digest(), "the digest is of the bytes given");
     let debug = format!("{from_component:?}");
     assert!(debug.contains("digest"), "{debug}");
 }

@@ -26,11 +26,7 @@ fn the_public_types_can_cross_threads() {
 }
 
 fn runtime() -> RuleRuntime {
-    runtime_with(RuntimeConfig {
-        deadline: Duration::from_millis(50),
-        max_instances: 4,
-        ..RuntimeConfig::default()
-    })
+    runtime_with(RuntimeConfig { deadline: Duration::from_millis(50), max_instances: 4, ..RuntimeConfig::default() })
 }
 
 fn runtime_with(config: RuntimeConfig) -> RuleRuntime {
@@ -47,20 +43,10 @@ fn core_rule(body: &str) -> Vec<u8> {
 
 fn embed_metadata(module: &mut Vec<u8>) {
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
-        .expect("WIT");
-    let world = resolve
-        .select_world(&[package], Some("rule"))
-        .expect("world");
-    wit_component::embed_component_metadata(
-        module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-        false,
-    )
-    .expect("embed");
+    let (package, _) = resolve.push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit")).expect("WIT");
+    let world = resolve.select_world(&[package], Some("rule")).expect("world");
+    wit_component::embed_component_metadata(module, &resolve, world, wit_component::StringEncoding::UTF8, false)
+        .expect("embed");
 }
 
 /// A component for the `rule` world, made from [`core_rule`].
@@ -148,20 +134,11 @@ fn account() -> ModelTarget {
         .field("history", FieldType::List(ScalarKind::Str))
         .build()
         .expect("schema");
-    ModelTarget {
-        id: ModelId::new("Account", "alice"),
-        schema: Arc::new(schema),
-    }
+    ModelTarget { id: ModelId::new("Account", "alice"), schema: Arc::new(schema) }
 }
 
 fn context(mode: Mode) -> RunContext {
-    RunContext {
-        invocation_id: "inv-1".into(),
-        now_ms: 1_700_000_000_000,
-        action: "deposit".into(),
-        mode,
-        attempt: 1,
-    }
+    RunContext { invocation_id: "inv-1".into(), now_ms: 1_700_000_000_000, action: "deposit".into(), mode, attempt: 1 }
 }
 
 fn snapshot(target: &ModelTarget) -> ModelSnapshot {

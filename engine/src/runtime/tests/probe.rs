@@ -30,11 +30,7 @@ fn the_probe_rule_runs_its_script() {
     let rt = runtime();
     let rule = rt.compile(&bytes).expect("the probe compiles");
     assert!(rule.from_core_module());
-    assert!(
-        rule.wit_version().starts_with("0.1."),
-        "{}",
-        rule.wit_version()
-    );
+    assert!(rule.wit_version().starts_with("0.1."), "{}", rule.wit_version());
 
     let target = account();
     let snapshots = [snapshot(&target)];
@@ -72,31 +68,16 @@ fn the_probe_rule_runs_its_script() {
     assert_eq!(
         out.workspaces[0].intent_changes(),
         [
-            FieldChange::Increment {
-                field: "balance".into(),
-                delta: 7
-            },
-            FieldChange::ListAppend {
-                field: history(),
-                items: vec!["deposit".into(), "a".into(), "b".into()]
-            },
-            FieldChange::ListPop {
-                field: history(),
-                index: None
-            },
+            FieldChange::Increment { field: "balance".into(), delta: 7 },
+            FieldChange::ListAppend { field: history(), items: vec!["deposit".into(), "a".into(), "b".into()] },
+            FieldChange::ListPop { field: history(), index: None },
         ]
     );
     assert_eq!(
         out.workspaces[0].state_changes(),
         [
-            FieldChange::Set {
-                field: "balance".into(),
-                value: Scalar::Int(7)
-            },
-            FieldChange::ListAppend {
-                field: history(),
-                items: vec!["deposit".into(), "a".into()]
-            },
+            FieldChange::Set { field: "balance".into(), value: Scalar::Int(7) },
+            FieldChange::ListAppend { field: history(), items: vec!["deposit".into(), "a".into()] },
         ]
     );
 
@@ -105,17 +86,8 @@ fn the_probe_rule_runs_its_script() {
         matches!(&unknown, Err(Error::Access { model: Some(_), error: AccessError::UnknownField { field } }) if field == "nope"),
         "{unknown:?}"
     );
-    assert!(matches!(
-        run(r#"{"ops": [{"op": "trap"}]}"#),
-        Err(Error::Trapped { .. })
-    ));
-    assert!(matches!(
-        run(r#"{"ops": [{"op": "loop"}]}"#),
-        Err(Error::DeadlineExceeded { .. })
-    ));
+    assert!(matches!(run(r#"{"ops": [{"op": "trap"}]}"#), Err(Error::Trapped { .. })));
+    assert!(matches!(run(r#"{"ops": [{"op": "loop"}]}"#), Err(Error::DeadlineExceeded { .. })));
     let big = run(r#"{"ops": [{"op": "alloc", "bytes": 67108864}]}"#);
-    assert!(
-        matches!(big, Err(Error::MemoryLimitExceeded { .. })),
-        "{big:?}"
-    );
+    assert!(matches!(big, Err(Error::MemoryLimitExceeded { .. })), "{big:?}");
 }

@@ -15,16 +15,7 @@ fn run_rule(rt: &RuleRuntime, rule: &CompiledRule, input: &str) -> Result<RunOut
     let target = account();
     let snapshots = [snapshot(&target)];
     let context = context(Mode::Lock);
-    rt.run(
-        rule,
-        RuleRun {
-            rule_name: "test",
-            context: &context,
-            models: &[target],
-            snapshots: &snapshots,
-            input,
-        },
-    )
+    rt.run(rule, RuleRun { rule_name: "test", context: &context, models: &[target], snapshots: &snapshots, input })
 }
 
 #[test]
@@ -36,25 +27,13 @@ fn a_rule_writes_through_its_handle() {
     assert_eq!(out.workspaces.len(), 1);
     assert_eq!(
         out.workspaces[0].state_changes(),
-        [FieldChange::Set {
-            field: "balance".into(),
-            value: Scalar::Int(5)
-        }]
+        [FieldChange::Set { field: "balance".into(), value: Scalar::Int(5) }]
     );
-    assert_eq!(
-        out.workspaces[0].intent_changes(),
-        [FieldChange::Increment {
-            field: "balance".into(),
-            delta: 5
-        }]
-    );
+    assert_eq!(out.workspaces[0].intent_changes(), [FieldChange::Increment { field: "balance".into(), delta: 5 }]);
 
     // A fresh instance per run: the second run starts from the snapshot again.
     let again = run_rule(&rt, &rule, "{}").expect("runs again");
-    assert_eq!(
-        again.workspaces[0].value("balance"),
-        Some(&crate::model::value::FieldValue::Scalar(Scalar::Int(5)))
-    );
+    assert_eq!(again.workspaces[0].value("balance"), Some(&crate::model::value::FieldValue::Scalar(Scalar::Int(5))));
 }
 
 #[test]
@@ -70,10 +49,7 @@ fn the_input_reaches_the_rule() {
 fn output_that_is_not_json_is_refused() {
     let rt = runtime();
     let rule = compile(&rt, "(call $ok (i32.const 64) (i32.const 8))");
-    assert!(matches!(
-        run_rule(&rt, &rule, "{}"),
-        Err(Error::InvalidOutput { .. })
-    ));
+    assert!(matches!(run_rule(&rt, &rule, "{}"), Err(Error::InvalidOutput { .. })));
 }
 
 #[test]
@@ -93,12 +69,7 @@ fn a_propagated_access_error_names_its_model() {
     match run_rule(&rt, &rule, "{}") {
         Err(Error::Access { model, error }) => {
             assert_eq!(model, Some(ModelId::new("Account", "alice")));
-            assert_eq!(
-                error,
-                AccessError::UnknownField {
-                    field: "nope".into()
-                }
-            );
+            assert_eq!(error, AccessError::UnknownField { field: "nope".into() });
         }
         other => panic!("{other:?}"),
     }
@@ -109,10 +80,7 @@ fn opening_an_undeclared_model_is_denied() {
     let rt = runtime();
     let rule = compile(&rt, &increment_body(5, BALANCE, 1));
     match run_rule(&rt, &rule, "{}") {
-        Err(Error::Access {
-            model: None,
-            error: AccessError::Denied { reason },
-        }) => {
+        Err(Error::Access { model: None, error: AccessError::Denied { reason } }) => {
             assert!(reason.contains("index 5"), "{reason}");
         }
         other => panic!("{other:?}"),
@@ -140,28 +108,19 @@ fn an_endless_loop_hits_the_deadline() {
         matches!(result, Err(Error::DeadlineExceeded { limit }) if limit == Duration::from_millis(50)),
         "{result:?}"
     );
-    assert!(
-        took >= Duration::from_millis(50) && took < Duration::from_secs(2),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(50) && took < Duration::from_secs(2), "{took:?}");
 }
 
 #[test]
 fn growing_past_the_memory_cap_is_reported_as_such() {
     let rt = runtime();
     // 1024 pages = 64 MiB, over the 16 MiB default.
-    let rule = compile(
-        &rt,
-        "(drop (memory.grow (i32.const 1024))) (call $ok (i32.const 32) (i32.const 11))",
-    );
+    let rule = compile(&rt, "(drop (memory.grow (i32.const 1024))) (call $ok (i32.const 32) (i32.const 11))");
     assert!(
         matches!(run_rule(&rt, &rule, "{}"), Err(Error::MemoryLimitExceeded { limit_bytes }) if limit_bytes == 16 << 20)
     );
     // Under the cap is fine.
-    let rule = compile(
-        &rt,
-        "(drop (memory.grow (i32.const 16))) (call $ok (i32.const 32) (i32.const 11))",
-    );
+    let rule = compile(&rt, "(drop (memory.grow (i32.const 16))) (call $ok (i32.const 32) (i32.const 11))");
     run_rule(&rt, &rule, "{}").expect("within the cap");
 }
 
@@ -200,17 +159,8 @@ fn mismatched_snapshots_and_foreign_rules_are_refused() {
 
     let mut wrong = snapshot(&target);
     wrong.values.swap(0, 1);
-    let run = RuleRun {
-        rule_name: "t",
-        context: &context,
-        models: &[target],
-        snapshots: &[wrong],
-        input: "{}",
-    };
-    assert!(matches!(
-        rt.run(&rule, run),
-        Err(Error::InvalidInput { .. })
-    ));
+    let run = RuleRun { rule_name: "t", context: &context, models: &[target], snapshots: &[wrong], input: "{}" };
+    assert!(matches!(rt.run(&rule, run), Err(Error::InvalidInput { .. })));
 
     let other = runtime();
     assert!(
@@ -220,10 +170,7 @@ fn mismatched_snapshots_and_foreign_rules_are_refused() {
 
 #[test]
 fn runs_from_many_threads_share_the_pool() {
-    let rt = runtime_with(RuntimeConfig {
-        max_instances: 2,
-        ..RuntimeConfig::default()
-    });
+    let rt = runtime_with(RuntimeConfig { max_instances: 2, ..RuntimeConfig::default() });
     let rule = compile(&rt, &increment_body(0, BALANCE, 1));
     std::thread::scope(|s| {
         for _ in 0..8 {
@@ -235,4 +182,3 @@ fn runs_from_many_threads_share_the_pool() {
         }
     });
 }
-

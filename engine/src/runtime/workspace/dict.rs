@@ -15,25 +15,14 @@ impl ModelWorkspace {
     }
 
     /// Sets `key` to `value`.
-    pub(crate) fn dict_set(
-        &mut self,
-        field: &str,
-        key: String,
-        value: Scalar,
-    ) -> Result<(), AccessError> {
+    pub(crate) fn dict_set(&mut self, field: &str, key: String, value: Scalar) -> Result<(), AccessError> {
         self.dict_update(field, vec![(key, value)])
     }
 
     /// Sets several keys at once; later duplicates win, as in Python's `dict.update`.
-    pub(crate) fn dict_update(
-        &mut self,
-        field: &str,
-        entries: Vec<(String, Scalar)>,
-    ) -> Result<(), AccessError> {
+    pub(crate) fn dict_update(&mut self, field: &str, entries: Vec<(String, Scalar)>) -> Result<(), AccessError> {
         let (i, kind) = self.dict_field(field)?;
-        entries
-            .iter()
-            .try_for_each(|(_, value)| check_item(field, kind, value))?;
+        entries.iter().try_for_each(|(_, value)| check_item(field, kind, value))?;
         let entries: BTreeMap<String, Scalar> = entries.into_iter().collect();
         let current = self.entries(i, field)?;
         let mut len = current.len();
@@ -62,11 +51,7 @@ impl ModelWorkspace {
     }
 
     /// Removes `key` and returns its value; `None` (and no change) if it was not there.
-    pub(crate) fn dict_pop(
-        &mut self,
-        field: &str,
-        key: &str,
-    ) -> Result<Option<Scalar>, AccessError> {
+    pub(crate) fn dict_pop(&mut self, field: &str, key: &str) -> Result<Option<Scalar>, AccessError> {
         let (i, _) = self.dict_field(field)?;
         if !self.entries(i, field)?.contains_key(key) {
             return Ok(None);

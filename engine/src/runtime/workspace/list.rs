@@ -19,15 +19,9 @@ impl ModelWorkspace {
     }
 
     /// Appends items, in order.
-    pub(crate) fn list_extend(
-        &mut self,
-        field: &str,
-        items: Vec<Scalar>,
-    ) -> Result<(), AccessError> {
+    pub(crate) fn list_extend(&mut self, field: &str, items: Vec<Scalar>) -> Result<(), AccessError> {
         let (i, kind) = self.list_field(field)?;
-        items
-            .iter()
-            .try_for_each(|item| check_item(field, kind, item))?;
+        items.iter().try_for_each(|item| check_item(field, kind, item))?;
         let len = self.items(i, field)?.len();
         self.check_list_len(field, len.saturating_add(items.len()))?;
         let bytes = self.bytes(i) + items.iter().map(Scalar::stored_len).sum::<usize>();
@@ -45,12 +39,7 @@ impl ModelWorkspace {
     }
 
     /// Inserts an item before `index` (negative counts from the end; out of range clamps).
-    pub(crate) fn list_insert(
-        &mut self,
-        field: &str,
-        index: i64,
-        item: Scalar,
-    ) -> Result<(), AccessError> {
+    pub(crate) fn list_insert(&mut self, field: &str, index: i64, item: Scalar) -> Result<(), AccessError> {
         let (i, kind) = self.list_field(field)?;
         check_item(field, kind, &item)?;
         let len = self.items(i, field)?.len();
@@ -68,11 +57,7 @@ impl ModelWorkspace {
     }
 
     /// Removes and returns the item at `index`, or the last one for `None`.
-    pub(crate) fn list_pop(
-        &mut self,
-        field: &str,
-        index: Option<i64>,
-    ) -> Result<Scalar, AccessError> {
+    pub(crate) fn list_pop(&mut self, field: &str, index: Option<i64>) -> Result<Scalar, AccessError> {
         let (i, _) = self.list_field(field)?;
         let len = self.items(i, field)?.len();
         let given = index.unwrap_or(-1);
@@ -95,9 +80,7 @@ impl ModelWorkspace {
             .items(i, field)?
             .iter()
             .position(|x| *x == item)
-            .ok_or_else(|| AccessError::NotFound {
-                what: format!("{item} in list `{field}`"),
-            })?;
+            .ok_or_else(|| AccessError::NotFound { what: format!("{item} in list `{field}`") })?;
         let slot = self.slot_mut(i);
         if let FieldValue::List(list) = &mut slot.value {
             list.remove(at);
@@ -126,9 +109,7 @@ impl ModelWorkspace {
     /// The item at `index` (negative counts from the end).
     pub(crate) fn list_get(&self, field: &str, index: i64) -> Result<&Scalar, AccessError> {
         let items = self.list(field)?;
-        resolve_index(index, items.len())
-            .map(|at| &items[at])
-            .ok_or_else(|| out_of_range(field, index, items.len()))
+        resolve_index(index, items.len()).map(|at| &items[at]).ok_or_else(|| out_of_range(field, index, items.len()))
     }
 
     pub(super) fn check_list_len(&self, field: &str, len: usize) -> Result<(), AccessError> {
@@ -158,11 +139,7 @@ impl ModelWorkspace {
 
 /// A Python index into a list of `len` items: negative counts from the end.
 fn resolve_index(index: i64, len: usize) -> Option<usize> {
-    let at = if index < 0 {
-        index.checked_add(i64::try_from(len).ok()?)?
-    } else {
-        index
-    };
+    let at = if index < 0 { index.checked_add(i64::try_from(len).ok()?)? } else { index };
     usize::try_from(at).ok().filter(|&at| at < len)
 }
 
@@ -170,18 +147,10 @@ fn resolve_index(index: i64, len: usize) -> Option<usize> {
 /// outside the list clamp to its ends.
 pub(super) fn insert_position(index: i64, len: usize) -> usize {
     let len_i = i64::try_from(len).unwrap_or(i64::MAX);
-    let at = if index < 0 {
-        index.saturating_add(len_i).max(0)
-    } else {
-        index.min(len_i)
-    };
+    let at = if index < 0 { index.saturating_add(len_i).max(0) } else { index.min(len_i) };
     usize::try_from(at).unwrap_or(len)
 }
 
 fn out_of_range(field: &str, index: i64, len: usize) -> AccessError {
-    AccessError::IndexOutOfRange {
-        field: field.to_owned(),
-        index,
-        len: saturating_u32(len),
-    }
+    AccessError::IndexOutOfRange { field: field.to_owned(), index, len: saturating_u32(len) }
 }

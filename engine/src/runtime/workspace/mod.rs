@@ -89,12 +89,7 @@ impl ModelWorkspace {
     pub fn state_changes(&self) -> Vec<FieldChange> {
         let mut out = Vec::new();
         for (i, slot) in self.written() {
-            changes::diff(
-                self.field_name(i),
-                &self.base.values[i],
-                &slot.value,
-                &mut out,
-            );
+            changes::diff(self.field_name(i), &self.base.values[i], &slot.value, &mut out);
         }
         out
     }
@@ -118,14 +113,11 @@ impl ModelWorkspace {
     /// Whether the final state differs from the snapshot, i.e. whether
     /// [`state_changes`](Self::state_changes) is not empty.
     pub fn is_changed(&self) -> bool {
-        self.written()
-            .any(|(i, slot)| slot.value != self.base.values[i])
+        self.written().any(|(i, slot)| slot.value != self.base.values[i])
     }
 
     fn written(&self) -> impl Iterator<Item = (usize, &Slot)> {
-        self.order
-            .iter()
-            .filter_map(|&i| self.slots[i].as_ref().map(|s| (i, s)))
+        self.order.iter().filter_map(|&i| self.slots[i].as_ref().map(|s| (i, s)))
     }
 
     fn field_name(&self, index: usize) -> &str {
@@ -137,9 +129,7 @@ impl ModelWorkspace {
         self.schema
             .field_index(field)
             .and_then(|i| self.schema.field_at(i).map(|(_, def)| (i, def.ty)))
-            .ok_or_else(|| AccessError::UnknownField {
-                field: field.to_owned(),
-            })
+            .ok_or_else(|| AccessError::UnknownField { field: field.to_owned() })
     }
 
     /// The field's current value: the rule's own write if any, else the snapshot's.
@@ -209,9 +199,7 @@ impl ModelWorkspace {
         let (i, _) = self.resolve(field)?;
         let default = self.schema.field_at(i).map(|(_, def)| def.default.clone());
         // The schema just resolved this index, so the default is there.
-        let default = default.ok_or_else(|| AccessError::UnknownField {
-            field: field.to_owned(),
-        })?;
+        let default = default.ok_or_else(|| AccessError::UnknownField { field: field.to_owned() })?;
         self.replace(i, field, default)
     }
 
@@ -267,11 +255,9 @@ impl ModelWorkspace {
             FieldValue::Scalar(Scalar::Int(v)) => *v,
             other => return Err(corrupt(field, other)),
         };
-        let new = old.checked_add(delta).ok_or_else(|| {
-            limit(format!(
-                "incrementing `{field}` ({old}) by {delta} overflows a 64-bit integer"
-            ))
-        })?;
+        let new = old
+            .checked_add(delta)
+            .ok_or_else(|| limit(format!("incrementing `{field}` ({old}) by {delta} overflows a 64-bit integer")))?;
         self.slot_mut(i).value = FieldValue::Scalar(Scalar::Int(new));
         self.record(i, Op::Increment(delta));
         Ok(new)
@@ -289,12 +275,8 @@ impl ModelWorkspace {
 fn check_value(field: &str, ty: FieldType, value: &FieldValue) -> Result<(), AccessError> {
     match (ty, value) {
         (FieldType::Scalar(kind), FieldValue::Scalar(s)) => check_item(field, kind, s),
-        (FieldType::List(kind), FieldValue::List(items)) => {
-            items.iter().try_for_each(|s| check_item(field, kind, s))
-        }
-        (FieldType::Dict(kind), FieldValue::Dict(map)) => {
-            map.values().try_for_each(|s| check_item(field, kind, s))
-        }
+        (FieldType::List(kind), FieldValue::List(items)) => items.iter().try_for_each(|s| check_item(field, kind, s)),
+        (FieldType::Dict(kind), FieldValue::Dict(map)) => map.values().try_for_each(|s| check_item(field, kind, s)),
         (ty, value) => Err(mismatch(field, ty.to_string(), describe(value))),
     }
 }
@@ -323,11 +305,7 @@ fn describe(value: &FieldValue) -> String {
 }
 
 fn mismatch(field: &str, expected: impl Into<String>, found: impl Into<String>) -> AccessError {
-    AccessError::TypeMismatch {
-        field: field.to_owned(),
-        expected: expected.into(),
-        found: found.into(),
-    }
+    AccessError::TypeMismatch { field: field.to_owned(), expected: expected.into(), found: found.into() }
 }
 
 fn limit(limit: String) -> AccessError {
@@ -337,9 +315,5 @@ fn limit(limit: String) -> AccessError {
 /// A snapshot value whose shape does not match the schema. The runtime checks snapshots before
 /// a run, so this is defensive: the rule gets an error, never a panic.
 fn corrupt(field: &str, found: &FieldValue) -> AccessError {
-    mismatch(
-        field,
-        "the schema's type (the stored value has another shape)",
-        describe(found),
-    )
+    mismatch(field, "the schema's type (the stored value has another shape)", describe(found))
 }

@@ -246,8 +246,11 @@ mod tests {
         let mut state = State::default();
         let a = target("a");
         let changes = [set_n(1)];
-        let commit =
-            CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Versions { versions: &[], action: "a" } };
+        let commit = CommitRequest {
+            models: std::slice::from_ref(&a),
+            changes: &changes,
+            guard: CommitGuard::Versions { versions: &[], action: "a" },
+        };
         assert!(matches!(state.commit(&commit, Instant::now()), Err(StoreError::Backend(_))));
     }
 

@@ -77,10 +77,9 @@ pub(super) fn encode_changes(layout: &KeyLayout, target: &ModelTarget, changes: 
                 ("LPOPAT", vec![index.map(|i| i.to_string().into_bytes()).unwrap_or_default()])
             }
             FieldChange::ListRemove { item, .. } => ("LREMOVE", vec![item.encode()]),
-            FieldChange::DictSet { entries, .. } => (
-                "HSET",
-                entries.iter().flat_map(|(k, v)| [k.clone().into_bytes(), v.encode()]).collect(),
-            ),
+            FieldChange::DictSet { entries, .. } => {
+                ("HSET", entries.iter().flat_map(|(k, v)| [k.clone().into_bytes(), v.encode()]).collect())
+            }
             FieldChange::DictRemove { keys, .. } => ("HDEL", keys.iter().map(|k| k.clone().into_bytes()).collect()),
             FieldChange::Clear { .. } => ("DEL", Vec::new()),
         };
@@ -154,7 +153,11 @@ fn corrupt(id: &ModelId, field: &str, reason: String) -> StoreError {
 }
 
 /// Reads one model's `version, scalars, collections...` from a loading script's reply.
-pub(super) fn decode_model(reply: &mut Reply, target: &ModelTarget, colls: &Collections) -> Result<ModelSnapshot, StoreError> {
+pub(super) fn decode_model(
+    reply: &mut Reply,
+    target: &ModelTarget,
+    colls: &Collections,
+) -> Result<ModelSnapshot, StoreError> {
     let schema: &ModelSchema = &target.schema;
     let mut snapshot = ModelSnapshot::defaults(schema);
     snapshot.version = u64::try_from(reply.int()?).unwrap_or_default();

@@ -74,7 +74,8 @@ impl RedisStoreBuilder {
     /// [`StoreError::Unavailable`] if Redis cannot be reached, [`StoreError::Backend`] for a
     /// malformed URL.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| StoreError::Backend(format!("bad Redis URL: {e}")))?;
+        let client =
+            redis::Client::open(self.url.as_str()).map_err(|e| StoreError::Backend(format!("bad Redis URL: {e}")))?;
         let conn = ConnectionManager::new(client.clone()).await.map_err(redis_error)?;
         let keys = KeyLayout::new(self.prefix);
         let bus = ReleaseBus::new();
@@ -326,7 +327,8 @@ impl Store for RedisStore {
                     CommitGuard::Versions { versions, .. } => versions.get(i).copied().unwrap_or_default(),
                     _ => 0,
                 };
-                let model = request.models.get(i).map(|t| t.id.clone()).unwrap_or_else(|| crate::ModelId::new("?", "?"));
+                let model =
+                    request.models.get(i).map(|t| t.id.clone()).unwrap_or_else(|| crate::ModelId::new("?", "?"));
                 Err(StoreError::Conflict { model, expected, found: u64::try_from(found).unwrap_or_default() })
             }
             "CANNOT" => {

@@ -4,7 +4,6 @@
 //! before its first write, because Redis does not roll a script back when a command in it
 //! fails: a refused commit must write nothing.
 
-
 /// Takes one action's lock on every model and loads them, all or nothing.
 ///
 /// KEYS per model: `lock, meta, data, coll_1..coll_c`.

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, ensure};
 use wasmtx::invocation::RunContext;
 use wasmtx::runtime::{ModelWorkspace, RuleRun, RuleRuntime};
 use wasmtx::{
-    Engine, FieldValue, Invocation, MemoryStore, ModelId, ModelSchema, ModelSnapshot, ModelTarget, Mode, RuntimeConfig,
+    Engine, FieldValue, Invocation, MemoryStore, Mode, ModelId, ModelSchema, ModelSnapshot, ModelTarget, RuntimeConfig,
     Scalar,
 };
 
@@ -65,7 +65,10 @@ pub async fn measure(case: &Case, iterations: usize) -> Result<Cost> {
     let targets: Vec<ModelTarget> = case
         .models
         .iter()
-        .map(|(schema, key, _)| ModelTarget { id: ModelId::new(schema.name(), key.clone()), schema: Arc::new(schema.clone()) })
+        .map(|(schema, key, _)| ModelTarget {
+            id: ModelId::new(schema.name(), key.clone()),
+            schema: Arc::new(schema.clone()),
+        })
         .collect();
     let snapshots: Vec<ModelSnapshot> = case
         .models
@@ -80,15 +83,26 @@ pub async fn measure(case: &Case, iterations: usize) -> Result<Cost> {
             snapshot
         })
         .collect();
-    let context =
-        RunContext { invocation_id: "bench-1".into(), now_ms: 0, action: case.action.into(), mode: Mode::Lock, attempt: 1 };
+    let context = RunContext {
+        invocation_id: "bench-1".into(),
+        now_ms: 0,
+        action: case.action.into(),
+        mode: Mode::Lock,
+        attempt: 1,
+    };
     let mut samples = Vec::with_capacity(iterations);
     let mut changed = 0usize;
     for i in 0..(iterations + iterations / 10) {
         let started = Instant::now();
         let out = runtime.run(
             &rule,
-            RuleRun { rule_name: &case.label, context: &context, models: &targets, snapshots: &snapshots, input: &case.input },
+            RuleRun {
+                rule_name: &case.label,
+                context: &context,
+                models: &targets,
+                snapshots: &snapshots,
+                input: &case.input,
+            },
         )?;
         let changes: Vec<_> = out.workspaces.iter().map(ModelWorkspace::state_changes).collect();
         let elapsed = started.elapsed();

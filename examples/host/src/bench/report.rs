@@ -104,16 +104,22 @@ pub fn verdicts(rows: &[Row], costs: &[Cost], soak: Option<&Soak>) -> Vec<Verdic
     }
 
     // 3. Hot counter at 64 callers.
-    let (figure, met) = match (find(rows, Workload::HotCounter, Impl::LOCK, 64), find(rows, Workload::HotCounter, Impl::Hand, 64)) {
-        (Some(e), Some(h)) => {
-            let r = e.ops_per_sec() / h.ops_per_sec();
-            (
-                format!("{:.0} ops/s = {r:.1}× hand-written ({:.0}); p99 {} ms", e.ops_per_sec(), h.ops_per_sec(), ms(e.p99)),
-                Some(r >= 5.0 && e.p99 < Duration::from_millis(20)),
-            )
-        }
-        _ => ("not measured".into(), None),
-    };
+    let (figure, met) =
+        match (find(rows, Workload::HotCounter, Impl::LOCK, 64), find(rows, Workload::HotCounter, Impl::Hand, 64)) {
+            (Some(e), Some(h)) => {
+                let r = e.ops_per_sec() / h.ops_per_sec();
+                (
+                    format!(
+                        "{:.0} ops/s = {r:.1}× hand-written ({:.0}); p99 {} ms",
+                        e.ops_per_sec(),
+                        h.ops_per_sec(),
+                        ms(e.p99)
+                    ),
+                    Some(r >= 5.0 && e.p99 < Duration::from_millis(20)),
+                )
+            }
+            _ => ("not measured".into(), None),
+        };
     out.push(Verdict {
         target: "hot counter at 64 callers, lock mode: ≥ 5× hand-written lock, p99 < 20 ms".into(),
         figure,
@@ -164,13 +170,7 @@ pub fn verdicts(rows: &[Row], costs: &[Cost], soak: Option<&Soak>) -> Vec<Verdic
 
 /// The whole results file. `previous` is the earlier file's text, whose kept sections carry
 /// over when this run has no replacement for them.
-pub fn markdown(
-    ctx: &Context,
-    rows: &[Row],
-    costs: &[Cost],
-    soak: Option<&Soak>,
-    previous: Option<&str>,
-) -> String {
+pub fn markdown(ctx: &Context, rows: &[Row], costs: &[Cost], soak: Option<&Soak>, previous: Option<&str>) -> String {
     let mut s = String::new();
     let kept = previous.map(kept_sections).unwrap_or_default();
     let _ = writeln!(s, "# wasmtx benchmarks\n");
@@ -341,7 +341,9 @@ pub fn markdown(
     }
 
     let _ = writeln!(s, "## Analysis\n");
-    let notes = kept.get("notes").map_or("Written by hand after a run: what the figures say, and why a missed target is missed.", |t| t.trim());
+    let notes = kept
+        .get("notes")
+        .map_or("Written by hand after a run: what the figures say, and why a missed target is missed.", |t| t.trim());
     let _ = writeln!(s, "<!-- keep:notes -->\n{notes}\n<!-- /keep:notes -->");
     s
 }
@@ -350,11 +352,11 @@ fn soak_section(soak: &Soak, ctx: &Context) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "*Kept* (run `cargo run --release --bin bench -- --soak {}` to refresh). Measured {} on commit {}: the \
-         engine in lock mode, hot counter and bank transfer at once, {} callers each, for {} s; {} operations, {} \
-         errors. Resident memory of the benchmark process (engine, Redis client and load generator), sampled every \
-         second:\n",
-        soak.duration.as_secs(),
+        "*Kept*: measured by `{}` (refresh with `cargo run --release --bin bench -- --soak-only --soak 60`) on {}, \
+         commit {}: the engine in lock mode, hot counter and bank transfer at once, {} callers each, for {} s; {} \
+         operations, {} errors. Resident memory of the benchmark process (engine, Redis client and load generator), \
+         sampled every second:\n",
+        ctx.command,
         ctx.date,
         ctx.commit,
         soak.concurrency,

@@ -102,7 +102,13 @@ struct WorkerReport {
 ///
 /// # Errors
 /// If the store cannot connect or the rule does not compile.
-pub async fn engine_for(url: &str, prefix: &str, workloads: &[Workload], max_group: usize, rules: &RuleArtifacts) -> Result<(Engine, Vec<Rule>)> {
+pub async fn engine_for(
+    url: &str,
+    prefix: &str,
+    workloads: &[Workload],
+    max_group: usize,
+    rules: &RuleArtifacts,
+) -> Result<(Engine, Vec<Rule>)> {
     let store = RedisStore::builder(url).prefix(prefix).connect().await?;
     let mut builder = Engine::builder().store(store).max_group(max_group);
     for w in workloads {
@@ -222,7 +228,13 @@ pub fn percentile(sorted_us: &[u32], q: f64) -> Duration {
     Duration::from_micros(u64::from(sorted_us[rank - 1]))
 }
 
-async fn worker(workload: Workload, target: Arc<Target>, keys: KeyLayout, phase: Arc<AtomicU8>, index: usize) -> WorkerReport {
+async fn worker(
+    workload: Workload,
+    target: Arc<Target>,
+    keys: KeyLayout,
+    phase: Arc<AtomicU8>,
+    index: usize,
+) -> WorkerReport {
     let mut rng = StdRng::seed_from_u64(0x5eed_0000 + index as u64);
     let mut conn = match &*target {
         Target::Lua(c) | Target::Hand(c) => Some(c.clone()),

@@ -160,11 +160,8 @@ pub async fn end_window(conn: &mut MultiplexedConnection, cpu_at_start: Duration
     for line in info.lines() {
         let Some(rest) = line.strip_prefix("cmdstat_") else { continue };
         let Some((name, stats)) = rest.split_once(':') else { continue };
-        let n = stats
-            .split(',')
-            .find_map(|kv| kv.strip_prefix("calls="))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
+        let n =
+            stats.split(',').find_map(|kv| kv.strip_prefix("calls=")).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         calls.insert(name.to_owned(), n);
     }
     Ok(ServerStats { calls, cpu })
@@ -188,8 +185,14 @@ pub async fn clear(conn: &mut MultiplexedConnection, private: bool, prefix: &str
     }
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{prefix}:*")).arg("COUNT").arg(1000).query_async(conn).await?;
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
         if !keys.is_empty() {
             redis::cmd("UNLINK").arg(&keys).query_async::<()>(conn).await?;
         }

@@ -69,7 +69,12 @@ impl Soak {
 ///
 /// # Errors
 /// If Redis or the engine cannot be set up.
-pub async fn run(server: &RedisUnderTest, rules: &RuleArtifacts, duration: Duration, concurrency: usize) -> Result<Soak> {
+pub async fn run(
+    server: &RedisUnderTest,
+    rules: &RuleArtifacts,
+    duration: Duration,
+    concurrency: usize,
+) -> Result<Soak> {
     let prefix = "wasmtx-bench:soak";
     let keys = wasmtx::store::redis::KeyLayout::new(prefix);
     let mut admin = server.connect().await?;
@@ -91,7 +96,8 @@ pub async fn run(server: &RedisUnderTest, rules: &RuleArtifacts, duration: Durat
                 while !stop.load(Ordering::Relaxed) {
                     let op = w.next_op(&mut rng, i, n);
                     n += 1;
-                    let result: Result<Done> = w.engine_done(engine.invoke(&rule, &w.invocation(&op, wasmtx::Mode::Lock)).await);
+                    let result: Result<Done> =
+                        w.engine_done(engine.invoke(&rule, &w.invocation(&op, wasmtx::Mode::Lock)).await);
                     tally.add(&op, &result);
                 }
                 (w, tally)
@@ -117,7 +123,8 @@ pub async fn run(server: &RedisUnderTest, rules: &RuleArtifacts, duration: Durat
     for (w, tally) in &tallies {
         ops += tally.applied + tally.rejected;
         errors += tally.errors;
-        invariants.push(w.verify(&mut admin, &keys, tally, Impl::LOCK, concurrency).await.map_err(|e| format!("{e:#}")));
+        invariants
+            .push(w.verify(&mut admin, &keys, tally, Impl::LOCK, concurrency).await.map_err(|e| format!("{e:#}")));
     }
     server::clear(&mut admin, server.is_private(), prefix).await?;
     Ok(Soak { duration: started.elapsed(), concurrency, ops, errors, samples, invariants })

@@ -8,13 +8,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
-use rand::rngs::StdRng;
 use rand::Rng;
+use rand::rngs::StdRng;
 use redis::aio::MultiplexedConnection;
 use redis::{Script, Value};
 use serde_json::json;
 use wasmtx::store::redis::KeyLayout;
-use wasmtx::{Error, FieldType, Invocation, ModelId, ModelSchema, Mode, Outcome, ScalarKind};
+use wasmtx::{Error, FieldType, Invocation, Mode, ModelId, ModelSchema, Outcome, ScalarKind};
 
 /// Accounts of the bank workload.
 pub const ACCOUNTS: usize = 1_000;
@@ -292,7 +292,10 @@ impl Workload {
                         .arg(keys.data(&id))
                         .arg(&["name", &character(i), "level", "1", "experience", "0", "health", "100"])
                         .ignore();
-                    pipe.cmd("HSET").arg(skills_key(keys, &id)).arg(&["sword", "1", "shield", "1", "magic", "1"]).ignore();
+                    pipe.cmd("HSET")
+                        .arg(skills_key(keys, &id))
+                        .arg(&["sword", "1", "shield", "1", "magic", "1"])
+                        .ignore();
                 }
             }
             Self::HotCounter | Self::Append => return Ok(()),
@@ -325,9 +328,9 @@ impl Workload {
                 .model("Account", account(*from))
                 .model("Account", account(*to))
                 .input(json!({ "amount": amount }).to_string()),
-            Op::Gain { character: c, exp } => {
-                Invocation::new("level_up").model("GameCharacter", character(*c)).input(json!({ "exp_gained": exp }).to_string())
-            }
+            Op::Gain { character: c, exp } => Invocation::new("level_up")
+                .model("GameCharacter", character(*c))
+                .input(json!({ "exp_gained": exp }).to_string()),
             Op::Log { event } => Invocation::new("log")
                 .model("EventLog", "hot")
                 .input(json!({ "delta": 1, "event": event, "keep": KEEP }).to_string()),
@@ -383,7 +386,14 @@ impl Workload {
             }
             Op::Log { event } => {
                 let id = ModelId::new("EventLog", "hot");
-                s.append.key(keys.data(&id)).key(events_key(keys, &id)).arg(1).arg(event).arg(KEEP).invoke_async::<i64>(conn).await?;
+                s.append
+                    .key(keys.data(&id))
+                    .key(events_key(keys, &id))
+                    .arg(1)
+                    .arg(event)
+                    .arg(KEEP)
+                    .invoke_async::<i64>(conn)
+                    .await?;
                 Ok(Done::Applied { leveled: false })
             }
         }
@@ -395,7 +405,13 @@ impl Workload {
     ///
     /// # Errors
     /// If Redis fails or the lock was lost before the write.
-    pub async fn hand(self, conn: &mut MultiplexedConnection, keys: &KeyLayout, op: &Op, rng: &mut StdRng) -> Result<(Done, u64)> {
+    pub async fn hand(
+        self,
+        conn: &mut MultiplexedConnection,
+        keys: &KeyLayout,
+        op: &Op,
+        rng: &mut StdRng,
+    ) -> Result<(Done, u64)> {
         match op {
             Op::Bump => {
                 let id = ModelId::new("HitCounter", "hot");
@@ -421,15 +437,34 @@ impl Workload {
                 })
                 .await?;
                 let (ra, rb) = (list(&locked.reads[0])?, list(&locked.reads[1])?);
-                let (bal_a, tx_a, bal_b, tx_b) = (int_or(&ra[0], 0)?, int_or(&ra[1], 0)?, int_or(&rb[0], 0)?, int_or(&rb[1], 0)?);
+                let (bal_a, tx_a, bal_b, tx_b) =
+                    (int_or(&ra[0], 0)?, int_or(&ra[1], 0)?, int_or(&rb[0], 0)?, int_or(&rb[1], 0)?);
                 let rts = locked.round_trips + 1;
                 if bal_a < *amount {
                     locked.write(conn, Writes::default()).await?;
                     return Ok((Done::Rejected, rts));
                 }
                 let mut w = Writes::default();
-                w.op("HSET", &da, &["balance".into(), (bal_a - amount).to_string(), "transaction_count".into(), (tx_a + 1).to_string()]);
-                w.op("HSET", &db, &["balance".into(), (bal_b + amount).to_string(), "transaction_count".into(), (tx_b + 1).to_string()]);
+                w.op(
+                    "HSET",
+                    &da,
+                    &[
+                        "balance".into(),
+                        (bal_a - amount).to_string(),
+                        "transaction_count".into(),
+                        (tx_a + 1).to_string(),
+                    ],
+                );
+                w.op(
+                    "HSET",
+                    &db,
+                    &[
+                        "balance".into(),
+                        (bal_b + amount).to_string(),
+                        "transaction_count".into(),
+                        (tx_b + 1).to_string(),
+                    ],
+                );
                 locked.write(conn, w).await?;
                 Ok((Done::Applied { leveled: false }, rts))
             }
@@ -451,7 +486,14 @@ impl Workload {
                     w.op(
                         "HSET",
                         &data,
-                        &["experience".into(), experience.to_string(), "level".into(), new_level.to_string(), "health".into(), "100".into()],
+                        &[
+                            "experience".into(),
+                            experience.to_string(),
+                            "level".into(),
+                            new_level.to_string(),
+                            "health".into(),
+                            "100".into(),
+                        ],
                     );
                     if new_level % 5 == 0 {
                         w.op("RPUSH", &inventory, &[format!("legendary_item_level_{new_level}")]);
@@ -510,7 +552,14 @@ impl Workload {
     ///
     /// # Errors
     /// If the invariant does not hold, or Redis fails.
-    pub async fn verify(self, conn: &mut MultiplexedConnection, keys: &KeyLayout, tally: &Tally, imp: Impl, concurrency: usize) -> Result<String> {
+    pub async fn verify(
+        self,
+        conn: &mut MultiplexedConnection,
+        keys: &KeyLayout,
+        tally: &Tally,
+        imp: Impl,
+        concurrency: usize,
+    ) -> Result<String> {
         let applied = i64::try_from(tally.applied)?;
         match self {
             Self::HotCounter => {
@@ -521,7 +570,9 @@ impl Workload {
             Self::Bank => {
                 let mut pipe = redis::pipe();
                 for i in 0..ACCOUNTS {
-                    pipe.cmd("HMGET").arg(keys.data(&ModelId::new("Account", account(i)))).arg(&["balance", "transaction_count"]);
+                    pipe.cmd("HMGET")
+                        .arg(keys.data(&ModelId::new("Account", account(i))))
+                        .arg(&["balance", "transaction_count"]);
                 }
                 let rows: Vec<Vec<Option<i64>>> = pipe.query_async(conn).await?;
                 let total: i64 = rows.iter().map(|r| r[0].unwrap_or(0)).sum();
@@ -536,7 +587,9 @@ impl Workload {
             Self::LevelUp => {
                 let mut pipe = redis::pipe();
                 for i in 0..CHARACTERS {
-                    pipe.cmd("HMGET").arg(keys.data(&ModelId::new("GameCharacter", character(i)))).arg(&["experience", "level"]);
+                    pipe.cmd("HMGET")
+                        .arg(keys.data(&ModelId::new("GameCharacter", character(i))))
+                        .arg(&["experience", "level"]);
                 }
                 let rows: Vec<Vec<Option<i64>>> = pipe.query_async(conn).await?;
                 let exp: i64 = rows.iter().map(|r| r[0].unwrap_or(0)).sum();
@@ -554,7 +607,11 @@ impl Workload {
                 // few more entries than `KEEP`; every other implementation keeps exactly `KEEP`.
                 let slack = if matches!(imp, Impl::Engine { mode: Mode::Pipeline, .. }) { concurrency } else { 0 };
                 let want = usize::try_from(applied)?.min(KEEP);
-                ensure!(len >= want && len <= want + slack, "log holds {len} entries, expected {want}..={}", want + slack);
+                ensure!(
+                    len >= want && len <= want + slack,
+                    "log holds {len} entries, expected {want}..={}",
+                    want + slack
+                );
                 Ok(format!("count = successes = {count}; log holds {len} entries (keeps {KEEP})"))
             }
         }

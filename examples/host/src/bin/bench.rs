@@ -92,12 +92,16 @@ fn parse_args() -> Result<Args> {
                     .next()
                     .context("--workloads needs a list")?
                     .split(',')
-                    .map(|w| Workload::parse(w.trim()).with_context(|| format!("unknown workload {w} (hot, bank, level, append)")))
+                    .map(|w| {
+                        Workload::parse(w.trim())
+                            .with_context(|| format!("unknown workload {w} (hot, bank, level, append)"))
+                    })
                     .collect::<Result<_>>()?;
                 args.full_matrix = false;
             }
             "--impls" => {
-                args.impls = Some(it.next().context("--impls needs a list")?.split(',').map(|s| s.trim().to_owned()).collect());
+                args.impls =
+                    Some(it.next().context("--impls needs a list")?.split(',').map(|s| s.trim().to_owned()).collect());
                 args.full_matrix = false;
             }
             "--redis-url" => args.redis_url = Some(it.next().context("--redis-url needs a URL")?),
@@ -111,7 +115,15 @@ fn parse_args() -> Result<Args> {
             "--out" => args.out = Some(it.next().context("--out needs a path")?.into()),
             "--no-write" => args.no_write = true,
             "-h" | "--help" => {
-                println!("{}", include_str!("bench.rs").lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").trim_start()).collect::<Vec<_>>().join("\n"));
+                println!(
+                    "{}",
+                    include_str!("bench.rs")
+                        .lines()
+                        .take_while(|l| l.starts_with("//!"))
+                        .map(|l| l.trim_start_matches("//!").trim_start())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown option {other} (try --help)"),
@@ -146,7 +158,16 @@ fn cost_cases(rules: &RuleArtifacts, as_rule: Option<&PathBuf>) -> Result<Vec<Ca
     let one_profile =
         || vec![(profile.clone(), "ada".to_owned(), vec![("username", FieldValue::Scalar(Scalar::Str("ada".into())))])];
     let mut cases = vec![
-        case("counter (the hot counter's rule)", "Rust", "1", rules.read("counter")?, one_counter(), "bump", r#"{"delta":1}"#, false),
+        case(
+            "counter (the hot counter's rule)",
+            "Rust",
+            "1",
+            rules.read("counter")?,
+            one_counter(),
+            "bump",
+            r#"{"delta":1}"#,
+            false,
+        ),
         case(
             "bank transfer",
             "Rust",
@@ -171,13 +192,40 @@ fn cost_cases(rules: &RuleArtifacts, as_rule: Option<&PathBuf>) -> Result<Vec<Ca
             true,
         ),
         case("probe: one increment", "Rust", "1", rules.read("probe")?, one_counter(), "bump", probe_input, false),
-        case("probe: one increment", "AssemblyScript", "1", rules.read("probe_as")?, one_counter(), "bump", probe_input, false),
+        case(
+            "probe: one increment",
+            "AssemblyScript",
+            "1",
+            rules.read("probe_as")?,
+            one_counter(),
+            "bump",
+            probe_input,
+            false,
+        ),
         case("user profile", "Rust", "9", rules.read("user_profile")?, one_profile(), "settings", profile_input, true),
-        case("user profile", "AssemblyScript", "9", rules.read("user_profile_as")?, one_profile(), "settings", profile_input, true),
+        case(
+            "user profile",
+            "AssemblyScript",
+            "9",
+            rules.read("user_profile_as")?,
+            one_profile(),
+            "settings",
+            profile_input,
+            true,
+        ),
     ];
     if let Some(path) = as_rule {
         let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-        cases.push(case("counter (--as-rule)", "AssemblyScript", "1", bytes, one_counter(), "bump", r#"{"delta":1}"#, false));
+        cases.push(case(
+            "counter (--as-rule)",
+            "AssemblyScript",
+            "1",
+            bytes,
+            one_counter(),
+            "bump",
+            r#"{"delta":1}"#,
+            false,
+        ));
     }
     Ok(cases)
 }
@@ -241,7 +289,11 @@ async fn main() -> Result<()> {
                         row.commands_per_op,
                         row.round_trips_per_op,
                         row.client_cpu_us,
-                        if row.errors > 0 { format!("{} errors ({}) ", row.errors, row.first_error.clone().unwrap_or_default()) } else { String::new() },
+                        if row.errors > 0 {
+                            format!("{} errors ({}) ", row.errors, row.first_error.clone().unwrap_or_default())
+                        } else {
+                            String::new()
+                        },
                         match &row.invariant {
                             Ok(_) => "invariant ok".to_owned(),
                             Err(e) => format!("INVARIANT FAILED: {e}"),

@@ -22,10 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use rand::{Rng, SeedableRng};
-use wasmtx::{
-    Engine, Error, FieldValue, Invocation, MemoryStore, ModelSchema, Outcome, RedisStore, Scalar,
-    Store,
-};
+use wasmtx::{Engine, Error, FieldValue, Invocation, MemoryStore, ModelSchema, Outcome, RedisStore, Scalar, Store};
 use wasmtx_examples::models_dir;
 use wasmtx_examples::rules::build_rules;
 
@@ -41,23 +38,17 @@ async fn main() -> Result<()> {
                 .connect()
                 .await
                 .with_context(|| format!("connecting to {url}"))?;
-            (
-                Arc::new(store),
-                format!("Redis at {url} (keys under `wasmtx-demo:`)"),
-            )
+            (Arc::new(store), format!("Redis at {url} (keys under `wasmtx-demo:`)"))
         }
-        Err(_) => (
-            Arc::new(MemoryStore::new()),
-            "the embedded in-memory store (set REDIS_URL to use Redis)".to_owned(),
-        ),
+        Err(_) => {
+            (Arc::new(MemoryStore::new()), "the embedded in-memory store (set REDIS_URL to use Redis)".to_owned())
+        }
     };
     println!("wasmtx demo on {store_name}\n");
 
     let mut builder = Engine::builder().shared_store(store);
     for name in ["account", "game_character", "user"] {
-        builder = builder.model(ModelSchema::from_path(
-            models_dir().join(format!("{name}.toml")),
-        )?);
+        builder = builder.model(ModelSchema::from_path(models_dir().join(format!("{name}.toml")))?);
     }
     let engine = builder.build()?;
     let transfer = engine.compile_rule("bank-transfer", &std::fs::read(&rules.bank_transfer)?)?;
@@ -67,22 +58,8 @@ async fn main() -> Result<()> {
     // Start from a known state, so the demo can run again on the same Redis.
     for key in ACCOUNTS {
         engine.delete_model("Account", key).await?;
-        engine
-            .set_field(
-                "Account",
-                key,
-                "balance",
-                FieldValue::Scalar(Scalar::Int(100)),
-            )
-            .await?;
-        engine
-            .set_field(
-                "Account",
-                key,
-                "account_holder",
-                FieldValue::Scalar(Scalar::Str(key.to_owned())),
-            )
-            .await?;
+        engine.set_field("Account", key, "balance", FieldValue::Scalar(Scalar::Int(100))).await?;
+        engine.set_field("Account", key, "account_holder", FieldValue::Scalar(Scalar::Str(key.to_owned()))).await?;
     }
     engine.delete_model("GameCharacter", "hero").await?;
     engine
@@ -90,10 +67,7 @@ async fn main() -> Result<()> {
             "GameCharacter",
             "hero",
             "skills",
-            vec![
-                ("sword".into(), Scalar::Int(3)),
-                ("magic".into(), Scalar::Int(1)),
-            ],
+            vec![("sword".into(), Scalar::Int(3)), ("magic".into(), Scalar::Int(1))],
         )
         .await?;
     engine.delete_model("User", "u1").await?;
@@ -102,20 +76,14 @@ async fn main() -> Result<()> {
     let ok = engine
         .invoke(
             &transfer,
-            &Invocation::new("transfer")
-                .model("Account", "alice")
-                .model("Account", "bob")
-                .input(r#"{"amount": 30}"#),
+            &Invocation::new("transfer").model("Account", "alice").model("Account", "bob").input(r#"{"amount": 30}"#),
         )
         .await?;
     report(&ok);
     match engine
         .invoke(
             &transfer,
-            &Invocation::new("transfer")
-                .model("Account", "bob")
-                .model("Account", "alice")
-                .input(r#"{"amount": 1000}"#),
+            &Invocation::new("transfer").model("Account", "bob").model("Account", "alice").input(r#"{"amount": 1000}"#),
         )
         .await
     {
@@ -144,22 +112,12 @@ async fn main() -> Result<()> {
     println!("\n3. User progress (increment, list append, dict set)");
     for (points, achievement) in [(50, "first_steps"), (120, "speedrun")] {
         let input = serde_json::json!({ "points": points, "achievement": achievement });
-        let out = engine
-            .invoke(
-                &progress,
-                &Invocation::new("progress")
-                    .model("User", "u1")
-                    .input_json(&input),
-            )
-            .await?;
+        let out = engine.invoke(&progress, &Invocation::new("progress").model("User", "u1").input_json(&input)).await?;
         report(&out);
     }
     print_model(&engine, "User", "u1").await?;
 
-    println!(
-        "\n4. 400 concurrent random transfers among {} accounts",
-        ACCOUNTS.len()
-    );
+    println!("\n4. 400 concurrent random transfers among {} accounts", ACCOUNTS.len());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for task in 0..16u64 {
@@ -209,10 +167,7 @@ async fn main() -> Result<()> {
         total += balance;
     }
     println!("   {done} committed, {rejected} rejected (insufficient funds) in {elapsed:.2?}");
-    println!(
-        "   total balance {total} (expected {}), no account negative",
-        100 * ACCOUNTS.len()
-    );
+    println!("   total balance {total} (expected {}), no account negative", 100 * ACCOUNTS.len());
     if total != 100 * i64::try_from(ACCOUNTS.len())? {
         bail!("the total was not conserved");
     }
@@ -231,31 +186,16 @@ fn report(outcome: &Outcome) {
         })
         .collect();
     println!("   -> {}", outcome.output);
-    println!(
-        "      wrote: {}",
-        if written.is_empty() {
-            "nothing".to_owned()
-        } else {
-            written.join("; ")
-        }
-    );
+    println!("      wrote: {}", if written.is_empty() { "nothing".to_owned() } else { written.join("; ") });
     println!(
         "      fencing tokens {:?}, versions {:?}; lock+load {:.0?}, run {:.0?}, commit {:.0?}",
-        outcome.fencing_tokens,
-        outcome.versions,
-        outcome.timings.load,
-        outcome.timings.run,
-        outcome.timings.commit
+        outcome.fencing_tokens, outcome.versions, outcome.timings.load, outcome.timings.run, outcome.timings.commit
     );
 }
 
 async fn print_model(engine: &Engine, model_type: &str, key: &str) -> Result<()> {
     let schema = engine.model_type(model_type)?;
     let snapshot = engine.read_model(model_type, key).await?;
-    println!(
-        "   {model_type}:{key} = {} (version {})",
-        snapshot.to_json(&schema),
-        snapshot.version
-    );
+    println!("   {model_type}:{key} = {} (version {})", snapshot.to_json(&schema), snapshot.version);
     Ok(())
 }

@@ -39,13 +39,9 @@ fn update_user_progress(ctx: &Context, input: Progress) -> RuleResult<Summary> {
     let score = user.increment("score", input.points)?;
     let achievements = user.list("achievements");
     achievements.append(input.achievement)?;
-    user.dict("metadata")
-        .set("last_update", ctx.utc_date().to_string())?;
+    user.dict("metadata").set("last_update", ctx.utc_date().to_string())?;
 
-    Ok(Summary {
-        score,
-        achievements: achievements.len()?,
-    })
+    Ok(Summary { score, achievements: achievements.len()? })
 }
 
 export_rule!(update_user_progress);

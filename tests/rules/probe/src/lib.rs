@@ -239,25 +239,14 @@ impl Models<'_> {
 }
 
 fn probe(ctx: &Context, script: Script) -> RuleResult<Vec<Json>> {
-    let mut models = Models {
-        ctx,
-        open: BTreeMap::new(),
-    };
-    script
-        .ops
-        .into_iter()
-        .map(|op| run_op(ctx, &mut models, op))
-        .collect()
+    let mut models = Models { ctx, open: BTreeMap::new() };
+    script.ops.into_iter().map(|op| run_op(ctx, &mut models, op)).collect()
 }
 
 fn run_op(ctx: &Context, models: &mut Models<'_>, op: Op) -> RuleResult<Json> {
     Ok(match op {
         Op::Get { model, field } => value_to_json(&models.get(model)?.get(&field)?),
-        Op::Set {
-            model,
-            field,
-            value,
-        } => {
+        Op::Set { model, field, value } => {
             models.get(model)?.set(&field, json_to_value(&value)?)?;
             Json::Null
         }
@@ -265,47 +254,21 @@ fn run_op(ctx: &Context, models: &mut Models<'_>, op: Op) -> RuleResult<Json> {
             models.get(model)?.reset(&field)?;
             Json::Null
         }
-        Op::Increment {
-            model,
-            field,
-            delta,
-        } => json!(models.get(model)?.increment(&field, delta)?),
+        Op::Increment { model, field, delta } => json!(models.get(model)?.increment(&field, delta)?),
         Op::Append { model, field, item } => {
-            models
-                .get(model)?
-                .list(&field)
-                .append(json_to_scalar(&item)?)?;
+            models.get(model)?.list(&field).append(json_to_scalar(&item)?)?;
             Json::Null
         }
-        Op::ListExtend {
-            model,
-            field,
-            items,
-        } => {
-            let items = items
-                .iter()
-                .map(json_to_scalar)
-                .collect::<RuleResult<Vec<_>>>()?;
+        Op::ListExtend { model, field, items } => {
+            let items = items.iter().map(json_to_scalar).collect::<RuleResult<Vec<_>>>()?;
             models.get(model)?.list(&field).extend(items)?;
             Json::Null
         }
-        Op::ListInsert {
-            model,
-            field,
-            index,
-            item,
-        } => {
-            models
-                .get(model)?
-                .list(&field)
-                .insert(index, json_to_scalar(&item)?)?;
+        Op::ListInsert { model, field, index, item } => {
+            models.get(model)?.list(&field).insert(index, json_to_scalar(&item)?)?;
             Json::Null
         }
-        Op::ListPop {
-            model,
-            field,
-            index,
-        } => {
+        Op::ListPop { model, field, index } => {
             let m = models.get(model)?;
             let list = m.list(&field);
             let item = match index {
@@ -315,10 +278,7 @@ fn run_op(ctx: &Context, models: &mut Models<'_>, op: Op) -> RuleResult<Json> {
             scalar_to_json(&item)
         }
         Op::ListRemove { model, field, item } => {
-            models
-                .get(model)?
-                .list(&field)
-                .remove(json_to_scalar(&item)?)?;
+            models.get(model)?.list(&field).remove(json_to_scalar(&item)?)?;
             Json::Null
         }
         Op::ListClear { model, field } => {
@@ -326,66 +286,31 @@ fn run_op(ctx: &Context, models: &mut Models<'_>, op: Op) -> RuleResult<Json> {
             Json::Null
         }
         Op::ListLen { model, field } => json!(models.get(model)?.list(&field).len()?),
-        Op::ListGet {
-            model,
-            field,
-            index,
-        } => scalar_to_json(&models.get(model)?.list(&field).get(index)?),
-        Op::ListItems { model, field } => Json::Array(
-            models
-                .get(model)?
-                .list(&field)
-                .items()?
-                .iter()
-                .map(scalar_to_json)
-                .collect(),
-        ),
-        Op::DictGet { model, field, key } => {
-            option_to_json(models.get(model)?.dict(&field).get(&key)?)
+        Op::ListGet { model, field, index } => scalar_to_json(&models.get(model)?.list(&field).get(index)?),
+        Op::ListItems { model, field } => {
+            Json::Array(models.get(model)?.list(&field).items()?.iter().map(scalar_to_json).collect())
         }
-        Op::DictSet {
-            model,
-            field,
-            key,
-            value,
-        } => {
-            models
-                .get(model)?
-                .dict(&field)
-                .set(&key, json_to_scalar(&value)?)?;
+        Op::DictGet { model, field, key } => option_to_json(models.get(model)?.dict(&field).get(&key)?),
+        Op::DictSet { model, field, key, value } => {
+            models.get(model)?.dict(&field).set(&key, json_to_scalar(&value)?)?;
             Json::Null
         }
-        Op::DictUpdate {
-            model,
-            field,
-            entries,
-        } => {
-            let entries = entries
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), json_to_scalar(v)?)))
-                .collect::<RuleResult<Vec<_>>>()?;
+        Op::DictUpdate { model, field, entries } => {
+            let entries =
+                entries.iter().map(|(k, v)| Ok((k.clone(), json_to_scalar(v)?))).collect::<RuleResult<Vec<_>>>()?;
             models.get(model)?.dict(&field).update(entries)?;
             Json::Null
         }
-        Op::DictPop { model, field, key } => {
-            option_to_json(models.get(model)?.dict(&field).pop(&key)?)
-        }
+        Op::DictPop { model, field, key } => option_to_json(models.get(model)?.dict(&field).pop(&key)?),
         Op::DictClear { model, field } => {
             models.get(model)?.dict(&field).clear()?;
             Json::Null
         }
         Op::DictKeys { model, field } => json!(models.get(model)?.dict(&field).keys()?),
         Op::DictLen { model, field } => json!(models.get(model)?.dict(&field).len()?),
-        Op::DictEntries { model, field } => {
-            entries_to_json(&models.get(model)?.dict(&field).entries()?)
-        }
+        Op::DictEntries { model, field } => entries_to_json(&models.get(model)?.dict(&field).entries()?),
         Op::Fields { model } => Json::Array(
-            models
-                .get(model)?
-                .fields()
-                .into_iter()
-                .map(|(name, ty)| json!([name, ty.to_string()]))
-                .collect(),
+            models.get(model)?.fields().into_iter().map(|(name, ty)| json!([name, ty.to_string()])).collect(),
         ),
         Op::Open { model_type, key } => describe(&ctx.open(&model_type, &key)?),
         Op::OpenIndex { index } => describe(&ctx.model(index)?),
@@ -457,12 +382,7 @@ fn option_to_json(scalar: Option<Scalar>) -> Json {
 }
 
 fn entries_to_json(entries: &[(String, Scalar)]) -> Json {
-    Json::Object(
-        entries
-            .iter()
-            .map(|(k, v)| (k.clone(), scalar_to_json(v)))
-            .collect(),
-    )
+    Json::Object(entries.iter().map(|(k, v)| (k.clone(), scalar_to_json(v))).collect())
 }
 
 fn value_to_json(value: &Value) -> Json {
@@ -482,9 +402,7 @@ fn json_to_scalar(json: &Json) -> RuleResult<Scalar> {
             } else if n.is_u64() {
                 Err(invalid_input(format!("{n} does not fit an int")))
             } else {
-                n.as_f64()
-                    .map(Scalar::Float)
-                    .ok_or_else(|| invalid_input(format!("{n} is not a number")))
+                n.as_f64().map(Scalar::Float).ok_or_else(|| invalid_input(format!("{n} is not a number")))
             }
         }
         Json::String(v) => Ok(Scalar::Str(v.clone())),
@@ -499,17 +417,10 @@ fn json_to_scalar(json: &Json) -> RuleResult<Scalar> {
 
 fn json_to_value(json: &Json) -> RuleResult<Value> {
     match json {
-        Json::Array(items) => Ok(Value::List(
-            items
-                .iter()
-                .map(json_to_scalar)
-                .collect::<RuleResult<_>>()?,
-        )),
+        Json::Array(items) => Ok(Value::List(items.iter().map(json_to_scalar).collect::<RuleResult<_>>()?)),
         Json::Object(map) if !(map.len() == 1 && map.contains_key("$bytes")) => {
-            let mut entries = map
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), json_to_scalar(v)?)))
-                .collect::<RuleResult<Vec<_>>>()?;
+            let mut entries =
+                map.iter().map(|(k, v)| Ok((k.clone(), json_to_scalar(v)?))).collect::<RuleResult<Vec<_>>>()?;
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(Value::Dict(entries))
         }
