@@ -5,14 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 use tokio::sync::watch;
-use tracing::{debug, warn};
 
 pub use self::keys::RegistryKeys;
 use super::error::RegistryError;
@@ -20,7 +17,7 @@ use super::record::{AddedVersion, RuleInfo, RuleVersion, SchemaRecord, Snapshot}
 use super::storage::RegistryStore;
 use crate::model::schema::ModelSchema;
 use crate::store::StoreError;
-use crate::store::redis::DEFAULT_PREFIX;
+use crate::store::redis::{DEFAULT_PREFIX, Delivery, redis_error, spawn_subscription};
 
 pub mod keys;
 mod scripts;
@@ -74,16 +71,18 @@ impl RedisRegistryStoreBuilder {
         let conn = ConnectionManager::new(client.clone()).await.map_err(redis_error)?;
         let keys = RegistryKeys::new(&self.prefix);
         let (changes, _) = watch::channel(0);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let listener = tokio::spawn(listen(client, keys.changed_channel(), changes.clone(), ready_tx));
-        match ready_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                listener.abort();
-                return Err(e.into());
-            }
-            Err(_) => return Err(RegistryError::Internal("the change listener stopped".into())),
-        }
+        let listener = {
+            let changes = changes.clone();
+            spawn_subscription(client, keys.changed_channel(), move |delivery| match delivery {
+                // The payload is the registry's epoch after the change.
+                Delivery::Message(payload) => {
+                    let epoch = String::from_utf8_lossy(payload).parse::<u64>().ok();
+                    changes.send_modify(|seen| *seen = epoch.unwrap_or(*seen).max(*seen));
+                }
+                Delivery::MaybeMissed => changes.send_modify(|_| {}),
+            })
+            .await?
+        };
         Ok(RedisRegistryStore { inner: Arc::new(Inner { conn, keys, changes, listener }) })
     }
 }
@@ -146,53 +145,6 @@ impl RedisRegistryStore {
             "NORULE" => Err(RegistryError::UnknownRule { name: name.to_owned() }),
             "BUSY" => Ok(None),
             other => Err(RegistryError::Corrupt(format!("unexpected reply {other} from the delete script"))),
-        }
-    }
-}
-
-/// Keeps one subscription to the change channel alive and forwards every announcement; after
-/// a reconnect it wakes every receiver, since announcements may have been missed.
-async fn listen(
-    client: redis::Client,
-    channel: String,
-    changes: watch::Sender<u64>,
-    ready: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-) {
-    let mut ready = Some(ready);
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        }
-        .await;
-        match subscribed {
-            Ok(pubsub) => {
-                backoff = Duration::from_millis(50);
-                match ready.take() {
-                    Some(tx) => {
-                        let _ = tx.send(Ok(()));
-                    }
-                    None => changes.send_modify(|_| {}),
-                }
-                let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let epoch = String::from_utf8_lossy(msg.get_payload_bytes()).parse::<u64>().ok();
-                    changes.send_modify(|seen| *seen = epoch.unwrap_or(*seen).max(*seen));
-                }
-                warn!(%channel, "registry change subscription lost; reconnecting");
-                changes.send_modify(|_| {});
-            }
-            Err(e) => {
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(Err(redis_error(e)));
-                    return;
-                }
-                debug!(error = %e, "registry change subscription failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
         }
     }
 }
@@ -380,12 +332,4 @@ fn text(value: &Value) -> Result<String, RegistryError> {
 
 fn status(reply: &[Value]) -> Result<String, RegistryError> {
     text(reply.first().unwrap_or(&Value::Nil))
-}
-
-fn redis_error(e: redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Backend(e.to_string())
-    }
 }

@@ -207,7 +207,7 @@ pub(super) fn wrong_type(reply: &mut Reply, targets: &[ModelTarget]) -> StoreErr
 }
 
 /// Converts a Redis error into a store error, keeping connection trouble retryable.
-pub(super) fn redis_error(e: redis::RedisError) -> StoreError {
+pub(crate) fn redis_error(e: redis::RedisError) -> StoreError {
     if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
         StoreError::Unavailable(e.to_string())
     } else {

@@ -13,12 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
-use tracing::{debug, warn};
 
-use self::codec::{Reply, collections, decode_model, encode_changes, redis_error, wrong_type};
+use self::codec::{Reply, collections, decode_model, encode_changes, wrong_type};
 pub use self::keys::{DEFAULT_PREFIX, KeyLayout};
 use super::{
     CommitGuard, CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch, Store,
@@ -30,6 +28,10 @@ use crate::model::ids::LockId;
 mod codec;
 pub mod keys;
 mod scripts;
+mod subscription;
+
+pub(crate) use self::codec::redis_error;
+pub(crate) use self::subscription::{Delivery, spawn_subscription};
 
 /// The scripts, hashed once per process.
 #[derive(Debug)]
@@ -79,16 +81,14 @@ impl RedisStoreBuilder {
         let conn = ConnectionManager::new(client.clone()).await.map_err(redis_error)?;
         let keys = KeyLayout::new(self.prefix);
         let bus = ReleaseBus::new();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let listener = tokio::spawn(listen_for_releases(client, keys.released_channel(), bus.clone(), ready_tx));
-        match ready_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                listener.abort();
-                return Err(e);
-            }
-            Err(_) => return Err(StoreError::Backend("release listener stopped".into())),
-        }
+        let listener = {
+            let bus = bus.clone();
+            spawn_subscription(client, keys.released_channel(), move |delivery| match delivery {
+                Delivery::Message(lock_key) => bus.announce(&String::from_utf8_lossy(lock_key)),
+                Delivery::MaybeMissed => bus.announce_all(),
+            })
+            .await?
+        };
         Ok(RedisStore { inner: Arc::new(Inner { conn, keys, bus, listener }) })
     }
 }
@@ -139,51 +139,6 @@ impl RedisStore {
 
     fn lock_value(lease: &LockLease) -> String {
         format!("{}:{}", lease.token, lease.owner)
-    }
-}
-
-/// Keeps one subscription to the release channel alive and forwards every announcement to the
-/// bus. After a reconnect it wakes every watcher, since announcements may have been missed.
-async fn listen_for_releases(
-    client: redis::Client,
-    channel: String,
-    bus: ReleaseBus,
-    ready: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-) {
-    let mut ready = Some(ready);
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        }
-        .await;
-        match subscribed {
-            Ok(pubsub) => {
-                backoff = Duration::from_millis(50);
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(Ok(()));
-                } else {
-                    bus.announce_all();
-                }
-                let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    bus.announce(&String::from_utf8_lossy(msg.get_payload_bytes()));
-                }
-                warn!(%channel, "release subscription lost; reconnecting");
-                bus.announce_all();
-            }
-            Err(e) => {
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(Err(redis_error(e)));
-                    return;
-                }
-                debug!(error = %e, "release subscription failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        }
     }
 }
 
