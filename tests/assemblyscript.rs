@@ -203,33 +203,11 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// `ms` as `2024-03-01T12:34:56.789Z`, independently of the rules' code (Hinnant's algorithm).
-fn iso_time(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1_000 % 60,
-        in_day % 1_000
-    )
-}
-
 #[test]
 fn iso_time_formats_utc_with_milliseconds() {
-    assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
-    assert_eq!(iso_time(951_825_600_123), "2000-02-29T12:00:00.123Z");
-    assert_eq!(iso_time(-1), "1969-12-31T23:59:59.999Z");
+    assert_eq!(wasmtx_tests::iso_utc(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(wasmtx_tests::iso_utc(951_825_600_123), "2000-02-29T12:00:00.123Z");
+    assert_eq!(wasmtx_tests::iso_utc(-1), "1969-12-31T23:59:59.999Z");
 }
 
 /// Checks `last_login` lies between two instants and removes it (it differs between runs).
@@ -241,10 +219,10 @@ fn take_last_login(profile: &mut Json, before: i64, after: i64) -> Result<()> {
         .context("last_login")?;
     ensure!(stamp.len() == 24 && stamp.ends_with('Z'), "last_login {stamp:?} is not ISO 8601 with milliseconds");
     ensure!(
-        iso_time(before) <= stamp && stamp <= iso_time(after),
+        wasmtx_tests::iso_utc(before) <= stamp && stamp <= wasmtx_tests::iso_utc(after),
         "last_login {stamp} is not between {} and {}",
-        iso_time(before),
-        iso_time(after)
+        wasmtx_tests::iso_utc(before),
+        wasmtx_tests::iso_utc(after)
     );
     Ok(())
 }

@@ -74,6 +74,34 @@ pub(crate) fn run_rule(
     Ok((output, start.elapsed()))
 }
 
+/// The first half of the lock-free modes: the models loaded (lock order) and the rule's run.
+pub(crate) struct LoadedRun {
+    /// The snapshots, in lock order (with the versions optimistic mode guards on).
+    pub loaded: Vec<ModelSnapshot>,
+    /// The rule's output and workspaces (caller order).
+    pub output: RunOutput,
+    /// The load round trip.
+    pub load: std::time::Duration,
+    /// The rule's run.
+    pub run: std::time::Duration,
+}
+
+/// Loads the models without locks in one round trip and runs the rule over them.
+pub(crate) async fn load_and_run(
+    inner: &Inner,
+    rule: &Rule,
+    invocation: &Invocation,
+    plan: &Plan,
+    context: &RunContext,
+) -> Result<LoadedRun> {
+    let load_start = Instant::now();
+    let loaded = inner.store.load(&plan.sorted).await?;
+    let load = load_start.elapsed();
+    let snapshots = plan.to_caller_order(&loaded);
+    let (output, run) = run_rule(inner, rule, invocation, plan, context, &snapshots)?;
+    Ok(LoadedRun { loaded, output, load, run })
+}
+
 /// Assembles a committed invocation's outcome; `changes` in caller order.
 pub(crate) fn outcome(
     plan: &Plan,

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Plan, outcome, run_rule};
+use super::{LoadedRun, Plan, load_and_run, outcome};
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
@@ -20,12 +20,9 @@ pub(crate) async fn run(
     plan: &Plan,
     context: RunContext,
 ) -> Result<Outcome> {
-    let load_start = Instant::now();
-    let loaded = inner.store.load(&plan.sorted).await?;
-    let load_time = load_start.elapsed();
+    let LoadedRun { loaded, output, load: load_time, run: run_time } =
+        load_and_run(inner, rule, invocation, plan, &context).await?;
     let versions: Vec<u64> = loaded.iter().map(|s| s.version).collect();
-    let snapshots = plan.to_caller_order(&loaded);
-    let (output, run_time) = run_rule(inner, rule, invocation, plan, &context, &snapshots)?;
     let changes: Vec<_> = output.workspaces.iter().map(|w| w.state_changes()).collect();
     let attempt = context.attempt;
 
