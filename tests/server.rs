@@ -298,14 +298,12 @@ async fn shutdown_lets_in_flight_invocations_finish() -> Result<()> {
             Ok::<_, anyhow::Error>((response.status(), response.json::<Value>().await?))
         }
     });
-    // The waiter flags itself in the model's meta hash once it found the lock busy.
-    let meta = format!("{}:{{Account:alice}}:meta", env.redis.prefix);
+    // The waiter flags itself on the lock (a `:w` suffix to its value) once it found it busy.
     poll(Duration::from_secs(5), "the invocation waits for the lock", || {
-        let (mut conn, meta) = (conn.clone(), meta.clone());
+        let (mut conn, lock) = (conn.clone(), lock.clone());
         async move {
-            let flag: Option<String> =
-                redis::cmd("HGET").arg(&meta).arg("waiting:transfer").query_async(&mut conn).await?;
-            Ok(flag.map(drop))
+            let value: Option<String> = redis::cmd("GET").arg(&lock).query_async(&mut conn).await?;
+            Ok(value.filter(|v| v.ends_with(":w")).map(drop))
         }
     })
     .await?;

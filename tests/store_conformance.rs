@@ -14,4 +14,11 @@ mod memory {
 
 mod redis {
     wasmtx_tests::store_conformance_tests!(wasmtx_tests::redis_store().await?);
+
+    /// Redis only: keys holding another Redis type than the layout needs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_of_another_redis_type_are_corrupt_and_write_nothing() -> anyhow::Result<()> {
+        let fixture = wasmtx_tests::RedisFixture::new("wrongtype").await?;
+        wasmtx_tests::conformance::redis_keys_of_another_type_are_corrupt_and_write_nothing(&fixture).await
+    }
 }

@@ -975,3 +975,78 @@ fn dict_remove(keys: &[&str]) -> FieldChange {
 fn clear(field: &str) -> FieldChange {
     FieldChange::Clear { field: field.into() }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Redis only: keys that hold another Redis type than the layout needs.
+// ---------------------------------------------------------------------------------------------
+
+/// A model key that holds another Redis type (written by some other client) is refused as
+/// `Corrupt` by every script (loads, lock-and-load, and commits whose ops read the key as well
+/// as ones that only write it), and the refusal writes nothing: no lock, no fencing token, no
+/// partial batch.
+///
+/// # Errors
+/// If a refusal is missing or wrote something.
+pub async fn redis_keys_of_another_type_are_corrupt_and_write_nothing(fixture: &crate::RedisFixture) -> Result<()> {
+    let fx = Fx::new(fixture.store.clone(), "wrongtype")?;
+    let mut conn = fixture.client().await?;
+    let stem = |name: &str| format!("{}:{{{MODEL_TYPE}:wrongtype:{name}}}", fixture.prefix);
+    let expect_corrupt = |how: &str, result: Result<(), StoreError>| match result {
+        Err(StoreError::Corrupt { .. }) => Ok(()),
+        other => bail!("{how}: expected Corrupt, got {other:?}"),
+    };
+
+    // The scalar hash is a string: loads refuse, and so do commits that read it (an
+    // increment) or only write it (a set), even after another model's change in the batch.
+    let ok = fx.model("ok");
+    let bad = fx.model("bad");
+    fx.write(&ok, vec![set("count", Scalar::Int(1))]).await?;
+    let _: () = redis::cmd("SET").arg(stem("bad")).arg("not a hash").query_async(&mut conn).await?;
+    let before = fixture.dump().await?;
+    expect_corrupt("load", fx.store.load(std::slice::from_ref(&bad)).await.map(drop))?;
+    expect_corrupt(
+        "lock and load",
+        fx.store.try_lock_and_load(&fx.request(&[&ok, &bad], "act", "o", LONG_LEASE)).await.map(drop),
+    )?;
+    for (how, change) in [("a set", set("count", Scalar::Int(5))), ("an increment", increment("count", 1))] {
+        let batch = vec![vec![set("count", Scalar::Int(2))], vec![change]];
+        expect_corrupt(how, fx.commit(&[&ok, &bad], batch, CommitGuard::Unguarded).await.map(drop))?;
+    }
+    expect_eq(fixture.dump().await?, before, "Redis after the refused scalar changes")?;
+
+    // A list field's key is a hash and a dict field's key is a list.
+    let colls = fx.model("colls");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{}:list:items", stem("colls")))
+        .arg("a")
+        .arg("b")
+        .query_async(&mut conn)
+        .await?;
+    let _: () = redis::cmd("RPUSH").arg(format!("{}:dict:tags", stem("colls"))).arg("x").query_async(&mut conn).await?;
+    let before_colls = fixture.dump().await?;
+    expect_corrupt("load of collections", fx.store.load(std::slice::from_ref(&colls)).await.map(drop))?;
+    for (how, change) in [
+        ("an append", append(&["x"])),
+        ("a truncate", truncate(0)),
+        ("a dict set", dict_set(&[("k", 1)])),
+        ("a dict remove", dict_remove(&["k"])),
+    ] {
+        let batch = vec![vec![set("count", Scalar::Int(3)), change]];
+        expect_corrupt(how, fx.commit(&[&colls], batch, CommitGuard::Unguarded).await.map(drop))?;
+    }
+    expect_eq(fixture.dump().await?, before_colls, "Redis after the refused collection changes")?;
+
+    // The metadata hash is a list: nothing can be loaded or locked.
+    let meta = fx.model("meta");
+    let _: () = redis::cmd("RPUSH").arg(format!("{}:meta", stem("meta"))).arg("x").query_async(&mut conn).await?;
+    let before_meta = fixture.dump().await?;
+    expect_corrupt("load with a bad meta", fx.store.load(std::slice::from_ref(&meta)).await.map(drop))?;
+    expect_corrupt(
+        "lock with a bad meta",
+        fx.store.try_lock_and_load(&fx.request(&[&meta], "act", "o", LONG_LEASE)).await.map(drop),
+    )?;
+
+    expect_eq(fixture.dump().await?, before_meta, "Redis after the refused loads")?;
+    ensure!(fixture.held_locks().await?.is_empty(), "a refusal left a lock behind");
+    Ok(())
+}

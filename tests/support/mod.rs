@@ -281,8 +281,8 @@ impl TestEnv {
     }
 
     /// Everything stored about these models except protocol counters: on Redis every data
-    /// key under the prefix plus each model's version (the fencing counter and waiter flags
-    /// are left out: taking a lock bumps the counter by design); on the memory store each
+    /// key under the prefix plus each model's version (locks and the fencing counter are left
+    /// out: taking a lock bumps the counter by design); on the memory store each
     /// model's loaded state and version.
     ///
     /// # Errors

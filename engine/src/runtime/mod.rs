@@ -136,9 +136,6 @@ impl fmt::Debug for RuleRuntime {
     }
 }
 
-/// The guard region after each linear memory.
-const MEMORY_GUARD: u64 = 64 << 10;
-
 fn engine_config(config: &RuntimeConfig) -> Config {
     let n = config.max_instances;
     let mut pool = PoolingAllocationConfig::new();
@@ -157,12 +154,22 @@ fn engine_config(config: &RuntimeConfig) -> Config {
     // default 4 GiB + 2 GiB guard: bounds checks become explicit (cheap for rules this small),
     // but a pool of hundreds of slots, and several engines per process, stay within the
     // address space.
+    //
+    // No guard pages and no signal-based traps: every access is bounds-checked in code, so a
+    // reused pool slot can stay read/write as it is. With guard pages (or signal-based traps)
+    // wasmtime must `mprotect` a reused slot back to its initial size on every instantiation
+    // and again on the guest's first `memory.grow`; in a multi-threaded host each of those is
+    // a TLB shoot-down on every other core, which the benchmark profiled at a quarter of the
+    // engine's CPU on a hot key. Contents are still reset between instances (`memset` of the
+    // resident part, `madvise` beyond it).
     let reservation = u64::try_from(config.pool_memory_size()).unwrap_or(u64::MAX);
     cfg.wasm_component_model(true)
         .epoch_interruption(true)
+        .signals_based_traps(false)
         .memory_reservation(reservation)
         .memory_reservation_for_growth(0)
-        .memory_guard_size(MEMORY_GUARD)
+        .memory_guard_size(0)
+        .guard_before_linear_memory(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     cfg
 }

@@ -6,11 +6,12 @@
 //! | `<prefix>:{T:k}` | HASH | the scalar fields, one hash field each |
 //! | `<prefix>:{T:k}:list:<field>` | LIST | one list field |
 //! | `<prefix>:{T:k}:dict:<field>` | HASH | one dict field |
-//! | `<prefix>:{T:k}:meta` | HASH | `fence` (last fencing token), `version`, `waiting:<action>` flags |
-//! | `<prefix>:{T:k}:lock:<action>` | STRING, with a TTL | `<token>:<owner>` of the holder |
+//! | `<prefix>:{T:k}:meta` | HASH | `fence` (last fencing token), `version` |
+//! | `<prefix>:{T:k}:lock:<action>` | STRING, with a TTL | `<token>:<owner>` of the holder, then `:w` once someone waits |
 //!
 //! Releases are announced on the channel `<prefix>:released` with the lock key as message, and
-//! only when someone waits (the `waiting:<action>` flag), so uncontended commits publish nothing.
+//! only when someone waits (the lock value's `:w` suffix, set by a waiter that found the lock busy;
+//! it expires with the lock), so uncontended commits publish nothing.
 
 use crate::model::ids::ModelId;
 use crate::model::value::FieldType;

@@ -238,7 +238,7 @@ impl Store for RedisStore {
             CommitGuard::Unguarded => ("U", String::new()),
         };
         let mut inv = scripts().commit.prepare_invoke();
-        inv.arg(guard).arg(request.models.len()).arg(&action).arg(keys.released_channel());
+        inv.arg(guard).arg(request.models.len()).arg(keys.released_channel());
         for (i, target) in request.models.iter().enumerate() {
             let changes = request.changes.get(i).map_or(&[][..], Vec::as_slice);
             let part = encode_changes(keys, target, changes);
@@ -299,12 +299,14 @@ impl Store for RedisStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(locks = leases.len()))]
     async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError> {
-        let Some(first) = leases.first() else { return Ok(()) };
+        if leases.is_empty() {
+            return Ok(());
+        }
         let keys = &self.inner.keys;
         let mut inv = scripts().release.prepare_invoke();
-        inv.arg(&first.lock.action).arg(keys.released_channel());
+        inv.arg(keys.released_channel());
         for lease in leases {
-            inv.key(keys.lock(&lease.lock.model, &lease.lock.action)).key(keys.meta(&lease.lock.model));
+            inv.key(keys.lock(&lease.lock.model, &lease.lock.action));
             inv.arg(Self::lock_value(lease));
         }
         let _: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;

@@ -11,9 +11,14 @@
 /// Returns `{'BUSY', model, pttl}` (after flagging a waiter so the release is announced),
 /// `{'WRONGTYPE', model, key, found}`, or `{'OK', then per model token, version, scalars,
 /// collections...}`.
+///
+/// Reads come first (they also check the key types), then each lock is taken with `SET NX`
+/// after drawing its fencing token; a busy lock gives back the locks this call already took.
+/// A waiter flags itself by suffixing the holder's lock value with `:w` (see [`COMMIT`]), so
+/// the flag lives and expires with the lock and costs the holder no extra command.
 pub const LOCK_AND_LOAD: &str = concat!(
     r#"
-local owner, lease, action, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local owner, lease, n = ARGV[1], ARGV[2], tonumber(ARGV[4])
 "#,
     include_str!("lua/load_helpers.lua"),
     r#"
@@ -25,22 +30,23 @@ for i = 1, n do
   models[i] = {lock = KEYS[k], meta = KEYS[k + 1], data = KEYS[k + 2], colls = colls, kinds = kinds}
   k, a = k + 3 + c, a + 2
 end
+local loaded = {}
 for i, m in ipairs(models) do
-  if redis.call('EXISTS', m.lock) == 1 then
-    redis.call('HSET', m.meta, 'waiting:' .. action, '1')
-    return {'BUSY', i, redis.call('PTTL', m.lock)}
-  end
-end
-for i, m in ipairs(models) do
-  local bad = check_types(i, m.meta, m.data, m.colls, m.kinds)
+  local bad
+  loaded[i], bad = load_model(i, m.meta, m.data, m.colls, m.kinds)
   if bad then return bad end
 end
 local out = {'OK'}
-for _, m in ipairs(models) do
+for i, m in ipairs(models) do
   local token = redis.call('HINCRBY', m.meta, 'fence', 1)
-  redis.call('SET', m.lock, token .. ':' .. owner, 'PX', lease)
+  if not redis.call('SET', m.lock, token .. ':' .. owner, 'NX', 'PX', lease) then
+    for j = 1, i - 1 do redis.call('DEL', models[j].lock) end
+    local holder = redis.call('GET', m.lock)
+    if holder and string.sub(holder, -2) ~= ':w' then redis.call('APPEND', m.lock, ':w') end
+    return {'BUSY', i, redis.call('PTTL', m.lock)}
+  end
   out[#out + 1] = token
-  load_model(out, m.meta, m.data, m.colls, m.kinds)
+  for _, v in ipairs(loaded[i]) do out[#out + 1] = v end
 end
 return out
 "#
@@ -62,12 +68,12 @@ for i = 1, n do
   models[i] = {meta = KEYS[k], data = KEYS[k + 1], colls = colls, kinds = kinds}
   k, a = k + 2 + c, a + 2
 end
-for i, m in ipairs(models) do
-  local bad = check_types(i, m.meta, m.data, m.colls, m.kinds)
-  if bad then return bad end
-end
 local out = {'OK'}
-for _, m in ipairs(models) do load_model(out, m.meta, m.data, m.colls, m.kinds) end
+for i, m in ipairs(models) do
+  local loaded, bad = load_model(i, m.meta, m.data, m.colls, m.kinds)
+  if bad then return bad end
+  for _, v in ipairs(loaded) do out[#out + 1] = v end
+end
 return out
 "#
 );
@@ -76,25 +82,27 @@ return out
 /// releases locks: the only script that writes model data.
 ///
 /// KEYS per model: `lock, meta, data, coll_1..coll_c` (the collections the changes touch).
-/// ARGV: `guard ('L' leases | 'V' versions | 'U' none), n, action, channel`, then per model
+/// ARGV: `guard ('L' leases | 'V' versions | 'U' none), n, channel`, then per model
 /// `guard_value, c, op_count`, then per op `name, slot, field, argc, args...` where slot 0 is
 /// the scalar hash and slot j the j-th collection.
 /// Returns `{'OK', version...}`, `{'LOST', model}`, `{'CONFLICT', model, found}`,
 /// `{'WRONGTYPE', model, key, found}` or `{'CANNOT', model, field, reason}`.
+///
+/// A lease guard matches the lock value `token:owner`, or `token:owner:w` once a waiter
+/// flagged itself; the release announces only flagged locks.
 pub const COMMIT: &str = include_str!("lua/commit.lua");
 
 /// Releases locks still held with the given values, announcing each release someone waits
 /// for.
 ///
-/// KEYS: `lock_1, meta_1, lock_2, meta_2, ...`. ARGV: `action, channel, value_1, value_2, ...`.
+/// KEYS: `lock_1, lock_2, ...`. ARGV: `channel, value_1, value_2, ...` (a value matches the
+/// lock with or without a waiter's `:w` suffix).
 pub const RELEASE: &str = r#"
-for i = 1, #KEYS / 2 do
-  local lock, meta = KEYS[2 * i - 1], KEYS[2 * i]
-  if redis.call('GET', lock) == ARGV[2 + i] then
+for i, lock in ipairs(KEYS) do
+  local held, mine = redis.call('GET', lock), ARGV[1 + i]
+  if held == mine or held == mine .. ':w' then
     redis.call('DEL', lock)
-    if redis.call('HDEL', meta, 'waiting:' .. ARGV[1]) == 1 then
-      redis.call('PUBLISH', ARGV[2], lock)
-    end
+    if held ~= mine then redis.call('PUBLISH', ARGV[1], lock) end
   end
 end
 return 'OK'
@@ -113,6 +121,6 @@ mod tests {
     #[test]
     fn both_loading_scripts_embed_the_shared_helpers() {
         assert!(super::LOCK_AND_LOAD.contains("local function load_model"));
-        assert!(super::LOAD.contains("local function check_types"));
+        assert!(super::LOAD.contains("local function read"));
     }
 }

@@ -1,9 +1,9 @@
 -- Commit: check the guard, check every change applies, apply all, bump versions, release.
 -- See scripts.rs (COMMIT) for the KEYS/ARGV layout. Nothing is written before the last check.
-local guard, n, action, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local guard, n, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local CHUNK = 4000
 
-local models, k, a = {}, 1, 5
+local models, k, a = {}, 1, 4
 for i = 1, n do
   local m = {lock = KEYS[k], meta = KEYS[k + 1], keys = {[0] = KEYS[k + 2]}, guard = ARGV[a], ops = {}}
   local c, nops = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
@@ -23,7 +23,10 @@ end
 -- 1. The guard.
 for i, m in ipairs(models) do
   if guard == 'L' then
-    if redis.call('GET', m.lock) ~= m.guard then return {'LOST', i} end
+    -- A waiter flags itself by suffixing the lock value with ':w' (see LOCK_AND_LOAD).
+    local held = redis.call('GET', m.lock)
+    if held ~= m.guard and held ~= m.guard .. ':w' then return {'LOST', i} end
+    m.flagged = held ~= m.guard
   elseif guard == 'V' then
     -- A lock-mode holder of the same action counts as a change in progress.
     local v = redis.call('HGET', m.meta, 'version') or '0'
@@ -33,19 +36,33 @@ end
 
 -- 2. Every change applies: simulate the batch over list lengths (or whole lists, where a
 -- removal needs to know the items) and hash values.
+-- A key's type is known once a read of it succeeded (a read of a key holding another type
+-- fails with WRONGTYPE); `TYPE` is asked only for keys the checks do not read.
 local types, llen, hval, items = {}, {}, {}, {}
 local function key_type(key)
   if types[key] == nil then types[key] = redis.call('TYPE', key)['ok'] end
   return types[key]
 end
+-- Reads `key` with `cmd`, expecting a key of type `want` (or none). On a key of another type
+-- records the type found and returns `fallback`; the caller's type check then refuses.
+local function typed_read(want, fallback, cmd, key, ...)
+  local r = redis.pcall(cmd, key, ...)
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r.err) end
+    types[key] = redis.call('TYPE', key)['ok']
+    return fallback
+  end
+  if types[key] == nil then types[key] = want end
+  return r
+end
 local function list_len(key)
   if items[key] then return #items[key] end
-  if llen[key] == nil then llen[key] = redis.call('LLEN', key) end
+  if llen[key] == nil then llen[key] = typed_read('list', 0, 'LLEN', key) end
   return llen[key]
 end
 local function hash_get(key, f)
   local id = key .. '\0' .. f
-  if hval[id] == nil then hval[id] = redis.call('HGET', key, f) or false end
+  if hval[id] == nil then hval[id] = typed_read('hash', false, 'HGET', key, f) or false end
   return hval[id]
 end
 local function py_index(idx, len)
@@ -73,6 +90,12 @@ for i, m in ipairs(models) do
     local key, name, args = m.keys[op.slot], op.name, op.args
     local want = WANT[name]
     if want then
+      -- Prime the type with the read the simulation needs anyway, so `TYPE` is asked only
+      -- for keys that are written without being read (HSET, HDEL).
+      if types[key] == nil then
+        if name == 'HINCRBY' then hash_get(key, args[1])
+        elseif want == 'list' and not items[key] then list_len(key) end
+      end
       local t = key_type(key)
       if t ~= 'none' and t ~= want then return {'WRONGTYPE', i, key, t} end
     end
@@ -80,7 +103,10 @@ for i, m in ipairs(models) do
     if name == 'HSET' then
       for x = 1, #args, 2 do hval[key .. '\0' .. args[x]] = args[x + 1] end
     elseif name == 'HINCRBY' then
-      local cur = hash_get(key, args[1]) or args[3]
+      local before = hash_get(key, args[1])
+      -- Whether the field is missing when this op applies: then it starts from its default.
+      op.absent = before == false
+      local cur = before or args[3]
       if not string.match(cur, '^-?%d+$') then
         return {'CANNOT', i, op.field, 'stored value `' .. cur .. '` is not an int'}
       end
@@ -147,15 +173,28 @@ local function call_chunked(cmd, key, args, from)
   end
 end
 
+-- Consecutive HSETs of one key are sent as one; any other op on the key flushes them first.
+local pending, pending_keys = {}, {}
+local function flush(key)
+  if pending[key] then
+    call_chunked('HSET', key, pending[key])
+    pending[key] = nil
+  end
+end
 for _, m in ipairs(models) do
   for _, op in ipairs(m.ops) do
     local key, name, args = m.keys[op.slot], op.name, op.args
+    if name ~= 'HSET' then flush(key) end
     if name == 'HSET' then
-      call_chunked('HSET', key, args)
-    elseif name == 'HINCRBY' then
-      if args[3] ~= '0' and redis.call('HEXISTS', key, args[1]) == 0 then
-        redis.call('HSET', key, args[1], args[3])
+      local p = pending[key]
+      if not p then
+        p = {}
+        pending[key] = p
+        pending_keys[#pending_keys + 1] = key
       end
+      for x = 1, #args do p[#p + 1] = args[x] end
+    elseif name == 'HINCRBY' then
+      if op.absent and args[3] ~= '0' then redis.call('HSET', key, args[1], args[3]) end
       redis.call('HINCRBY', key, args[1], args[2])
     elseif name == 'HDEL' then
       call_chunked('HDEL', key, args)
@@ -205,6 +244,8 @@ for _, m in ipairs(models) do
   end
 end
 
+for _, key in ipairs(pending_keys) do flush(key) end
+
 -- 4. Versions and release.
 local out = {'OK'}
 for _, m in ipairs(models) do
@@ -215,9 +256,7 @@ for _, m in ipairs(models) do
   end
   if guard == 'L' then
     redis.call('DEL', m.lock)
-    if redis.call('HDEL', m.meta, 'waiting:' .. action) == 1 then
-      redis.call('PUBLISH', channel, m.lock)
-    end
+    if m.flagged then redis.call('PUBLISH', channel, m.lock) end
   end
 end
 return out

@@ -1,35 +1,38 @@
 -- Shared by the scripts that load models (lock-and-load, load).
 -- A model's keys are meta, data, coll_1..coll_c; `kinds` has one letter per collection:
 -- 'l' (list) or 'd' (dict).
-local function wrong_type(key, want)
-  local t = redis.call('TYPE', key)['ok']
-  if t ~= 'none' and t ~= want then return t end
-  return nil
-end
+--
+-- Key types are checked by the reads themselves: a read of a key holding another type fails
+-- with WRONGTYPE (caught by `pcall`), and only then is `TYPE` asked, for the error's sake. So
+-- a load costs one command per key, and every check still comes before the first write.
 
--- Checks the types of a model's keys; returns {'WRONGTYPE', model, key, found} or nil.
-local function check_types(i, meta, data, colls, kinds)
-  local t = wrong_type(meta, 'hash')
-  if t then return {'WRONGTYPE', i, meta, t} end
-  t = wrong_type(data, 'hash')
-  if t then return {'WRONGTYPE', i, data, t} end
-  for j = 1, #colls do
-    local want = (string.sub(kinds, j, j) == 'l') and 'list' or 'hash'
-    t = wrong_type(colls[j], want)
-    if t then return {'WRONGTYPE', i, colls[j], t} end
+-- Runs a read; on a wrong-type key returns nil and {'WRONGTYPE', model, key, found}.
+local function read(i, cmd, key, ...)
+  local r = redis.pcall(cmd, key, ...)
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'WRONGTYPE', 1, true) then
+      return nil, {'WRONGTYPE', i, key, redis.call('TYPE', key)['ok']}
+    end
+    return nil, redis.error_reply(r.err)
   end
-  return nil
+  return r, nil
 end
 
--- Appends version, scalar hash and every collection of a model to `out`.
-local function load_model(out, meta, data, colls, kinds)
-  out[#out + 1] = redis.call('HGET', meta, 'version') or '0'
-  out[#out + 1] = redis.call('HGETALL', data)
+-- Reads a model: its version, scalar hash and every collection, as a list to append to the
+-- reply; or nil and the error reply.
+local function load_model(i, meta, data, colls, kinds)
+  local v, bad = read(i, 'HGET', meta, 'version')
+  if bad then return nil, bad end
+  local out = {v or '0'}
+  out[2], bad = read(i, 'HGETALL', data)
+  if bad then return nil, bad end
   for j = 1, #colls do
     if string.sub(kinds, j, j) == 'l' then
-      out[#out + 1] = redis.call('LRANGE', colls[j], 0, -1)
+      out[j + 2], bad = read(i, 'LRANGE', colls[j], 0, -1)
     else
-      out[#out + 1] = redis.call('HGETALL', colls[j])
+      out[j + 2], bad = read(i, 'HGETALL', colls[j])
     end
+    if bad then return nil, bad end
   end
+  return out, nil
 end
