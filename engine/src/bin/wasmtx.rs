@@ -1,11 +1,6 @@
 //! The `wasmtx` command: manage rules and models, invoke rules, serve the HTTP API.
 //! See `wasmtx --help`.
 
-// glibc's malloc serialises the runtime's worker threads on its arena locks under load (a
-// seventh of the CPU in the benchmark's profiles); the library leaves the choice to its host.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 // The modules live in `src/bin/wasmtx/` (a binary's root file looks for modules beside it).
 #[path = "wasmtx/args.rs"]
 mod args;

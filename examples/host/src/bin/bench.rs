@@ -29,12 +29,6 @@ use bench::run::{self, Row, Timing};
 use bench::server::RedisUnderTest;
 use bench::workloads::Workload;
 use bench::{soak, sys};
-
-// The engine, the baselines' clients and the load generator all share this allocator: glibc's
-// malloc took a seventh of the process's CPU in the profiles (arena lock contention between the
-// runtime's worker threads), and a host embedding the engine would pick its allocator too.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use wasmtx::{FieldType, FieldValue, ModelSchema, Scalar, ScalarKind};
 use wasmtx_examples::rules::{RuleArtifacts, build_assemblyscript_rules};
 use wasmtx_examples::{models_dir, workspace_root};
