@@ -150,10 +150,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY.min(config.pool_memory_size()))
         .table_keep_resident(KEEP_RESIDENT_TABLE);
     let mut cfg = Config::new();
-    // Reserve only what a rule may use (plus a small guard) per pool slot, instead of the
-    // default 4 GiB + 2 GiB guard: bounds checks become explicit (cheap for rules this small),
-    // but a pool of hundreds of slots, and several engines per process, stay within the
-    // address space.
+    // Reserve only what a rule may use per pool slot, instead of the default 4 GiB + 2 GiB
+    // guard: bounds checks become explicit (cheap for rules this small), but a pool of hundreds
+    // of slots, and several engines per process, stay within the address space.
     //
     // No guard pages and no signal-based traps: every access is bounds-checked in code, so a
     // reused pool slot can stay read/write as it is. With guard pages (or signal-based traps)
