@@ -6,8 +6,10 @@
 //! (see [`ReleaseBus`]); a lock whose holder vanished is freed by its lease (TTL).
 //!
 //! # Notes
-//! A multi-model invocation runs one script over the keys of several models: on Redis Cluster
-//! that needs the models in one slot. Standalone Redis (and Sentinel) has no such limit.
+//! The store talks to one Redis server by URL (it does not follow a Sentinel failover by itself);
+//! there is no Redis Cluster client yet. The key layout is ready for one (each model's keys share a slot),
+//! but a multi-model invocation runs one script over the keys of several models, which a cluster
+//! would allow only for models in one slot.
 
 use std::sync::Arc;
 use std::time::Duration;
