@@ -86,6 +86,17 @@ fn every_command_works_on_a_fresh_machine_and_state_persists_between_commands() 
     run(d, &["model", "delete", "Account", "alice"])?.expect(0)?;
     let gone = run(d, &["--json", "model", "get", "Account", "alice"])?.expect(0)?.json()?;
     ensure!(gone["fields"]["balance"] == 0 && gone["version"] == 4, "{gone}");
+
+    // Undefining the type keeps the data: defining it again finds bob's balance.
+    let bob_before = run(d, &["--json", "model", "get", "Account", "bob"])?.expect(0)?.json()?;
+    let undefined = run(d, &["model", "undefine", "Account"])?.expect(0)?;
+    ensure!(undefined.stdout.contains("undefined Account"), "{}", undefined.stdout);
+    let refused = run(d, &["model", "get", "Account", "bob"])?.expect(4)?;
+    ensure!(refused.stderr.contains("unknown model type `Account`"), "{}", refused.stderr);
+    run(d, &["model", "undefine", "Account"])?.expect(4)?;
+    run(d, &["model", "define", &account_schema()])?.expect(0)?;
+    let bob = run(d, &["--json", "model", "get", "Account", "bob"])?.expect(0)?.json()?;
+    ensure!(bob["fields"] == bob_before["fields"] && bob["fields"]["balance"] != 0, "{bob} / {bob_before}");
     ensure!(d.join(".wasmtx").join("state.json").is_file(), "the default data directory is .wasmtx");
     ensure!(d.join(".wasmtx").join("cache").is_dir(), "precompiled rules are cached there too");
     Ok(())

@@ -45,6 +45,7 @@ on_both_registries!(
     bad_uploads_are_refused_with_their_error_and_store_nothing,
     a_second_instance_sees_activations_and_running_invocations_keep_their_version,
     schemas_defined_on_one_instance_reach_the_other,
+    deleted_schemas_are_forgotten_everywhere_and_their_data_stays,
 );
 
 /// Two engine instances sharing one model store and one registry storage.
@@ -252,6 +253,42 @@ async fn schemas_defined_on_one_instance_reach_the_other(backend: Backend) -> Re
     Ok(())
 }
 
+async fn deleted_schemas_are_forgotten_everywhere_and_their_data_stays(backend: Backend) -> Result<()> {
+    let shared = Shared::new(backend, "registry-undefine").await?;
+    let a = shared.instance(RegistryConfig::default()).await?;
+    let b = shared.instance(RegistryConfig::default()).await?;
+    let wallet = || ModelSchema::from_toml("name = \"Wallet\"\n[fields]\ncoins = { type = \"int\", default = 3 }\n");
+    a.define_model(wallet()?).await?;
+    a.define_model(ModelSchema::from_toml("name = \"Purse\"\n[fields]\ncoins = { type = \"int\" }\n")?).await?;
+    a.engine().set_field("Wallet", "w", "coins", FieldValue::Scalar(Scalar::Int(7))).await?;
+    poll(SEE_WITHIN, "B knows Wallet", || async { Ok(b.engine().model_type("Wallet").ok().map(drop)) }).await?;
+
+    let deleted = a.delete_model("Wallet").await?;
+    ensure!(deleted.schema.name() == "Wallet" && deleted.revision == 1, "{deleted:?}");
+    for (who, registry) in [("A", &a), ("B", &b)] {
+        poll(SEE_WITHIN, &format!("{who} forgets Wallet"), || async {
+            Ok(registry.engine().model_type("Wallet").is_err().then_some(()))
+        })
+        .await?;
+        match registry.engine().read_model("Wallet", "w").await {
+            Err(wasmtx::Error::UnknownModelType { .. }) => {}
+            other => bail!("{who}: reading a model of a deleted type: expected UnknownModelType, got {other:?}"),
+        }
+        ensure!(registry.engine().model_type("Purse").is_ok(), "{who} forgot the other schema too");
+    }
+    let names: Vec<String> = b.models().await?.iter().map(|r| r.schema.name().to_owned()).collect();
+    ensure!(names == ["Purse"], "schemas left: {names:?}");
+    ensure!(matches!(a.delete_model("Wallet").await, Err(RegistryError::UnknownModelType { .. })));
+    ensure!(matches!(b.model("Wallet").await, Err(RegistryError::UnknownModelType { .. })));
+
+    // Defining the type again starts a new history and finds the data where it was.
+    ensure!(b.define_model(wallet()?).await?.revision == 1);
+    poll(SEE_WITHIN, "A knows Wallet again", || async { Ok(a.engine().model_type("Wallet").ok().map(drop)) }).await?;
+    let snapshot = a.engine().read_model("Wallet", "w").await?;
+    ensure!(snapshot.values == [FieldValue::Scalar(Scalar::Int(7))], "{:?}", snapshot.values);
+    Ok(())
+}
+
 /// A registry storage whose change announcements are all lost: only the periodic epoch check
 /// is left.
 #[derive(Debug)]
@@ -282,6 +319,9 @@ impl RegistryStore for Deaf {
     }
     async fn define_schema(&self, s: &ModelSchema, now: i64) -> Result<(SchemaRecord, bool), RegistryError> {
         self.0.define_schema(s, now).await
+    }
+    async fn delete_schema(&self, name: &str) -> Result<SchemaRecord, RegistryError> {
+        self.0.delete_schema(name).await
     }
     async fn snapshot(&self) -> Result<Snapshot, RegistryError> {
         self.0.snapshot().await

@@ -164,6 +164,25 @@ async fn upload_invoke_and_read_a_model_over_http() -> Result<()> {
     ] {
         ensure!(metrics.contains(line), "metrics lack {line}:\n{metrics}");
     }
+
+    // Deleting the schema: the type is unknown afterwards, the data stays for a redefinition.
+    let (status, body) = env.send(env.http.delete(server.at("/v1/models/Account"))).await?;
+    ensure!(
+        status == StatusCode::OK && body["schema"]["name"] == "Account" && body["revision"] == 1,
+        "{status} {body}"
+    );
+    for path in ["/v1/models/Account", "/v1/models/Account/alice"] {
+        let (status, body) = env.get(&server, path).await?;
+        ensure!(
+            status == StatusCode::NOT_FOUND && error_kind(&body) == "unknown_model_type",
+            "{path}: {status} {body}"
+        );
+    }
+    let (status, body) = env.send(env.http.delete(server.at("/v1/models/Account"))).await?;
+    ensure!(status == StatusCode::NOT_FOUND && error_kind(&body) == "unknown_model_type", "{status} {body}");
+    env.define_account(&server).await?;
+    let (status, alice) = env.get(&server, "/v1/models/Account/alice").await?;
+    ensure!(status == StatusCode::OK && alice["fields"]["balance"] == 70, "{status} {alice}");
     Ok(())
 }
 

@@ -240,6 +240,16 @@ impl Engine {
         self.inner.models.register(schema)
     }
 
+    /// Forgets a model type: later invocations and direct operations naming it fail with an
+    /// unknown model type. The models' stored data stays where it is (registering the type again
+    /// makes it readable again). Returns the schema if the type was registered.
+    ///
+    /// # Notes
+    /// Invocations that already resolved their models keep the schema they resolved.
+    pub fn unregister_model(&self, name: &str) -> Option<Arc<ModelSchema>> {
+        self.inner.models.unregister(name)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config

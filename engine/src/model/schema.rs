@@ -256,6 +256,12 @@ impl ModelTypes {
         schema
     }
 
+    /// Forgets a model type; returns its schema if it was registered. Invocations already
+    /// planned keep the schema they resolved.
+    pub fn unregister(&self, name: &str) -> Option<Arc<ModelSchema>> {
+        self.by_name.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name)
+    }
+
     /// Looks a model type up by name.
     pub fn get(&self, name: &str) -> Option<Arc<ModelSchema>> {
         self.by_name.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()

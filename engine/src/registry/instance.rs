@@ -317,6 +317,25 @@ impl Registry {
         Ok(record)
     }
 
+    /// Deletes a model schema for every engine sharing the storage, and unregisters it from this
+    /// one. The models' stored data stays: defining the type again makes it readable again.
+    /// Returns the deleted schema's last record.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownModelType`], or a storage error.
+    ///
+    /// # Notes
+    /// Other engine instances forget the type when they see the change (announced at once,
+    /// polled within [`RegistryConfig::refresh_interval`] if the announcement is lost); invocations
+    /// already running keep the schema they resolved.
+    pub async fn delete_model(&self, name: &str) -> Result<SchemaRecord, RegistryError> {
+        let record = self.inner.store.delete_schema(name).await?;
+        self.inner.engine.unregister_model(name);
+        info!(model_type = name, revision = record.revision, "model schema deleted");
+        self.refresh().await?;
+        Ok(record)
+    }
+
     /// Every model schema, sorted by name (read from the storage).
     ///
     /// # Errors
@@ -355,6 +374,9 @@ impl Registry {
             if previous.schemas.get(name).is_none_or(|old| old != record) {
                 self.inner.engine.register_model(record.schema.clone());
             }
+        }
+        for name in previous.schemas.keys().filter(|name| !fresh.schemas.contains_key(*name)) {
+            self.inner.engine.unregister_model(name);
         }
         let active: HashSet<&str> = fresh.active.values().map(|v| v.digest.as_str()).collect();
         self.inner.compiled.trim(&active);

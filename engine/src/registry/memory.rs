@@ -245,6 +245,18 @@ impl RegistryStore for MemoryRegistryStore {
         Ok((record, changed))
     }
 
+    async fn delete_schema(&self, name: &str) -> Result<SchemaRecord, RegistryError> {
+        let mut state = self.state();
+        let stored =
+            state.schemas.remove(name).ok_or_else(|| RegistryError::UnknownModelType { name: name.to_owned() })?;
+        let epoch = state.bump();
+        drop(state);
+        self.announce(epoch);
+        let schema = ModelSchema::from_json(&stored.schema)
+            .map_err(|e| RegistryError::Corrupt(format!("stored schema of {name}: {e}")))?;
+        Ok(SchemaRecord { schema, revision: stored.revision, defined_at_ms: stored.defined_at_ms })
+    }
+
     async fn snapshot(&self) -> Result<Snapshot, RegistryError> {
         let state = self.state();
         let active = state

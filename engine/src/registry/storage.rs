@@ -86,6 +86,13 @@ pub trait RegistryStore: Send + Sync + fmt::Debug + 'static {
     /// [`RegistryError::Store`] or [`RegistryError::Corrupt`].
     async fn define_schema(&self, schema: &ModelSchema, now_ms: i64) -> Result<(SchemaRecord, bool), RegistryError>;
 
+    /// Deletes a model schema (not the models' data) and returns its last record.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownModelType`] if no schema has this name; [`RegistryError::Store`]
+    /// or [`RegistryError::Corrupt`].
+    async fn delete_schema(&self, name: &str) -> Result<SchemaRecord, RegistryError>;
+
     /// The current epoch, active versions and schemas, read at one instant.
     ///
     /// # Errors

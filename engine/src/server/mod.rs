@@ -14,6 +14,7 @@
 //! | `GET /v1/models` | every model schema |
 //! | `PUT /v1/models/{type}` | define a schema (JSON body; TOML with a toml `Content-Type`) |
 //! | `GET /v1/models/{type}` | one schema |
+//! | `DELETE /v1/models/{type}` | delete a schema (the models' data stays) |
 //! | `GET /v1/models/{type}/{key}` | a model's state |
 //! | `PUT /v1/models/{type}/{key}/fields/{field}` | set one field (body: its JSON value) |
 //! | `DELETE /v1/models/{type}/{key}` | delete a model's data |
@@ -120,7 +121,7 @@ pub fn router(registry: Registry, config: ServerConfig) -> Router {
         .route("/v1/rules/{name}/versions/{version}", axum::routing::delete(rules::delete_version))
         .route("/v1/rules/{name}/invoke", post(invoke::invoke))
         .route("/v1/models", get(models::list))
-        .route("/v1/models/{model_type}", get(models::show).put(models::define))
+        .route("/v1/models/{model_type}", get(models::show).put(models::define).delete(models::delete_schema))
         .route("/v1/models/{model_type}/{key}", get(models::read).delete(models::delete))
         .route("/v1/models/{model_type}/{key}/fields/{field}", put(models::set_field))
         .fallback(not_found)

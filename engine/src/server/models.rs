@@ -1,4 +1,5 @@
-//! The model routes: schemas (define, list, show) and model state (read, set a field, delete).
+//! The model routes: schemas (define, list, show, delete) and model state (read, set a field,
+//! delete).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -26,6 +27,15 @@ pub(super) async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<SchemaRecord>, ApiError> {
     Ok(Json(state.registry.model(&name).await?))
+}
+
+/// `DELETE /v1/models/{type}`: deletes the schema (the models' data stays); answers with its
+/// last record.
+pub(super) async fn delete_schema(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<SchemaRecord>, ApiError> {
+    Ok(Json(state.registry.delete_model(&name).await?))
 }
 
 /// `PUT /v1/models/{type}` with the schema as JSON (or TOML, with a `Content-Type` naming

@@ -165,6 +165,13 @@ pub enum ModelCommand {
         /// The model type.
         model_type: String,
     },
+    /// Delete a model type's schema. Its models' data stays in the store (defining the type
+    /// again makes it readable again); until then, invocations naming the type are refused.
+    #[command(after_help = "Example:\n  wasmtx model undefine Account")]
+    Undefine {
+        /// The model type.
+        model_type: String,
+    },
     /// Print a model's fields (defaults if it was never written).
     #[command(after_help = "Example:\n  wasmtx model get Account alice")]
     Get {

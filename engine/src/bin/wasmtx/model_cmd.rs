@@ -1,4 +1,4 @@
-//! `wasmtx model define|list|show|get|set|delete`.
+//! `wasmtx model define|list|show|undefine|get|set|delete`.
 
 use serde_json::{Value, json};
 use wasmtx::registry::SchemaRecord;
@@ -35,6 +35,12 @@ pub async fn run(command: ModelCommand, backend: &Backend, out: Output) -> Resul
         ModelCommand::Show { model_type } => {
             let record = registry.model(&model_type).await?;
             out.show(&record, || show_text(&record));
+        }
+        ModelCommand::Undefine { model_type } => {
+            let record = registry.delete_model(&model_type).await?;
+            out.show(&record, || {
+                format!("undefined {model_type} (was revision {}; its models' data is kept)", record.revision)
+            });
         }
         ModelCommand::Get { model_type, key } => {
             let snapshot = engine.read_model(&model_type, &key).await.map_err(|e| Failure::engine(&e))?;

@@ -31,6 +31,7 @@ struct Scripts {
     delete_version: Script,
     delete_rule: Script,
     define_schema: Script,
+    delete_schema: Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -41,6 +42,7 @@ fn scripts() -> &'static Scripts {
         delete_version: Script::new(scripts::DELETE_VERSION),
         delete_rule: Script::new(scripts::DELETE_RULE),
         define_schema: Script::new(scripts::DEFINE_SCHEMA),
+        delete_schema: Script::new(scripts::DELETE_SCHEMA),
     })
 }
 
@@ -267,6 +269,17 @@ impl RegistryStore for RedisRegistryStore {
         inv.arg(schema.name()).arg(SchemaRecord::schema_json(schema)).arg(now_ms).arg(keys.changed_channel());
         let (changed, record): (i64, String) = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
         Ok((SchemaRecord::parse(&record)?, changed == 1))
+    }
+
+    async fn delete_schema(&self, name: &str) -> Result<SchemaRecord, RegistryError> {
+        let keys = &self.inner.keys;
+        let mut inv = scripts().delete_schema.prepare_invoke();
+        inv.key(keys.schemas()).key(keys.epoch()).arg(name).arg(keys.changed_channel());
+        let record: Option<String> = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        match record {
+            Some(record) => SchemaRecord::parse(&record),
+            None => Err(RegistryError::UnknownModelType { name: name.to_owned() }),
+        }
     }
 
     async fn snapshot(&self) -> Result<Snapshot, RegistryError> {

@@ -98,6 +98,18 @@ redis.call('PUBLISH', ARGV[2], redis.call('INCR', KEYS[4]))
 return out
 "#;
 
+/// Deletes a model schema.
+///
+/// KEYS: `schemas, epoch`. ARGV: `type, channel`. Returns the deleted record, or nil if there
+/// was none (then nothing changes).
+pub const DELETE_SCHEMA: &str = r#"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return nil end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], redis.call('INCR', KEYS[2]))
+return old
+"#;
+
 /// Defines a model schema: a new revision if it changed, nothing otherwise.
 ///
 /// KEYS: `schemas, epoch`. ARGV: `type, schema JSON, now_ms, channel`.
