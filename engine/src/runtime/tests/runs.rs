@@ -182,3 +182,41 @@ fn runs_from_many_threads_share_the_pool() {
         }
     });
 }
+
+/// A rule that grows its memory by 4 pages, then with a one-byte input writes a marker in the
+/// last page, and with a longer one reads it (trapping if it finds the marker);
+/// `reader_grows` says whether the reader grows its memory before reading.
+fn marker_rule(reader_grows: bool) -> String {
+    let read = "(if (i32.load (i32.const 0x40000)) (then unreachable))";
+    let reader = if reader_grows { format!("(drop (memory.grow (i32.const 4))) {read}") } else { read.to_owned() };
+    format!(
+        "(if (i32.eq (local.get 10) (i32.const 1))
+           (then (drop (memory.grow (i32.const 4))) (i32.store (i32.const 0x40000) (i32.const 0x5ec2e7)))
+           (else {reader}))
+         (call $ok (i32.const 32) (i32.const 11))"
+    )
+}
+
+#[test]
+fn a_reused_pool_slot_starts_zeroed() {
+    // A pool of one instance: the rule gets back the memory slot it used last (the pool's
+    // module affinity). Slots stay mapped read/write between instances, so only the reset of
+    // their contents keeps one run from seeing the previous one's data.
+    let rt = runtime_with(RuntimeConfig { max_instances: 1, ..RuntimeConfig::default() });
+    let rule = compile(&rt, &marker_rule(true));
+    for round in 0..20 {
+        run_rule(&rt, &rule, "1").unwrap_or_else(|e| panic!("round {round}: the writer failed: {e}"));
+        run_rule(&rt, &rule, "{}").unwrap_or_else(|e| panic!("round {round}: the reader saw the marker: {e}"));
+    }
+}
+
+#[test]
+fn memory_past_the_current_size_is_out_of_bounds_even_in_a_used_slot() {
+    let rt = runtime_with(RuntimeConfig { max_instances: 1, ..RuntimeConfig::default() });
+    let rule = compile(&rt, &marker_rule(false));
+    run_rule(&rt, &rule, "1").expect("the writer runs");
+    match run_rule(&rt, &rule, "{}") {
+        Err(Error::Trapped { message }) => assert!(message.contains("out of bounds"), "{message}"),
+        other => panic!("a read past the memory's size must trap, got {other:?}"),
+    }
+}
