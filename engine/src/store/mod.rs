@@ -28,6 +28,8 @@ pub struct LockRequest {
     /// The action name; one lock per (model, action).
     pub action: String,
     /// Who takes the locks (engine instance and invocation), stored in the lock for diagnosis.
+    /// The engine makes it `<instance>-<sequence number>`; other callers should likewise not
+    /// end it with `:w`, which the Redis store appends to a lock's value to flag a waiter.
     pub owner: String,
     /// How long the locks live if their holder never commits or releases them.
     pub lease: Duration,
