@@ -58,6 +58,15 @@ struct StoredSchema {
     schema: String,
 }
 
+impl StoredSchema {
+    /// The record of the schema stored under `name`.
+    fn record(&self, name: &str) -> Result<SchemaRecord, RegistryError> {
+        let schema = ModelSchema::from_json(&self.schema)
+            .map_err(|e| RegistryError::Corrupt(format!("stored schema of {name}: {e}")))?;
+        Ok(SchemaRecord { schema, revision: self.revision, defined_at_ms: self.defined_at_ms })
+    }
+}
+
 impl StoredRule {
     fn info(&self, name: &str) -> Option<RuleInfo> {
         let active = self.active?;
@@ -252,9 +261,7 @@ impl RegistryStore for MemoryRegistryStore {
         let epoch = state.bump();
         drop(state);
         self.announce(epoch);
-        let schema = ModelSchema::from_json(&stored.schema)
-            .map_err(|e| RegistryError::Corrupt(format!("stored schema of {name}: {e}")))?;
-        Ok(SchemaRecord { schema, revision: stored.revision, defined_at_ms: stored.defined_at_ms })
+        stored.record(name)
     }
 
     async fn snapshot(&self) -> Result<Snapshot, RegistryError> {
@@ -267,11 +274,7 @@ impl RegistryStore for MemoryRegistryStore {
         let schemas = state
             .schemas
             .iter()
-            .map(|(name, s)| {
-                let schema = ModelSchema::from_json(&s.schema)
-                    .map_err(|e| RegistryError::Corrupt(format!("stored schema of {name}: {e}")))?;
-                Ok((name.clone(), SchemaRecord { schema, revision: s.revision, defined_at_ms: s.defined_at_ms }))
-            })
+            .map(|(name, s)| Ok((name.clone(), s.record(name)?)))
             .collect::<Result<_, RegistryError>>()?;
         Ok(Snapshot { epoch: state.epoch, active, schemas })
     }
