@@ -20,6 +20,7 @@ pub const LOCK_AND_LOAD: &str = concat!(
     r#"
 local owner, lease, n = ARGV[1], ARGV[2], tonumber(ARGV[4])
 "#,
+    include_str!("lua/read_typed.lua"),
     include_str!("lua/load_helpers.lua"),
     r#"
 local models, k, a = {}, 1, 5
@@ -57,6 +58,7 @@ return out
 /// KEYS per model: `meta, data, coll_1..coll_c`. ARGV: `n`, then per model `c, kinds`.
 /// Returns `{'WRONGTYPE', ...}` or `{'OK', then per model version, scalars, collections...}`.
 pub const LOAD: &str = concat!(
+    include_str!("lua/read_typed.lua"),
     include_str!("lua/load_helpers.lua"),
     r#"
 local n = tonumber(ARGV[1])
@@ -90,7 +92,7 @@ return out
 ///
 /// A lease guard matches the lock value `token:owner`, or `token:owner:w` once a waiter
 /// flagged itself; the release announces only flagged locks.
-pub const COMMIT: &str = include_str!("lua/commit.lua");
+pub const COMMIT: &str = concat!(include_str!("lua/read_typed.lua"), include_str!("lua/commit.lua"));
 
 /// Releases locks still held with the given values, announcing each release someone waits
 /// for.
@@ -121,6 +123,9 @@ mod tests {
     #[test]
     fn both_loading_scripts_embed_the_shared_helpers() {
         assert!(super::LOCK_AND_LOAD.contains("local function load_model"));
-        assert!(super::LOAD.contains("local function read"));
+        assert!(super::LOAD.contains("local function read("));
+        for script in [super::LOCK_AND_LOAD, super::LOAD, super::COMMIT] {
+            assert!(script.contains("local function read_typed"));
+        }
     }
 }

@@ -43,16 +43,13 @@ local function key_type(key)
   if types[key] == nil then types[key] = redis.call('TYPE', key)['ok'] end
   return types[key]
 end
--- Reads `key` with `cmd`, expecting a key of type `want` (or none). On a key of another type
--- records the type found and returns `fallback`; the caller's type check then refuses.
+-- Reads `key` with `cmd` (read_typed.lua), expecting a key of type `want` (or none). On a key
+-- of another type records the type found and returns `fallback`; the caller's type check then
+-- refuses.
 local function typed_read(want, fallback, cmd, key, ...)
-  local r = redis.pcall(cmd, key, ...)
-  if type(r) == 'table' and r.err then
-    if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r.err) end
-    types[key] = redis.call('TYPE', key)['ok']
-    return fallback
-  end
-  if types[key] == nil then types[key] = want end
+  local r, found = read_typed(cmd, key, ...)
+  types[key] = found or types[key] or want
+  if found then return fallback end
   return r
 end
 local function list_len(key)

@@ -1,20 +1,12 @@
--- Shared by the scripts that load models (lock-and-load, load).
+-- Shared by the scripts that load models (lock-and-load, load); needs read_typed.lua.
 -- A model's keys are meta, data, coll_1..coll_c; `kinds` has one letter per collection:
--- 'l' (list) or 'd' (dict).
---
--- Key types are checked by the reads themselves: a read of a key holding another type fails
--- with WRONGTYPE (caught by `pcall`), and only then is `TYPE` asked, for the error's sake. So
--- a load costs one command per key, and every check still comes before the first write.
+-- 'l' (list) or 'd' (dict). A load costs one command per key.
 
--- Runs a read; on a wrong-type key returns nil and {'WRONGTYPE', model, key, found}.
+-- Runs a read of model `i`; on a wrong-type key returns nil and
+-- {'WRONGTYPE', model, key, found}.
 local function read(i, cmd, key, ...)
-  local r = redis.pcall(cmd, key, ...)
-  if type(r) == 'table' and r.err then
-    if string.find(r.err, 'WRONGTYPE', 1, true) then
-      return nil, {'WRONGTYPE', i, key, redis.call('TYPE', key)['ok']}
-    end
-    return nil, redis.error_reply(r.err)
-  end
+  local r, found = read_typed(cmd, key, ...)
+  if found then return nil, {'WRONGTYPE', i, key, found} end
   return r, nil
 end
 
