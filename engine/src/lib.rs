@@ -11,15 +11,22 @@
 //! - [`model`]: values, schemas, ids, snapshots and field changes;
 //! - [`runtime`]: compiling rules and running them in the sandbox (the WIT host);
 //! - [`store`]: the [`Store`] trait and its Redis and in-memory backends;
-//! - [`txn`]: the transaction protocol (lock waits, diffs, commits);
+//! - `txn` (private): the transaction protocol (lock waits, the three modes, group commit,
+//!   retries), one object per engine;
+//! - [`invocation`]: what a caller asks for ([`Invocation`], [`Mode`], [`RetryPolicy`]) and
+//!   gets back ([`Outcome`]);
 //! - [`Engine`]: the entry point tying them together;
 //! - [`registry`]: named, versioned rules and model schemas shared by engine instances;
+//! - [`backend`]: the store and registry storage a URL names (`memory`, `redis://...`);
+//! - [`error`]: every failure as a typed variant, and how each is classed ([`error::class`]);
+//! - [`views`]: the JSON shapes the HTTP API answers with and `wasmtx --json` prints;
 //! - `server` (feature `server`): the HTTP API of `wasmtx serve`;
 //! - [`testing`]: testing rules without Redis, from `cargo test` ([`testing::RuleHarness`]) or
-//!   from fixture files of given/when/then cases ([`testing::fixtures`], `wasmtx test`).
+//!   from fixture files of given/when/then cases ([`testing::fixtures`], `wasmtx test`);
+//!   `store::conformance` (feature `conformance`): the contract every [`Store`] must keep.
 #![deny(missing_docs)]
 
-mod direct;
+pub mod backend;
 pub mod engine;
 pub mod error;
 pub mod invocation;
@@ -31,11 +38,13 @@ pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod testing;
-pub mod txn;
+mod txn;
+pub mod views;
 
 pub use engine::{Engine, EngineBuilder, EngineConfig};
+pub use error::class::{ErrorBody, ErrorClass, Origin, RetryClass};
 pub use error::{AccessError, Error, Result, RuleLoadError, SchemaError};
-pub use invocation::{Invocation, Mode, Outcome, Timings};
+pub use invocation::{Invocation, Mode, Outcome, RetryOn, RetryPolicy, Timings};
 pub use model::change::{FieldChange, ModelChanges, ModelSnapshot, ModelTarget};
 pub use model::ids::{LockId, ModelId};
 pub use model::schema::{FieldDef, ModelSchema, ModelTypes};
@@ -46,4 +55,3 @@ pub use runtime::{CompiledRule, RuleLimits, RuntimeConfig};
 pub use store::memory::MemoryStore;
 pub use store::redis::RedisStore;
 pub use store::{Store, StoreError};
-pub use txn::retry::{RetryOn, RetryPolicy};

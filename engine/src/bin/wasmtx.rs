@@ -4,8 +4,6 @@
 // The modules live in `src/bin/wasmtx/` (a binary's root file looks for modules beside it).
 #[path = "wasmtx/args.rs"]
 mod args;
-#[path = "wasmtx/backend.rs"]
-mod backend;
 #[path = "wasmtx/datadir.rs"]
 mod datadir;
 #[path = "wasmtx/failure.rs"]
@@ -18,28 +16,31 @@ mod model_cmd;
 mod output;
 #[path = "wasmtx/rule_cmd.rs"]
 mod rule_cmd;
+#[cfg(feature = "server")]
 #[path = "wasmtx/serve_cmd.rs"]
 mod serve_cmd;
 #[path = "wasmtx/test_cmd.rs"]
 mod test_cmd;
+#[path = "wasmtx/workspace.rs"]
+mod workspace;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 use crate::args::{Cli, Command};
-use crate::backend::{Backend, Purpose};
 use crate::failure::Failure;
 use crate::output::Output;
+use crate::workspace::{Purpose, Workspace};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Serve(_)));
+    init_tracing(cli.command.is_serve());
     let json = cli.global.json;
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::new(wasmtx::registry::ErrorClass::Internal, "runtime", e.to_string()))
+        .map_err(|e| Failure::new(wasmtx::ErrorClass::Internal, "runtime", e.to_string()))
         .and_then(|runtime| runtime.block_on(run(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,19 +58,23 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     let out = Output { json: cli.global.json };
     match cli.command {
+        #[cfg(feature = "server")]
         Command::Serve(args) => serve_cmd::run(args, &cli.global).await,
         // A fresh embedded store per case: no backend to open.
         Command::Test(args) => test_cmd::run(&args, out),
         command => {
-            let mut backend = Backend::open(&cli.global, Purpose::COMMAND).await?;
+            let mut workspace = Workspace::open(&cli.global, Purpose::COMMAND).await?;
             let result = match command {
-                Command::Rule(c) => rule_cmd::run(c, &backend, out).await,
-                Command::Model(c) => model_cmd::run(c, &backend, out).await,
-                Command::Invoke(args) => invoke_cmd::run(args, &backend, out).await,
-                Command::Serve(_) | Command::Test(_) => Ok(()),
+                Command::Rule(c) => rule_cmd::run(c, &workspace, out).await,
+                Command::Model(c) => model_cmd::run(c, &workspace, out).await,
+                Command::Invoke(args) => invoke_cmd::run(args, &workspace, out).await,
+                // Handled above.
+                #[cfg(feature = "server")]
+                Command::Serve(_) => Ok(()),
+                Command::Test(_) => Ok(()),
             };
             // What a failed command wrote (nothing, by the engine's contract) is saved too.
-            backend.save()?;
+            workspace.save()?;
             result
         }
     }

@@ -46,8 +46,11 @@ pub struct ModelTarget {
 
 /// One change to one field, keeping the intent of the operation so that a store can apply it
 /// without overwriting concurrent changes to other fields or other items.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+///
+/// It has two renderings, one for people ([`Display`](std::fmt::Display): `balance = 70`,
+/// `log += ["a"]`) and one for programs (`Serialize`: `{"op": "set", "field": "balance",
+/// "value": 70}`, values as plain JSON).
+#[derive(Debug, Clone, PartialEq)]
 pub enum FieldChange {
     /// Assign a scalar field (`HSET`).
     Set {
@@ -194,6 +197,60 @@ impl FieldChange {
             | Self::DictRemove { field, .. }
             | Self::Clear { field } => field,
         }
+    }
+}
+
+impl FieldChange {
+    /// The operation's name in the JSON rendering: `set`, `increment`, `list_append`, ...
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Set { .. } => "set",
+            Self::Increment { .. } => "increment",
+            Self::ListAppend { .. } => "list_append",
+            Self::ListTruncate { .. } => "list_truncate",
+            Self::ListReplace { .. } => "list_replace",
+            Self::ListInsert { .. } => "list_insert",
+            Self::ListPop { .. } => "list_pop",
+            Self::ListRemove { .. } => "list_remove",
+            Self::DictSet { .. } => "dict_set",
+            Self::DictRemove { .. } => "dict_remove",
+            Self::Clear { .. } => "clear",
+        }
+    }
+}
+
+impl Serialize for FieldChange {
+    /// `{"op", "field", ...}` with the operation's arguments; values as plain JSON (bytes as
+    /// an array of numbers), dict entries as an object.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        use serde_json::Value;
+        let items = |items: &[Scalar]| Value::Array(items.iter().map(Scalar::to_json).collect());
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("op", self.op())?;
+        map.serialize_entry("field", self.field())?;
+        match self {
+            Self::Set { value, .. } => map.serialize_entry("value", &value.to_json())?,
+            Self::Increment { delta, .. } => map.serialize_entry("delta", delta)?,
+            Self::ListAppend { items: list, .. } | Self::ListReplace { items: list, .. } => {
+                map.serialize_entry("items", &items(list))?;
+            }
+            Self::ListTruncate { len, .. } => map.serialize_entry("len", len)?,
+            Self::ListInsert { index, item, .. } => {
+                map.serialize_entry("index", index)?;
+                map.serialize_entry("item", &item.to_json())?;
+            }
+            Self::ListPop { index, .. } => map.serialize_entry("index", index)?,
+            Self::ListRemove { item, .. } => map.serialize_entry("item", &item.to_json())?,
+            Self::DictSet { entries, .. } => {
+                let entries: serde_json::Map<String, Value> =
+                    entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+                map.serialize_entry("entries", &entries)?;
+            }
+            Self::DictRemove { keys, .. } => map.serialize_entry("keys", keys)?,
+            Self::Clear { .. } => {}
+        }
+        map.end()
     }
 }
 

@@ -24,6 +24,7 @@ use crate::runtime::CompiledRule;
 
 /// How a [`Registry`] keeps up with the shared storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RegistryConfig {
     /// How often the instance checks the epoch even without an announcement (default 1 s):
     /// the bound on how long a newly activated version can go unseen when an announcement is
@@ -46,9 +47,33 @@ impl Default for RegistryConfig {
     }
 }
 
+impl RegistryConfig {
+    /// Sets [`RegistryConfig::refresh_interval`].
+    #[must_use]
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+
+    /// Keeps precompiled rules in `dir` ([`RegistryConfig::cache_dir`]).
+    #[must_use]
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets [`RegistryConfig::warm`].
+    #[must_use]
+    pub fn warm(mut self, warm: bool) -> Self {
+        self.warm = warm;
+        self
+    }
+}
+
 /// The active version of a rule, compiled: what an invocation runs. An invocation that holds
 /// it finishes on this version even if another one is activated meanwhile.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ActiveRule {
     /// The compiled rule, named.
     pub rule: Rule,
@@ -58,6 +83,7 @@ pub struct ActiveRule {
 
 /// Counters of one registry instance (exported as metrics by the server).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RegistryStats {
     /// The epoch of the local snapshot.
     pub epoch: u64,

@@ -110,6 +110,15 @@ impl MemoryRegistryStore {
         Self { inner: Arc::new(Inner { state: Mutex::new(dump), changes }) }
     }
 
+    /// Replaces everything this registry holds with what [`MemoryRegistryStore::dump`]
+    /// returned, and announces the dump's epoch: loads a persisted state into a registry that
+    /// was just opened.
+    pub fn restore(&self, dump: RegistryDump) {
+        let epoch = dump.epoch;
+        *self.state() = dump;
+        self.announce(epoch);
+    }
+
     /// A copy of everything stored, to persist it.
     pub fn dump(&self) -> RegistryDump {
         self.state().clone()

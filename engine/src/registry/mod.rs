@@ -30,7 +30,7 @@ pub mod redis;
 mod refresh;
 mod storage;
 
-pub use self::error::{ErrorClass, RegistryError};
+pub use self::error::RegistryError;
 pub use self::instance::{ActiveRule, Registry, RegistryConfig, RegistryStats};
 pub use self::memory::{MemoryRegistryStore, RegistryDump};
 pub use self::record::{AddedVersion, RuleInfo, RuleVersion, SchemaRecord, Snapshot, Uploaded};

@@ -84,6 +84,7 @@ impl RuleInfo {
 
 /// What an upload did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Uploaded {
     /// The rule's name.
     pub name: String,

@@ -9,6 +9,7 @@ const WASM_PAGE: usize = 64 << 10;
 
 /// Limits on what a rule may do through its host calls, per run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RuleLimits {
     /// The most items a list field may hold after a write (default 100 000).
     pub max_list_len: usize,
@@ -41,10 +42,12 @@ impl Default for RuleLimits {
 /// ```
 /// use std::time::Duration;
 /// use wasmtx::runtime::RuntimeConfig;
-/// let config = RuntimeConfig { deadline: Duration::from_millis(50), ..RuntimeConfig::default() };
+/// let mut config = RuntimeConfig::default();
+/// config.deadline = Duration::from_millis(50);
 /// assert_eq!(config.memory_limit, 16 << 20);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RuntimeConfig {
     /// Wall-clock time one run (instantiation included) may take (default 100 ms).
     pub deadline: Duration,

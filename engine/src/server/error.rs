@@ -1,31 +1,27 @@
-//! JSON error responses: `{"error": {"kind", "message", "retryable"}}` with the status of the
-//! error's [`ErrorClass`].
+//! JSON error responses: the [`ErrorBody`] (`{"error": {"kind", "message", "retryable"}}`) with
+//! the HTTP status of the error's [`ErrorClass`].
 
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::error::Error;
-use crate::registry::{ErrorClass, RegistryError};
+use crate::error::class::{ErrorBody, ErrorClass, Origin};
+use crate::registry::RegistryError;
 
 /// An error answer of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// The HTTP status.
     pub status: StatusCode,
-    /// A short stable name ([`Error::kind`], [`RegistryError::kind`] or the server's own).
-    pub kind: String,
-    /// What went wrong, in words.
-    pub message: String,
-    /// Whether the same request may succeed later.
-    pub retryable: bool,
+    /// The body.
+    pub body: ErrorBody,
 }
 
 impl ApiError {
     /// An error of the server's own (bad request shape, authentication, ...).
     pub fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
-        Self { status, kind: kind.to_owned(), message: message.into(), retryable: false }
+        Self { status, body: ErrorBody::new(kind, message) }
     }
 
     /// A 400 with kind `bad_request`.
@@ -35,12 +31,12 @@ impl ApiError {
 
     /// The answer to an engine error of an invocation.
     pub fn invocation(error: &Error) -> Self {
-        Self::of(ErrorClass::of_invocation(error), error.kind(), error.to_string(), error.is_retryable())
+        Self::of(error.class(Origin::Invocation), error.body())
     }
 
     /// The answer to an engine error of a direct model read or write.
     pub fn engine(error: &Error) -> Self {
-        Self::of(ErrorClass::of_engine(error), error.kind(), error.to_string(), error.is_retryable())
+        Self::of(error.class(Origin::Direct), error.body())
     }
 
     /// The answer to a body that could not be read (413 when over the limit).
@@ -53,31 +49,26 @@ impl ApiError {
         }
     }
 
-    fn of(class: ErrorClass, kind: &str, message: String, retryable: bool) -> Self {
+    fn of(class: ErrorClass, body: ErrorBody) -> Self {
         let status = StatusCode::from_u16(class.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self { status, kind: kind.to_owned(), message, retryable }
-    }
-
-    /// The JSON body.
-    pub fn body_json(&self) -> serde_json::Value {
-        json!({ "error": { "kind": self.kind, "message": self.message, "retryable": self.retryable } })
+        Self { status, body }
     }
 }
 
 impl From<RegistryError> for ApiError {
     fn from(error: RegistryError) -> Self {
-        Self::of(error.class(), error.kind(), error.to_string(), error.is_retryable())
+        Self::of(error.class(), error.body())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body_json())).into_response();
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(kind = %self.body.kind, message = %self.body.message, "server fault");
+        }
+        let mut response = (self.status, axum::Json(self.body.to_json())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(kind = %self.kind, message = %self.message, "server fault");
         }
         response
     }

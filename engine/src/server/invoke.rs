@@ -12,9 +12,8 @@ use tracing::{Instrument, info_span};
 
 use super::AppState;
 use super::error::ApiError;
-use super::views::{ModelRef, invocation_json};
 use crate::invocation::{Invocation, Mode};
-use crate::txn::retry::RetryPolicy;
+use crate::views::{ModelRef, invocation_json};
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -53,7 +52,7 @@ pub(super) async fn invoke(
         if max_attempts == 0 {
             return Err(ApiError::bad_request("max_attempts must be at least 1"));
         }
-        invocation = invocation.retry(RetryPolicy { max_attempts, ..engine.config().retry });
+        invocation = invocation.retry(engine.config().retry.attempts(max_attempts));
     }
     let active = state.registry.resolve(&name).await?;
     let span = info_span!(
@@ -61,7 +60,7 @@ pub(super) async fn invoke(
         rule = %name,
         version = active.version.version,
         action = %invocation.action,
-        mode = ?invocation.mode,
+        mode = %invocation.mode,
     );
     let started = Instant::now();
     let result = engine.invoke(&active.rule, &invocation).instrument(span.clone()).await;

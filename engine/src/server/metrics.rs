@@ -73,19 +73,11 @@ pub struct Metrics {
     in_flight: AtomicI64,
 }
 
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Lock => "lock",
-        Mode::Pipeline => "pipeline",
-        Mode::Optimistic => "optimistic",
-    }
-}
-
 impl Metrics {
     /// Records one invocation: its outcome, how long it took, its lock wait, retries and
     /// conflicts.
     pub fn record_invocation(&self, rule: &str, mode: Mode, elapsed: Duration, result: Result<&Outcome, &Error>) {
-        let mode_label = mode_name(mode);
+        let mode_label = mode.as_str();
         let rule_labels = || vec![("rule", rule.to_owned())];
         let rule_mode = || vec![("rule", rule.to_owned()), ("mode", mode_label.to_owned())];
         let mut f = self.families.lock().unwrap_or_else(PoisonError::into_inner);

@@ -33,7 +33,6 @@ mod invoke;
 pub mod metrics;
 mod models;
 mod rules;
-pub mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,6 +57,7 @@ use crate::registry::Registry;
 
 /// Server settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// The bearer token writes need (`None`: no authentication, loopback only).
     pub token: Option<String>,

@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::views::model_json;
 use crate::model::ids::ModelId;
 use crate::model::schema::ModelSchema;
 use crate::model::value::FieldValue;
 use crate::registry::{RegistryError, SchemaRecord};
+use crate::views::model_json;
 
 /// `GET /v1/models`: every schema.
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Vec<SchemaRecord>>, ApiError> {

@@ -14,6 +14,8 @@ use async_trait::async_trait;
 use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod memory;
 pub mod redis;
 mod release_bus;
@@ -199,14 +201,15 @@ pub enum StoreError {
     /// The store could not be reached or the connection broke. Retrying may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A backend URL that names no known backend, or a malformed one. Nothing was opened.
+    #[error("invalid store URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL, any password hidden.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// Any other backend failure.
     #[error("store failure: {0}")]
     Backend(String),
-}
-
-impl StoreError {
-    /// Whether retrying the whole invocation may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Conflict { .. } | Self::Unavailable(_) | Self::LockLost { .. })
-    }
 }

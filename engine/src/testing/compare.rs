@@ -29,7 +29,12 @@ impl fmt::Display for Difference {
 
 /// Compact JSON for messages, cut at 300 characters.
 pub(crate) fn short(value: &Value) -> String {
-    let mut text = value.to_string();
+    shorten(&value.to_string())
+}
+
+/// A message part cut at 300 characters.
+pub(crate) fn shorten(text: &str) -> String {
+    let mut text = text.to_owned();
     if text.len() > 300 {
         let mut end = 300;
         while !text.is_char_boundary(end) {

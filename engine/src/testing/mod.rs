@@ -49,17 +49,17 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use self::build::{WASM_TARGET, build_rule_crate};
+pub use self::build::{AssemblyScriptBuild, BuiltRules, RustRuleBuild, WASM_TARGET, build_rule_crate};
 pub use self::capture::RuleLogRecord;
 pub use self::compare::Difference;
-use self::compare::short;
+use self::compare::{short, shorten};
 use crate::engine::{Engine, EngineBuilder};
 use crate::error::Error;
 use crate::invocation::{Invocation, Mode, Outcome};
 use crate::model::change::{FieldChange, ModelTarget};
 use crate::model::ids::ModelId;
 use crate::model::schema::ModelSchema;
-use crate::model::value::{FieldValue, Scalar};
+use crate::model::value::FieldValue;
 use crate::rule::Rule;
 use crate::store::{CommitGuard, CommitRequest};
 
@@ -76,12 +76,12 @@ pub enum HarnessError {
         /// Why.
         source: std::io::Error,
     },
-    /// Building a rule crate failed.
-    #[error("building the rule crate in {}: {reason}", crate_dir.display())]
+    /// Building a rule (a Rust crate or an AssemblyScript project) failed.
+    #[error("building the rule in {}: {reason}", crate_dir.display())]
     Build {
-        /// The crate's directory.
+        /// The crate's (or project's) directory.
         crate_dir: PathBuf,
-        /// What failed, with cargo's output.
+        /// What failed, with the tool's output.
         reason: String,
     },
     /// The engine refused something: a schema, rule bytes, a model id.
@@ -701,7 +701,7 @@ impl Run {
             "invocation: rule `{}`, action `{}`, mode {}, models [{}], input {}",
             self.rule,
             inv.action,
-            mode_name(inv.mode),
+            inv.mode,
             models.join(", "),
             inv.input
         ));
@@ -711,7 +711,7 @@ impl Run {
                 .iter()
                 .filter(|m| !m.changes.is_empty())
                 .map(|m| {
-                    let changes: Vec<String> = m.changes.iter().map(describe_change).collect();
+                    let changes: Vec<String> = m.changes.iter().map(|c| shorten(&c.to_string())).collect();
                     format!("{}: {}", m.model, changes.join(", "))
                 })
                 .collect();
@@ -722,41 +722,6 @@ impl Run {
             failure = failure.line(format!("rule log: {record}"));
         }
         failure
-    }
-}
-
-/// One change, compactly: `set balance = 5`, `append inventory ["a"]`.
-fn describe_change(change: &FieldChange) -> String {
-    let scalars = |items: &[Scalar]| short(&Value::Array(items.iter().map(Scalar::to_json).collect()));
-    match change {
-        FieldChange::Set { field, value } => format!("set {field} = {}", short(&value.to_json())),
-        FieldChange::Increment { field, delta } => format!("increment {field} by {delta}"),
-        FieldChange::ListAppend { field, items } => format!("append {field} {}", scalars(items)),
-        FieldChange::ListTruncate { field, len } => format!("truncate {field} to {len}"),
-        FieldChange::ListReplace { field, items } => format!("replace {field} with {}", scalars(items)),
-        FieldChange::ListInsert { field, index, item } => format!("insert {field}[{index}] {}", short(&item.to_json())),
-        FieldChange::ListPop { field, index: Some(index) } => format!("pop {field}[{index}]"),
-        FieldChange::ListPop { field, index: None } => format!("pop {field}"),
-        FieldChange::ListRemove { field, item } => format!("remove {} from {field}", short(&item.to_json())),
-        FieldChange::DictSet { field, entries } => {
-            let entries: serde_json::Map<String, Value> =
-                entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-            format!("set {field} entries {}", short(&Value::Object(entries)))
-        }
-        FieldChange::DictRemove { field, keys } => format!("remove {field} keys {keys:?}"),
-        FieldChange::Clear { field } => format!("clear {field}"),
-        // Changes added to the protocol later: their JSON form.
-        #[allow(unreachable_patterns)]
-        other => short(&serde_json::to_value(other).unwrap_or_default()),
-    }
-}
-
-/// `lock`, `pipeline` or `optimistic`.
-pub(crate) fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Lock => "lock",
-        Mode::Pipeline => "pipeline",
-        Mode::Optimistic => "optimistic",
     }
 }
 

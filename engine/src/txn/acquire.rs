@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::local_queue::{LocalLockQueue, LocalTurn};
+use super::Protocol;
+use super::local_queue::LocalTurn;
 use crate::error::Error;
 use crate::model::change::ModelSnapshot;
 use crate::model::ids::LockId;
-use crate::store::{LockAttempt, LockLease, LockRequest, Store};
+use crate::store::{LockAttempt, LockLease, LockRequest};
 
 /// The longest a waiter sleeps without re-trying, in case a release announcement was lost
 /// (a dropped Pub/Sub connection, say). Releases normally wake waiters at once.
@@ -17,7 +18,7 @@ const MAX_QUIET_WAIT: Duration = Duration::from_millis(250);
 
 /// Locks held and models loaded.
 #[derive(Debug)]
-pub(crate) struct Acquired {
+pub(super) struct Acquired {
     /// One lease per model, request order.
     pub leases: Vec<LockLease>,
     /// One snapshot per model, request order.
@@ -30,65 +31,62 @@ pub(crate) struct Acquired {
     pub turn: LocalTurn,
 }
 
-/// Takes every lock of `request` within `timeout`, waking on releases.
-///
-/// # Errors
-/// [`Error::LockTimeout`] when a lock stays held for the whole timeout, or the store's error.
-pub(crate) async fn acquire(
-    store: &dyn Store,
-    queue: &LocalLockQueue,
-    request: &LockRequest,
-    timeout: Duration,
-) -> Result<Acquired, Error> {
-    let start = Instant::now();
-    acquire_until(store, queue, request, start, start + timeout).await
-}
+impl Protocol {
+    /// Takes every lock of `request` within the acquire timeout, waking on releases.
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] when a lock stays held for the whole timeout, or the store's
+    /// error.
+    pub(super) async fn acquire(&self, request: &LockRequest) -> Result<Acquired, Error> {
+        let start = Instant::now();
+        self.acquire_until(request, start, start + self.settings.acquire_timeout).await
+    }
 
-/// As [`acquire`], for an invocation that started waiting at `start` (in a group line, say)
-/// and must hold its locks by `deadline`.
-///
-/// # Errors
-/// As [`acquire`].
-pub(crate) async fn acquire_until(
-    store: &dyn Store,
-    queue: &LocalLockQueue,
-    request: &LockRequest,
-    start: Instant,
-    deadline: Instant,
-) -> Result<Acquired, Error> {
-    let locks: Vec<LockId> =
-        request.models.iter().map(|m| LockId { model: m.id.clone(), action: request.action.clone() }).collect();
-    let timed_out = |index: usize| Error::LockTimeout {
-        lock: locks.get(index).cloned().unwrap_or_else(|| locks[0].clone()),
-        waited: start.elapsed(),
-    };
-    let turn = tokio::time::timeout_at(deadline, queue.enter(&locks)).await.map_err(|_| timed_out(0))?;
-    // Watch before the first attempt: a release between a refused attempt and the wait below
-    // must still wake us.
-    let mut releases = store.watch(&locks);
-    loop {
-        let attempt_start = Instant::now();
-        match store.try_lock_and_load(request).await? {
-            LockAttempt::Acquired { leases, snapshots } => {
-                return Ok(Acquired {
-                    leases,
-                    snapshots,
-                    waited: attempt_start - start,
-                    load: attempt_start.elapsed(),
-                    turn,
-                });
-            }
-            LockAttempt::Busy { model_index, expires_in } => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(timed_out(model_index));
+    /// As [`Protocol::acquire`], for an invocation that started waiting at `start` (in a
+    /// group line, say) and must hold its locks by `deadline`.
+    ///
+    /// # Errors
+    /// As [`Protocol::acquire`].
+    pub(super) async fn acquire_until(
+        &self,
+        request: &LockRequest,
+        start: Instant,
+        deadline: Instant,
+    ) -> Result<Acquired, Error> {
+        let locks: Vec<LockId> =
+            request.models.iter().map(|m| LockId { model: m.id.clone(), action: request.action.clone() }).collect();
+        let timed_out = |index: usize| Error::LockTimeout {
+            lock: locks.get(index).cloned().unwrap_or_else(|| locks[0].clone()),
+            waited: start.elapsed(),
+        };
+        let turn = tokio::time::timeout_at(deadline, self.queue.enter(&locks)).await.map_err(|_| timed_out(0))?;
+        // Watch before the first attempt: a release between a refused attempt and the wait
+        // below must still wake us.
+        let mut releases = self.store.watch(&locks);
+        loop {
+            let attempt_start = Instant::now();
+            match self.store.try_lock_and_load(request).await? {
+                LockAttempt::Acquired { leases, snapshots } => {
+                    return Ok(Acquired {
+                        leases,
+                        snapshots,
+                        waited: attempt_start - start,
+                        load: attempt_start.elapsed(),
+                        turn,
+                    });
                 }
-                let mut wait = (deadline - now).min(MAX_QUIET_WAIT);
-                if let Some(expiry) = expires_in {
-                    // A holder that vanished never announces: retry when its lease runs out.
-                    wait = wait.min(expiry + Duration::from_millis(1));
+                LockAttempt::Busy { model_index, expires_in } => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(timed_out(model_index));
+                    }
+                    let mut wait = (deadline - now).min(MAX_QUIET_WAIT);
+                    if let Some(expiry) = expires_in {
+                        // A holder that vanished never announces: retry when its lease runs out.
+                        wait = wait.min(expiry + Duration::from_millis(1));
+                    }
+                    let _ = tokio::time::timeout(wait, releases.released()).await;
                 }
-                let _ = tokio::time::timeout(wait, releases.released()).await;
             }
         }
     }

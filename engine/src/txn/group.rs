@@ -41,11 +41,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::acquire::acquire_until;
-use super::{Plan, outcome, run_rule};
-use crate::engine::Inner;
+use super::flow::outcome;
+use super::{Plan, Protocol};
 use crate::error::{Error, Result};
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
 use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
@@ -57,17 +56,17 @@ use crate::store::{CommitGuard, CommitRequest, LockRequest, StoreError};
 
 /// The locks of an invocation in the global lock order: what decides which invocations may
 /// share a group.
-pub(crate) type GroupKey = Vec<LockId>;
+pub(super) type GroupKey = Vec<LockId>;
 
 /// The key of an invocation's line.
-pub(crate) fn key(plan: &Plan, action: &str) -> GroupKey {
+pub(super) fn key(plan: &Plan, action: &str) -> GroupKey {
     plan.sorted.iter().map(|t| LockId { model: t.id.clone(), action: action.to_owned() }).collect()
 }
 
 /// The group lines of one engine: one queue per busy lock set. A key is present exactly while
 /// a leader or a driver serves its line.
 #[derive(Default)]
-pub(crate) struct GroupLines {
+pub(super) struct GroupLines {
     lines: Mutex<HashMap<GroupKey, VecDeque<Member>>>,
 }
 
@@ -84,7 +83,7 @@ impl GroupLines {
 }
 
 /// An invocation waiting in a line, with everything needed to run it on the driver task.
-pub(crate) struct Member {
+pub(super) struct Member {
     pub rule: Rule,
     pub invocation: Invocation,
     pub plan: Plan,
@@ -95,8 +94,8 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    fn deadline(&self, inner: &Inner) -> Instant {
-        self.arrived + inner.config.acquire_timeout
+    fn deadline(&self, protocol: &Protocol) -> Instant {
+        self.arrived + protocol.settings.acquire_timeout
     }
 
     /// Whether it can run on state decoded with `head`'s schemas.
@@ -107,7 +106,7 @@ impl Member {
 }
 
 /// How an invocation entered its line.
-pub(crate) enum Joined {
+pub(super) enum Joined {
     /// The line was idle: run alone now, and keep the guard until done (it hands the line to
     /// a driver if others queued meanwhile).
     Lead(LeadGuard, RunContext),
@@ -117,14 +116,14 @@ pub(crate) enum Joined {
 
 /// Enters the line of `key`: leads an idle line, or queues in a busy one (then `member` builds
 /// what the driver needs).
-pub(crate) fn join(
-    inner: &Arc<Inner>,
+pub(super) fn join(
+    protocol: &Arc<Protocol>,
     runtime: tokio::runtime::Handle,
     key: GroupKey,
     context: RunContext,
     member: impl FnOnce(RunContext, oneshot::Sender<Result<Outcome>>) -> Member,
 ) -> Joined {
-    let mut lines = inner.groups.lock();
+    let mut lines = protocol.groups.lock();
     if let Some(queue) = lines.get_mut(&key) {
         let (tx, rx) = oneshot::channel();
         queue.push_back(member(context, tx));
@@ -132,19 +131,19 @@ pub(crate) fn join(
     }
     lines.insert(key.clone(), VecDeque::new());
     drop(lines);
-    Joined::Lead(LeadGuard { inner: Arc::clone(inner), key: Some(key), runtime }, context)
+    Joined::Lead(LeadGuard { protocol: Arc::clone(protocol), key: Some(key), runtime }, context)
 }
 
 /// The error of a queued invocation whose driver went away without answering (a panic, or the
 /// runtime shutting down).
-pub(crate) fn stopped() -> Error {
+pub(super) fn stopped() -> Error {
     Error::Store(StoreError::Backend("the group commit driver stopped before answering".into()))
 }
 
 /// Held by a line's leader while it runs alone. On drop (normal end, error or cancellation) it
 /// frees the line, or hands it to a new driver task if invocations queued meanwhile.
-pub(crate) struct LeadGuard {
-    inner: Arc<Inner>,
+pub(super) struct LeadGuard {
+    protocol: Arc<Protocol>,
     key: Option<GroupKey>,
     runtime: tokio::runtime::Handle,
 }
@@ -152,38 +151,38 @@ pub(crate) struct LeadGuard {
 impl Drop for LeadGuard {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
-        let mut lines = self.inner.groups.lock();
+        let mut lines = self.protocol.groups.lock();
         if lines.get(&key).is_some_and(VecDeque::is_empty) {
             lines.remove(&key);
             return;
         }
         drop(lines);
-        let inner = Arc::clone(&self.inner);
-        self.runtime.spawn(drive(inner, key));
+        let protocol = Arc::clone(&self.protocol);
+        self.runtime.spawn(drive(protocol, key));
     }
 }
 
 /// Removes a line if its driver stops without finishing (a panic, or the runtime dropping the
 /// task): the invocations still queued are dropped, so their callers get [`stopped`].
 struct DriverGuard {
-    inner: Arc<Inner>,
+    protocol: Arc<Protocol>,
     key: Option<GroupKey>,
 }
 
 impl Drop for DriverGuard {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            let orphans = self.inner.groups.lock().remove(&key);
+            let orphans = self.protocol.groups.lock().remove(&key);
             drop(orphans);
         }
     }
 }
 
 /// Serves a line in batches until it is empty.
-async fn drive(inner: Arc<Inner>, key: GroupKey) {
-    let mut guard = DriverGuard { inner: Arc::clone(&inner), key: Some(key.clone()) };
-    while let Some(head) = next_head(&inner, &key) {
-        run_group(&inner, &key, head).await;
+async fn drive(protocol: Arc<Protocol>, key: GroupKey) {
+    let mut guard = DriverGuard { protocol: Arc::clone(&protocol), key: Some(key.clone()) };
+    while let Some(head) = next_head(&protocol, &key) {
+        run_group(&protocol, &key, head).await;
         // Let the callers just answered (and everyone else) run before the next batch.
         tokio::task::yield_now().await;
     }
@@ -192,9 +191,9 @@ async fn drive(inner: Arc<Inner>, key: GroupKey) {
 }
 
 /// The first queued invocation that still wants to run; removes the line when none does.
-fn next_head(inner: &Inner, key: &GroupKey) -> Option<Member> {
+fn next_head(protocol: &Protocol, key: &GroupKey) -> Option<Member> {
     let now = Instant::now();
-    let mut lines = inner.groups.lock();
+    let mut lines = protocol.groups.lock();
     loop {
         let queue = lines.get_mut(key)?;
         match queue.pop_front() {
@@ -203,7 +202,7 @@ fn next_head(inner: &Inner, key: &GroupKey) -> Option<Member> {
                 return None;
             }
             Some(m) => {
-                if let Some(m) = still_waiting(inner, key, m, now) {
+                if let Some(m) = still_waiting(protocol, key, m, now) {
                     return Some(m);
                 }
             }
@@ -213,16 +212,16 @@ fn next_head(inner: &Inner, key: &GroupKey) -> Option<Member> {
 
 /// The next queued invocation that can join the running group, if any (it must fit the
 /// group's schemas; otherwise it stays first in line for the next group).
-fn next_member(inner: &Inner, key: &GroupKey, head: &[ModelTarget]) -> Option<Member> {
+fn next_member(protocol: &Protocol, key: &GroupKey, head: &[ModelTarget]) -> Option<Member> {
     let now = Instant::now();
-    let mut lines = inner.groups.lock();
+    let mut lines = protocol.groups.lock();
     let queue = lines.get_mut(key)?;
     loop {
         if !queue.front()?.fits(head) {
             return None;
         }
         let m = queue.pop_front()?;
-        if let Some(m) = still_waiting(inner, key, m, now) {
+        if let Some(m) = still_waiting(protocol, key, m, now) {
             return Some(m);
         }
     }
@@ -230,11 +229,11 @@ fn next_member(inner: &Inner, key: &GroupKey, head: &[ModelTarget]) -> Option<Me
 
 /// `None` for an invocation whose caller went away (dropped without running) or whose acquire
 /// deadline passed while it queued (answered with [`Error::LockTimeout`]).
-fn still_waiting(inner: &Inner, key: &GroupKey, m: Member, now: Instant) -> Option<Member> {
+fn still_waiting(protocol: &Protocol, key: &GroupKey, m: Member, now: Instant) -> Option<Member> {
     if m.reply.is_closed() {
         return None;
     }
-    if now >= m.deadline(inner) {
+    if now >= m.deadline(protocol) {
         let waited = now - m.arrived;
         let _ = m.reply.send(Err(Error::LockTimeout { lock: key[0].clone(), waited }));
         return None;
@@ -251,15 +250,15 @@ struct Ran {
 }
 
 /// One group: lock and load for `head`, run it and whoever joins, commit once, answer all.
-async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
+async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
+    let settings = protocol.settings;
     let request = LockRequest {
         models: head.plan.sorted.clone(),
         action: head.invocation.action.clone(),
         owner: head.context.invocation_id.clone(),
-        lease: inner.config.lease,
+        lease: settings.lease,
     };
-    let acquired = match acquire_until(&*inner.store, &inner.queue, &request, head.arrived, head.deadline(inner)).await
-    {
+    let acquired = match protocol.acquire_until(&request, head.arrived, head.deadline(protocol)).await {
         Ok(acquired) => acquired,
         Err(e) => {
             // Only the head's deadline was used; the others get their own attempt.
@@ -268,11 +267,11 @@ async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
         }
     };
     let held_since = Instant::now();
-    let max_group = inner.config.max_group.max(1);
+    let max_group = settings.max_group.max(1);
     // Stop adding runs once one more could outlast half the lease: the commit must land
     // while the locks are still ours.
-    let budget = inner.config.lease / 2;
-    let deadline = inner.config.runtime.deadline;
+    let budget = settings.lease / 2;
+    let deadline = settings.rule_deadline;
 
     let first = acquired.snapshots;
     let mut state: Option<Vec<ModelSnapshot>> = None; // `None`: still `first`
@@ -282,7 +281,7 @@ async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
     while let Some(member) = next.take() {
         let current = state.as_deref().unwrap_or(&first);
         let snapshots = member.plan.to_caller_order(current);
-        match run_rule(inner, &member.rule, &member.invocation, &member.plan, &member.context, &snapshots) {
+        match protocol.run_rule(&member.rule, &member.invocation, &member.plan, &member.context, &snapshots) {
             Ok((output, run)) => {
                 let changes: Vec<Vec<FieldChange>> =
                     output.workspaces.iter().map(ModelWorkspace::state_changes).collect();
@@ -297,7 +296,7 @@ async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
             Err(e) => members.push((member, Err(e))),
         }
         if members.len() < max_group && held_since.elapsed() + deadline < budget {
-            next = next_member(inner, key, &members[0].0.plan.sorted);
+            next = next_member(protocol, key, &members[0].0.plan.sorted);
         }
     }
     let load = acquired.load;
@@ -308,9 +307,7 @@ async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
     if succeeded == 0 {
         // Every run failed: nothing to write, and each saw the stored state, so each error
         // stands. Free the locks as a single failed invocation does.
-        if let Err(release) = inner.store.release(&acquired.leases).await {
-            warn!(error = %release, "could not release locks after a failed group; their leases will run out");
-        }
+        protocol.release_after_failure(&acquired.leases, "every run of the group failed").await;
         drop(acquired.turn);
         for (member, result) in members {
             let error = result.err().unwrap_or_else(stopped);
@@ -324,7 +321,7 @@ async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
         None => vec![Vec::new(); targets.len()],
     };
     let commit_start = Instant::now();
-    let committed = inner
+    let committed = protocol
         .store
         .commit(CommitRequest { models: targets, changes: &changes, guard: CommitGuard::Leases(&acquired.leases) })
         .await;
@@ -353,9 +350,7 @@ async fn run_group(inner: &Inner, key: &GroupKey, head: Member) {
         }
         Err(e) => {
             // Nothing of the group was written. Free what we may still hold.
-            if let Err(release) = inner.store.release(&acquired.leases).await {
-                warn!(error = %release, "could not release locks after a refused group commit; their leases will run out");
-            }
+            protocol.release_after_failure(&acquired.leases, "group commit refused").await;
             drop(acquired.turn);
             for (member, _) in members {
                 let _ = member.reply.send(Err(Error::from(e.clone())));

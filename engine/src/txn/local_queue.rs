@@ -14,13 +14,13 @@ use crate::model::ids::LockId;
 
 /// The per-lock lines of one engine.
 #[derive(Debug, Default)]
-pub(crate) struct LocalLockQueue {
+pub(super) struct LocalLockQueue {
     lines: Arc<Mutex<HashMap<LockId, Weak<AsyncMutex<()>>>>>,
 }
 
 /// A turn at the head of one or more lines; leaving them when dropped.
 #[derive(Debug)]
-pub(crate) struct LocalTurn {
+pub(super) struct LocalTurn {
     lines: Arc<Mutex<HashMap<LockId, Weak<AsyncMutex<()>>>>>,
     held: Vec<HeldLine>,
 }
@@ -31,7 +31,7 @@ type HeldLine = (LockId, Arc<AsyncMutex<()>>, Option<OwnedMutexGuard<()>>);
 impl LocalLockQueue {
     /// Waits for the head of the line of every lock in `locks` (sorted, unique), in order.
     /// Cancel-safe: dropping the future leaves every line it entered.
-    pub(crate) async fn enter(&self, locks: &[LockId]) -> LocalTurn {
+    pub(super) async fn enter(&self, locks: &[LockId]) -> LocalTurn {
         let mut turn = LocalTurn { lines: Arc::clone(&self.lines), held: Vec::with_capacity(locks.len()) };
         for lock in locks {
             let line = {
@@ -57,7 +57,7 @@ impl LocalLockQueue {
 
     /// The number of lines in use (for tests and metrics).
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.lines.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }

@@ -3,12 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::warn;
-
-use super::acquire::acquire;
+use super::flow::outcome;
 use super::group::{self, Joined, Member};
-use super::{Plan, outcome, run_rule};
-use crate::engine::Inner;
+use super::{Plan, Protocol};
 use crate::error::Result;
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
 use crate::rule::Rule;
@@ -17,8 +14,8 @@ use crate::store::{CommitGuard, CommitRequest, LockRequest};
 /// Runs one lock-mode invocation. With group commit on (`max_group > 1`), an invocation whose
 /// lock set is already being served in this engine queues behind it and runs in the next
 /// group (see [`group`]); otherwise it runs alone ([`run_alone`]).
-pub(crate) async fn run(
-    inner: &Arc<Inner>,
+pub(super) async fn run(
+    protocol: &Arc<Protocol>,
     rule: &Rule,
     invocation: &Invocation,
     plan: &Plan,
@@ -26,21 +23,16 @@ pub(crate) async fn run(
 ) -> Result<Outcome> {
     // Groups run on a task of their own: without a Tokio runtime to spawn it on, run alone.
     let runtime = match tokio::runtime::Handle::try_current() {
-        Ok(runtime) if inner.config.max_group > 1 => runtime,
-        _ => return run_alone(inner, rule, invocation, plan, context).await,
+        Ok(runtime) if protocol.settings.max_group > 1 => runtime,
+        _ => return run_alone(protocol, rule, invocation, plan, context).await,
     };
     let arrived = tokio::time::Instant::now();
-    let joined = group::join(inner, runtime, group::key(plan, &invocation.action), context, |context, reply| Member {
-        rule: rule.clone(),
-        invocation: invocation.clone(),
-        plan: plan.clone(),
-        context,
-        arrived,
-        reply,
+    let joined = group::join(protocol, runtime, group::key(plan, &invocation.action), context, |context, reply| {
+        Member { rule: rule.clone(), invocation: invocation.clone(), plan: plan.clone(), context, arrived, reply }
     });
     match joined {
         Joined::Lead(guard, context) => {
-            let result = run_alone(inner, rule, invocation, plan, context).await;
+            let result = run_alone(protocol, rule, invocation, plan, context).await;
             drop(guard);
             result
         }
@@ -51,7 +43,7 @@ pub(crate) async fn run(
 /// Lock-and-load, run, then a fenced commit that releases the locks: two round trips. On any
 /// failure after the locks were taken, they are released before the error returns.
 async fn run_alone(
-    inner: &Inner,
+    protocol: &Protocol,
     rule: &Rule,
     invocation: &Invocation,
     plan: &Plan,
@@ -61,17 +53,15 @@ async fn run_alone(
         models: plan.sorted.clone(),
         action: invocation.action.clone(),
         owner: context.invocation_id.clone(),
-        lease: inner.config.lease,
+        lease: protocol.settings.lease,
     };
-    let acquired = acquire(&*inner.store, &inner.queue, &request, inner.config.acquire_timeout).await?;
+    let acquired = protocol.acquire(&request).await?;
     let snapshots = plan.to_caller_order(&acquired.snapshots);
 
-    let (output, run_time) = match run_rule(inner, rule, invocation, plan, &context, &snapshots) {
+    let (output, run_time) = match protocol.run_rule(rule, invocation, plan, &context, &snapshots) {
         Ok(run) => run,
         Err(e) => {
-            if let Err(release) = inner.store.release(&acquired.leases).await {
-                warn!(error = %release, "could not release locks after a failed rule; their leases will run out");
-            }
+            protocol.release_after_failure(&acquired.leases, "rule failed").await;
             return Err(e);
         }
     };
@@ -79,7 +69,7 @@ async fn run_alone(
 
     let commit_start = Instant::now();
     let sorted_changes = plan.to_lock_order(&changes);
-    let committed = inner
+    let committed = protocol
         .store
         .commit(CommitRequest {
             models: &plan.sorted,
@@ -91,9 +81,7 @@ async fn run_alone(
         Ok(receipt) => receipt,
         Err(e) => {
             // Nothing was written. Free what we may still hold (a no-op for lost locks).
-            if let Err(release) = inner.store.release(&acquired.leases).await {
-                warn!(error = %release, "could not release locks after a refused commit; their leases will run out");
-            }
+            protocol.release_after_failure(&acquired.leases, "commit refused").await;
             return Err(e.into());
         }
     };

@@ -1,5 +1,6 @@
-//! The transaction protocol: one flow per mode, lock waits with local FIFO lines, and the
-//! retry policy they share.
+//! The transaction protocol: one [`Protocol`] object per engine, with one entry point
+//! ([`Protocol::invoke`]) that holds the mode dispatch and the retry loop, so a new mode
+//! touches this module only.
 //!
 //! Every flow is load → run → commit, two store round trips in the common case:
 //! - [`lock_mode`]: lock-and-load, run, fenced commit-and-release (state diff); invocations of
@@ -7,123 +8,167 @@
 //!   ([`group`]);
 //! - [`pipeline`]: load, run, unguarded commit of the operations' intent;
 //! - [`optimistic`]: load with versions, run, commit only if the versions still hold.
+//!
+//! Files, one job each: `plan` (an invocation resolved into lock order), `flow` (the steps the
+//! flows share: running the rule, assembling the outcome), `acquire` and `local_queue` (taking
+//! locks), one file per mode, and `group` (group commit).
 
-pub(crate) mod acquire;
-pub(crate) mod group;
-pub(crate) mod local_queue;
-pub(crate) mod lock_mode;
-pub(crate) mod optimistic;
-pub(crate) mod pipeline;
-pub mod retry;
+mod acquire;
+mod flow;
+mod group;
+mod local_queue;
+mod lock_mode;
+mod optimistic;
+mod pipeline;
+mod plan;
 
-use std::time::Instant;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::engine::Inner;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+pub(crate) use self::plan::Plan;
+use crate::engine::EngineConfig;
 use crate::error::Result;
-use crate::invocation::{Invocation, Outcome, RunContext, Timings};
-use crate::model::change::{FieldChange, ModelChanges, ModelSnapshot, ModelTarget};
+use crate::invocation::{Invocation, Mode, Outcome, RetryPolicy, RunContext};
 use crate::rule::Rule;
-use crate::runtime::{RuleRun, RunOutput};
+use crate::runtime::RuleRuntime;
+use crate::store::{LockLease, Store};
 
-/// An invocation checked and resolved: schemas found, models in caller and lock order.
-#[derive(Debug, Clone)]
-pub(crate) struct Plan {
-    /// Models in the caller's order (what the rule sees).
-    pub targets: Vec<ModelTarget>,
-    /// `order[i]` is the caller index of the i-th model in lock order.
-    pub order: Vec<usize>,
-    /// Models in the global lock order (what the store sees).
-    pub sorted: Vec<ModelTarget>,
+/// The protocol settings of an engine: the timeouts and sizes the flows read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// How long a lock lives if its holder never commits.
+    pub lease: Duration,
+    /// How long an invocation waits for its locks.
+    pub acquire_timeout: Duration,
+    /// The largest lock-mode group (1: no grouping).
+    pub max_group: usize,
+    /// The rule deadline (a group stops growing before one more run could outlast its lease).
+    pub rule_deadline: Duration,
 }
 
-impl Plan {
-    pub(crate) fn new(targets: Vec<ModelTarget>, order: Vec<usize>) -> Self {
-        let sorted = order.iter().map(|&i| targets[i].clone()).collect();
-        Self { targets, order, sorted }
-    }
-
-    /// Per-model values from lock order to caller order.
-    pub(crate) fn to_caller_order<T: Clone>(&self, sorted: &[T]) -> Vec<T> {
-        let mut out: Vec<Option<T>> = vec![None; sorted.len()];
-        for (pos, &caller) in self.order.iter().enumerate() {
-            out[caller] = sorted.get(pos).cloned();
+impl Settings {
+    /// The protocol's part of an engine's configuration.
+    pub(crate) fn of(config: &EngineConfig) -> Self {
+        Self {
+            lease: config.lease,
+            acquire_timeout: config.acquire_timeout,
+            max_group: config.max_group,
+            rule_deadline: config.runtime.deadline,
         }
-        out.into_iter().flatten().collect()
-    }
-
-    /// Per-model values from caller order to lock order.
-    pub(crate) fn to_lock_order<T: Clone>(&self, caller: &[T]) -> Vec<T> {
-        self.order.iter().filter_map(|&i| caller.get(i).cloned()).collect()
     }
 }
 
-/// Runs the rule over snapshots given in caller order; returns its output and timing.
-pub(crate) fn run_rule(
-    inner: &Inner,
-    rule: &Rule,
-    invocation: &Invocation,
-    plan: &Plan,
-    context: &RunContext,
-    snapshots: &[ModelSnapshot],
-) -> Result<(RunOutput, std::time::Duration)> {
-    let start = Instant::now();
-    let output = inner.runtime.run(
-        rule.compiled(),
-        RuleRun { rule_name: rule.name(), context, models: &plan.targets, snapshots, input: &invocation.input },
-    )?;
-    Ok((output, start.elapsed()))
+/// The protocol state of one engine: the store, the sandbox, the local lock lines, the group
+/// lines and the settings; shared by every invocation of the engine (and its clones).
+pub(crate) struct Protocol {
+    store: Arc<dyn Store>,
+    runtime: RuleRuntime,
+    settings: Settings,
+    queue: local_queue::LocalLockQueue,
+    groups: group::GroupLines,
+    /// This engine instance's id: the first half of every invocation id (and lock owner).
+    instance: String,
+    sequence: AtomicU64,
 }
 
-/// The first half of the lock-free modes: the models loaded (lock order) and the rule's run.
-pub(crate) struct LoadedRun {
-    /// The snapshots, in lock order (with the versions optimistic mode guards on).
-    pub loaded: Vec<ModelSnapshot>,
-    /// The rule's output and workspaces (caller order).
-    pub output: RunOutput,
-    /// The load round trip.
-    pub load: std::time::Duration,
-    /// The rule's run.
-    pub run: std::time::Duration,
+impl fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Protocol")
+            .field("store", &self.store)
+            .field("settings", &self.settings)
+            .field("instance", &self.instance)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
 }
 
-/// Loads the models without locks in one round trip and runs the rule over them.
-pub(crate) async fn load_and_run(
-    inner: &Inner,
-    rule: &Rule,
-    invocation: &Invocation,
-    plan: &Plan,
-    context: &RunContext,
-) -> Result<LoadedRun> {
-    let load_start = Instant::now();
-    let loaded = inner.store.load(&plan.sorted).await?;
-    let load = load_start.elapsed();
-    let snapshots = plan.to_caller_order(&loaded);
-    let (output, run) = run_rule(inner, rule, invocation, plan, context, &snapshots)?;
-    Ok(LoadedRun { loaded, output, load, run })
-}
+impl Protocol {
+    pub(crate) fn new(store: Arc<dyn Store>, runtime: RuleRuntime, settings: Settings) -> Self {
+        Self {
+            store,
+            runtime,
+            settings,
+            queue: local_queue::LocalLockQueue::default(),
+            groups: group::GroupLines::default(),
+            instance: format!("{:016x}", rand::random::<u64>()),
+            sequence: AtomicU64::new(0),
+        }
+    }
 
-/// Assembles a committed invocation's outcome; `changes` in caller order.
-pub(crate) fn outcome(
-    plan: &Plan,
-    context: RunContext,
-    output: String,
-    changes: Vec<Vec<FieldChange>>,
-    fencing_tokens: Vec<u64>,
-    versions: Vec<u64>,
-    timings: Timings,
-) -> Outcome {
-    Outcome {
-        invocation_id: context.invocation_id,
-        output,
-        changes: plan
-            .targets
-            .iter()
-            .zip(changes)
-            .map(|(t, changes)| ModelChanges { model: t.id.clone(), changes })
-            .collect(),
-        fencing_tokens,
-        versions,
-        attempts: context.attempt,
-        timings,
+    /// The store every flow reads and writes.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The sandbox rules run in.
+    pub(crate) fn runtime(&self) -> &RuleRuntime {
+        &self.runtime
+    }
+
+    /// Runs `rule` on the planned models in the invocation's mode, retrying retryable
+    /// failures per `policy`.
+    ///
+    /// # Errors
+    /// As [`Engine::invoke`](crate::Engine::invoke): the last attempt's error.
+    pub(crate) async fn invoke(
+        self: &Arc<Self>,
+        rule: &Rule,
+        invocation: &Invocation,
+        plan: &Plan,
+        policy: RetryPolicy,
+    ) -> Result<Outcome> {
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let before = started.elapsed();
+            let context = self.context(invocation, attempt);
+            let result = match invocation.mode {
+                Mode::Lock => lock_mode::run(self, rule, invocation, plan, context).await,
+                Mode::Pipeline => pipeline::run(self, rule, invocation, plan, context).await,
+                Mode::Optimistic => optimistic::run(self, rule, invocation, plan, context).await,
+            };
+            match result {
+                Ok(mut outcome) => {
+                    outcome.attempts = attempt;
+                    outcome.timings.wait += before;
+                    return Ok(outcome);
+                }
+                Err(e) if attempt < policy.max_attempts && policy.retries(&e) => {
+                    debug!(attempt, error = %e, "retrying");
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// What the rule's attempt number `attempt` sees: a fresh invocation id, the time.
+    fn context(&self, invocation: &Invocation, attempt: u32) -> RunContext {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        RunContext {
+            invocation_id: format!("{}-{seq}", self.instance),
+            now_ms,
+            action: invocation.action.clone(),
+            mode: invocation.mode,
+            attempt,
+        }
+    }
+
+    /// Frees the locks of an attempt that failed after taking them (a rule failure, a refused
+    /// commit): nothing was written. A release that fails only logs: the leases run out by
+    /// themselves.
+    async fn release_after_failure(&self, leases: &[LockLease], failure: &'static str) {
+        if let Err(error) = self.store.release(leases).await {
+            warn!(%error, failure, "could not release the locks after a failure; their leases will run out");
+        }
     }
 }

@@ -2,26 +2,26 @@
 //! version moved since the load; every commit in every mode bumps the versions of the models
 //! it changed, so lock-mode and optimistic invocations can be mixed on one model.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{LoadedRun, Plan, load_and_run, outcome};
-use crate::engine::Inner;
+use super::flow::{LoadedRun, outcome};
+use super::{Plan, Protocol};
 use crate::error::{Error, Result};
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
 use crate::rule::Rule;
 use crate::store::{CommitGuard, CommitRequest, StoreError};
 
 /// One attempt: load with versions, run, commit under a version guard. A moved version is
-/// [`Error::Conflict`], which the engine's retry loop turns into a re-run.
-pub(crate) async fn run(
-    inner: &Inner,
+/// [`Error::Conflict`], which the protocol's retry loop turns into a re-run.
+pub(super) async fn run(
+    protocol: &Protocol,
     rule: &Rule,
     invocation: &Invocation,
     plan: &Plan,
     context: RunContext,
 ) -> Result<Outcome> {
     let LoadedRun { loaded, output, load: load_time, run: run_time } =
-        load_and_run(inner, rule, invocation, plan, &context).await?;
+        protocol.load_and_run(rule, invocation, plan, &context).await?;
     let versions: Vec<u64> = loaded.iter().map(|s| s.version).collect();
     let changes: Vec<_> = output.workspaces.iter().map(|w| w.state_changes()).collect();
     let attempt = context.attempt;
@@ -32,7 +32,7 @@ pub(crate) async fn run(
         versions
     } else {
         let sorted_changes = plan.to_lock_order(&changes);
-        inner
+        protocol
             .store
             .commit(CommitRequest {
                 models: &plan.sorted,
@@ -53,6 +53,6 @@ pub(crate) async fn run(
         changes,
         Vec::new(),
         plan.to_caller_order(&committed_versions),
-        Timings { wait: std::time::Duration::ZERO, load: load_time, run: run_time, commit: commit_start.elapsed() },
+        Timings { wait: Duration::ZERO, load: load_time, run: run_time, commit: commit_start.elapsed() },
     ))
 }

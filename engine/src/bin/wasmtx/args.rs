@@ -1,10 +1,12 @@
 //! The command line: global options and one enum variant per subcommand (a new subcommand is
 //! one more variant here and one more module).
 
+#[cfg(feature = "server")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 use wasmtx::Mode;
 
 const EXIT_CODES: &str = "\
@@ -15,7 +17,7 @@ refused (an upload that is not a valid rule, or an invocation the rule rejected 
 
 /// Run sandboxed WebAssembly business rules on models in Redis (or an embedded store).
 ///
-/// Without --redis (or REDIS_URL) every command works on the embedded store, kept in the data
+/// Without --store (or REDIS_URL) every command works on the embedded store, kept in the data
 /// directory (--data-dir, default .wasmtx in the current directory) between commands.
 #[derive(Debug, Parser)]
 #[command(name = "wasmtx", version, after_help = EXIT_CODES)]
@@ -25,7 +27,7 @@ refused (an upload that is not a valid rule, or an invocation the rule rejected 
     "  wasmtx rule upload bank-transfer bank_transfer.wasm\n",
     "  wasmtx model set Account alice balance 100\n",
     "  wasmtx invoke bank-transfer -m Account:alice -m Account:bob --input '{\"amount\": 30}'\n",
-    "  wasmtx --redis redis://127.0.0.1:6379 serve --addr 127.0.0.1:8080\n\n",
+    "  wasmtx --store redis://127.0.0.1:6379 serve --addr 127.0.0.1:8080\n\n",
     "Exit codes: 0 success, 1 internal or store failure, 2 usage error, 3 bad input, 4 unknown rule, ",
     "version or model type, 5 conflict (lock timeout, concurrent change, active version), 6 rule ",
     "refused (an upload that is not a valid rule, or an invocation the rule rejected or failed), ",
@@ -41,9 +43,10 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Redis to use (redis://host:port/db); without it, the embedded store in --data-dir.
-    #[arg(long, env = "REDIS_URL", global = true, value_name = "URL")]
-    pub redis: Option<String>,
+    /// Where models, rules and schemas live: a Redis URL (redis://host:port/db), or `memory`
+    /// for the embedded store kept in --data-dir [default: memory].
+    #[arg(long, visible_alias = "redis", env = "REDIS_URL", global = true, value_name = "URL")]
+    pub store: Option<String>,
     /// Prefix of every Redis key (models and registry).
     #[arg(long, env = "WASMTX_PREFIX", global = true, default_value = "wasmtx")]
     pub prefix: String,
@@ -82,10 +85,11 @@ pub enum Command {
     ))]
     Invoke(InvokeArgs),
     /// Serve the HTTP API.
+    #[cfg(feature = "server")]
     #[command(after_help = concat!(
         "Examples:\n",
         "  wasmtx serve                                   # embedded store, 127.0.0.1:8080\n",
-        "  WASMTX_TOKEN=s3cret wasmtx --redis redis://127.0.0.1:6379 serve --addr 0.0.0.0:8080\n\n",
+        "  WASMTX_TOKEN=s3cret wasmtx --store redis://127.0.0.1:6379 serve --addr 0.0.0.0:8080\n\n",
         "Writes need `Authorization: Bearer <token>` when a token is set; a non-loopback address needs one.",
     ))]
     Serve(ServeArgs),
@@ -101,6 +105,17 @@ pub enum Command {
         "cannot be loaded or built.",
     ))]
     Test(TestArgs),
+}
+
+impl Command {
+    /// Whether this is `wasmtx serve` (which logs at info level by default).
+    pub fn is_serve(&self) -> bool {
+        #[cfg(feature = "server")]
+        if matches!(self, Self::Serve(_)) {
+            return true;
+        }
+        false
+    }
 }
 
 /// `wasmtx rule ...`.
@@ -204,25 +219,10 @@ pub enum ModelCommand {
     },
 }
 
-/// How the engine keeps an invocation's models consistent.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ModeArg {
-    /// Exclusive lock per (model, action), fenced commit.
-    Lock,
-    /// No lock; changes keep their intent (increments, appends) and apply in one batch.
-    Pipeline,
-    /// No lock; commit only if no model changed, else run again.
-    Optimistic,
-}
-
-impl From<ModeArg> for Mode {
-    fn from(mode: ModeArg) -> Self {
-        match mode {
-            ModeArg::Lock => Self::Lock,
-            ModeArg::Pipeline => Self::Pipeline,
-            ModeArg::Optimistic => Self::Optimistic,
-        }
-    }
+/// Parses `--mode`: one of [`Mode::ALL`], by [`Mode::as_str`], each with its summary in `--help`.
+fn mode_parser() -> impl TypedValueParser<Value = Mode> {
+    PossibleValuesParser::new(Mode::ALL.map(|mode| PossibleValue::new(mode.as_str()).help(mode.summary())))
+        .try_map(|name| name.parse::<Mode>())
 }
 
 /// `wasmtx invoke`.
@@ -237,8 +237,8 @@ pub struct InvokeArgs {
     #[arg(short, long)]
     pub action: Option<String>,
     /// How to keep the models consistent.
-    #[arg(long, value_enum, default_value = "lock")]
-    pub mode: ModeArg,
+    #[arg(long, default_value = "lock", value_parser = mode_parser())]
+    pub mode: Mode,
     /// The rule's input, JSON.
     #[arg(short, long, default_value = "null", conflicts_with = "input_file")]
     pub input: String,
@@ -251,6 +251,7 @@ pub struct InvokeArgs {
 }
 
 /// `wasmtx serve`.
+#[cfg(feature = "server")]
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the address is printed).

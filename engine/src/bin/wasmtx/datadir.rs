@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use wasmtx::MemoryStore;
-use wasmtx::registry::{ErrorClass, MemoryRegistryStore, RegistryDump};
+use wasmtx::registry::{MemoryRegistryStore, RegistryDump};
 use wasmtx::store::memory::MemoryDump;
+use wasmtx::{ErrorClass, MemoryStore};
 
 use crate::failure::Failure;
 
@@ -31,14 +31,15 @@ struct State {
 pub struct DataDir {
     path: PathBuf,
     _lock: File,
-    pub models: MemoryStore,
-    pub registry: MemoryRegistryStore,
+    models: MemoryStore,
+    registry: MemoryRegistryStore,
     last_saved: Option<Vec<u8>>,
 }
 
 impl DataDir {
-    /// Opens (creating it if needed) and locks the directory, and loads its state.
-    pub fn open(path: &Path) -> Result<Self, Failure> {
+    /// Opens (creating it if needed) and locks the directory, and loads its state into the
+    /// embedded stores (just opened, still empty) it then keeps saving.
+    pub fn open(path: &Path, models: MemoryStore, registry: MemoryRegistryStore) -> Result<Self, Failure> {
         let io = |what: &str, e: std::io::Error| {
             Failure::new(ErrorClass::Internal, "data_dir", format!("{what} {}: {e}", path.display()))
         };
@@ -79,13 +80,9 @@ impl DataDir {
                 format!("{} has format {}, this wasmtx reads format {FORMAT}", file.display(), state.format),
             ));
         }
-        Ok(Self {
-            path: path.to_owned(),
-            _lock: lock,
-            models: MemoryStore::from_dump(state.models),
-            registry: MemoryRegistryStore::from_dump(state.registry),
-            last_saved: None,
-        })
+        models.restore(state.models);
+        registry.restore(state.registry);
+        Ok(Self { path: path.to_owned(), _lock: lock, models, registry, last_saved: None })
     }
 
     /// The directory.

@@ -1,22 +1,21 @@
-//! What a command failed with: a class (for the exit code), a kind and a one-line message.
+//! What a command failed with: a class (for the exit code) and the error body (kind, one-line
+//! message, retryable) `--json` prints.
 
 use std::fmt;
 
-use wasmtx::registry::{ErrorClass, RegistryError};
-use wasmtx::{Error, StoreError};
+use wasmtx::registry::RegistryError;
+use wasmtx::{Error, ErrorBody, ErrorClass, Origin, StoreError};
 
 /// A command's failure.
 #[derive(Debug)]
 pub struct Failure {
     pub class: ErrorClass,
-    pub kind: String,
-    pub message: String,
-    pub retryable: bool,
+    pub body: ErrorBody,
 }
 
 impl Failure {
     pub fn new(class: ErrorClass, kind: &str, message: impl Into<String>) -> Self {
-        Self { class, kind: kind.to_owned(), message: message.into(), retryable: false }
+        Self { class, body: ErrorBody::new(kind, message) }
     }
 
     /// Bad input given on the command line or in a file.
@@ -26,16 +25,12 @@ impl Failure {
 
     /// An engine error of an invocation.
     pub fn invocation(error: &Error) -> Self {
-        Self::of_engine(ErrorClass::of_invocation(error), error)
+        Self { class: error.class(Origin::Invocation), body: error.body() }
     }
 
     /// An engine error of a direct model read or write.
     pub fn engine(error: &Error) -> Self {
-        Self::of_engine(ErrorClass::of_engine(error), error)
-    }
-
-    fn of_engine(class: ErrorClass, error: &Error) -> Self {
-        Self { class, kind: error.kind().to_owned(), message: error.to_string(), retryable: error.is_retryable() }
+        Self { class: error.class(Origin::Direct), body: error.body() }
     }
 
     /// The exit code.
@@ -45,25 +40,20 @@ impl Failure {
 
     /// The JSON form (what `--json` prints on stderr).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "error": { "kind": self.kind, "message": self.message, "retryable": self.retryable } })
+        self.body.to_json()
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // One line, whatever the underlying message holds.
-        write!(f, "{}", self.message.replace('\n', " "))
+        write!(f, "{}", self.body.message.replace('\n', " "))
     }
 }
 
 impl From<RegistryError> for Failure {
     fn from(error: RegistryError) -> Self {
-        Self {
-            class: error.class(),
-            kind: error.kind().to_owned(),
-            message: error.to_string(),
-            retryable: error.is_retryable(),
-        }
+        Self { class: error.class(), body: error.body() }
     }
 }
 

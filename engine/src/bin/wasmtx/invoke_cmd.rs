@@ -2,17 +2,16 @@
 
 use std::io::Read as _;
 
-use wasmtx::server::views::{change_text, invocation_json, parse_model_ref};
-use wasmtx::txn::retry::RetryPolicy;
-use wasmtx::{Invocation, Mode};
+use wasmtx::Invocation;
+use wasmtx::views::{invocation_json, parse_model_ref, short_digest};
 
 use crate::args::InvokeArgs;
-use crate::backend::Backend;
 use crate::failure::Failure;
-use crate::output::{Output, short};
+use crate::output::Output;
+use crate::workspace::Workspace;
 
-pub async fn run(args: InvokeArgs, backend: &Backend, out: Output) -> Result<(), Failure> {
-    let engine = backend.engine();
+pub async fn run(args: InvokeArgs, workspace: &Workspace, out: Output) -> Result<(), Failure> {
+    let engine = workspace.engine();
     let input = match &args.input_file {
         Some(path) if path.as_os_str() == "-" => {
             let mut text = String::new();
@@ -26,7 +25,7 @@ pub async fn run(args: InvokeArgs, backend: &Backend, out: Output) -> Result<(),
         }
         None => args.input.clone(),
     };
-    let mode = Mode::from(args.mode);
+    let mode = args.mode;
     let mut invocation =
         Invocation::new(args.action.clone().unwrap_or_else(|| args.rule.clone())).mode(mode).input(input);
     for text in &args.models {
@@ -34,9 +33,9 @@ pub async fn run(args: InvokeArgs, backend: &Backend, out: Output) -> Result<(),
         invocation.models.push(id);
     }
     if let Some(max_attempts) = args.max_attempts {
-        invocation = invocation.retry(RetryPolicy { max_attempts, ..engine.config().retry });
+        invocation = invocation.retry(engine.config().retry.attempts(max_attempts));
     }
-    let active = backend.registry.resolve(&args.rule).await?;
+    let active = workspace.registry.resolve(&args.rule).await?;
     let outcome = engine.invoke(&active.rule, &invocation).await.map_err(|e| Failure::invocation(&e))?;
     let report = invocation_json(&active, &outcome);
     out.show(&report, || {
@@ -45,8 +44,8 @@ pub async fn run(args: InvokeArgs, backend: &Backend, out: Output) -> Result<(),
             "rule {} v{} (sha256 {}), {} mode, {} attempt{}, {:.2} ms\n",
             args.rule,
             active.version.version,
-            short(&active.version.digest),
-            format!("{mode:?}").to_lowercase(),
+            short_digest(&active.version.digest),
+            mode,
             outcome.attempts,
             if outcome.attempts == 1 { "" } else { "s" },
             outcome.timings.total().as_secs_f64() * 1000.0
@@ -58,7 +57,7 @@ pub async fn run(args: InvokeArgs, backend: &Backend, out: Output) -> Result<(),
             } else {
                 text.push_str(&format!("{}{version}:\n", model.model));
                 for change in &model.changes {
-                    text.push_str(&format!("  {}\n", change_text(change)));
+                    text.push_str(&format!("  {change}\n"));
                 }
             }
         }

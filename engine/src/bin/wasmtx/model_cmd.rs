@@ -2,17 +2,19 @@
 
 use serde_json::{Value, json};
 use wasmtx::registry::SchemaRecord;
-use wasmtx::server::views::model_json;
+use wasmtx::views::model_json;
 use wasmtx::{FieldType, FieldValue, ModelId, ModelSchema, ScalarKind};
 
 use crate::args::ModelCommand;
-use crate::backend::Backend;
 use crate::failure::Failure;
-use crate::output::{Output, table, utc};
+use crate::workspace::Workspace;
+use wasmtx::views::{table, utc};
 
-pub async fn run(command: ModelCommand, backend: &Backend, out: Output) -> Result<(), Failure> {
-    let registry = &backend.registry;
-    let engine = backend.engine();
+use crate::output::Output;
+
+pub async fn run(command: ModelCommand, workspace: &Workspace, out: Output) -> Result<(), Failure> {
+    let registry = &workspace.registry;
+    let engine = workspace.engine();
     match command {
         ModelCommand::Define { file } => {
             let schema = ModelSchema::from_path(&file).map_err(|e| Failure::input(e.to_string()))?;

@@ -4,12 +4,14 @@ use serde_json::json;
 use wasmtx::registry::{RuleInfo, RuleVersion};
 
 use crate::args::RuleCommand;
-use crate::backend::Backend;
 use crate::failure::Failure;
-use crate::output::{Output, short, table, utc};
+use crate::workspace::Workspace;
+use wasmtx::views::{short_digest as short, table, utc};
 
-pub async fn run(command: RuleCommand, backend: &Backend, out: Output) -> Result<(), Failure> {
-    let registry = &backend.registry;
+use crate::output::Output;
+
+pub async fn run(command: RuleCommand, workspace: &Workspace, out: Output) -> Result<(), Failure> {
+    let registry = &workspace.registry;
     match command {
         RuleCommand::Upload { name, file, activate } => {
             let bytes =

@@ -5,31 +5,33 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tracing::{info, warn};
-use wasmtx::registry::ErrorClass;
+use wasmtx::ErrorClass;
 use wasmtx::server::{self, ServerConfig};
 
 use crate::args::{Global, ServeArgs};
-use crate::backend::{Backend, Purpose};
 use crate::failure::Failure;
+use crate::workspace::{Purpose, Workspace};
 
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ServeArgs, global: &Global) -> Result<(), Failure> {
-    let config = ServerConfig {
-        token: args.token.clone(),
-        protect_reads: args.protect_reads,
-        body_limit: args.body_limit.unwrap_or(global.max_rule_bytes.saturating_add(64 << 10)),
-        drain_timeout: Duration::from_millis(args.drain_timeout_ms),
-    };
+    let mut config = ServerConfig::default();
+    config.token = args.token.clone();
+    config.protect_reads = args.protect_reads;
+    config.body_limit = args.body_limit.unwrap_or(global.max_rule_bytes.saturating_add(64 << 10));
+    config.drain_timeout = Duration::from_millis(args.drain_timeout_ms);
     config.check_bind(args.addr).map_err(|e| Failure::new(ErrorClass::BadInput, "insecure_bind", e))?;
     let purpose = Purpose { warm: true, refresh: Duration::from_millis(args.refresh_ms.max(1)) };
-    let mut backend = Backend::open(global, purpose).await?;
+    let mut workspace = Workspace::open(global, purpose).await?;
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| {
         Failure::new(ErrorClass::BadInput, "cannot_listen", format!("cannot listen on {}: {e}", args.addr))
     })?;
     let local =
         listener.local_addr().map_err(|e| Failure::new(ErrorClass::Internal, "cannot_listen", e.to_string()))?;
-    let store = if global.redis.is_some() { "redis" } else { "embedded" };
+    let store = match workspace.kind {
+        "memory" => "embedded",
+        other => other,
+    };
     if global.json {
         println!("{}", serde_json::json!({ "listening": format!("http://{local}"), "store": store }));
     } else {
@@ -37,7 +39,7 @@ pub async fn run(args: ServeArgs, global: &Global) -> Result<(), Failure> {
     }
     info!(%local, store, auth = config.token.is_some(), "serving");
 
-    let data_dir = backend.data_dir.take().map(|d| Arc::new(Mutex::new(d)));
+    let data_dir = workspace.data_dir.take().map(|d| Arc::new(Mutex::new(d)));
     let saver = data_dir.clone().map(|dir| {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SAVE_EVERY);
@@ -49,7 +51,7 @@ pub async fn run(args: ServeArgs, global: &Global) -> Result<(), Failure> {
             }
         })
     });
-    let router = server::router(backend.registry.clone(), config.clone());
+    let router = server::router(workspace.registry.clone(), config.clone());
     let served = server::serve(listener, router, server::shutdown_signal(), config.drain_timeout).await;
     if let Some(saver) = saver {
         saver.abort();

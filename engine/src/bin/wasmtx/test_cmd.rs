@@ -1,7 +1,7 @@
 //! `wasmtx test`: run a fixture file of given/when/then cases on the embedded store
 //! (`wasmtx::testing::fixtures`).
 
-use wasmtx::registry::ErrorClass;
+use wasmtx::ErrorClass;
 use wasmtx::testing::fixtures::{Fixture, FixtureError};
 
 use crate::args::TestArgs;
@@ -28,8 +28,5 @@ pub fn run(args: &TestArgs, out: Output) -> Result<(), Failure> {
 }
 
 fn failure(error: &FixtureError) -> Failure {
-    match error {
-        FixtureError::Setup { .. } => Failure::new(ErrorClass::Refused, "fixture_setup", error.to_string()),
-        _ => Failure::input(error.to_string()),
-    }
+    Failure::new(error.class(), error.kind(), error.to_string())
 }

@@ -68,8 +68,8 @@ impl RedisRegistryStoreBuilder {
     /// [`RegistryError::Store`]: [`StoreError::Unavailable`] if Redis cannot be reached,
     /// [`StoreError::Backend`] for a malformed URL.
     pub async fn connect(self) -> Result<RedisRegistryStore, RegistryError> {
-        let client =
-            redis::Client::open(self.url.as_str()).map_err(|e| StoreError::Backend(format!("bad Redis URL: {e}")))?;
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| StoreError::InvalidUrl { url: crate::backend::redact(&self.url), reason: e.to_string() })?;
         let conn = ConnectionManager::new(client.clone()).await.map_err(redis_error)?;
         let keys = RegistryKeys::new(&self.prefix);
         let (changes, _) = watch::channel(0);

@@ -69,6 +69,15 @@ impl MemoryStore {
         Self { inner: Arc::new(inner) }
     }
 
+    /// Replaces everything this store holds with the models of a [`MemoryStore::dump`] (no
+    /// lock held afterwards): loads a persisted state into a store that was just opened.
+    ///
+    /// # Notes
+    /// Meant for a store no invocation uses yet: locks held at the time are dropped.
+    pub fn restore(&self, dump: MemoryDump) {
+        *self.state() = dump.into_state();
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // Every step validates before it writes, so a panic cannot leave a half-applied step.
         self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)

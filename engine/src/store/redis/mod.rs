@@ -78,8 +78,8 @@ impl RedisStoreBuilder {
     /// [`StoreError::Unavailable`] if Redis cannot be reached, [`StoreError::Backend`] for a
     /// malformed URL.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let client =
-            redis::Client::open(self.url.as_str()).map_err(|e| StoreError::Backend(format!("bad Redis URL: {e}")))?;
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| StoreError::InvalidUrl { url: crate::backend::redact(&self.url), reason: e.to_string() })?;
         let conn = ConnectionManager::new(client.clone()).await.map_err(redis_error)?;
         let keys = KeyLayout::new(self.prefix);
         let bus = ReleaseBus::new();

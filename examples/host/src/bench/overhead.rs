@@ -8,8 +8,7 @@ use anyhow::{Context as _, Result, ensure};
 use wasmtx::invocation::RunContext;
 use wasmtx::runtime::{ModelWorkspace, RuleRun, RuleRuntime};
 use wasmtx::{
-    Engine, FieldValue, Invocation, MemoryStore, Mode, ModelId, ModelSchema, ModelSnapshot, ModelTarget, RuntimeConfig,
-    Scalar,
+    Engine, FieldValue, Invocation, Mode, ModelId, ModelSchema, ModelSnapshot, ModelTarget, RuntimeConfig, Scalar,
 };
 
 use super::run::percentile;
@@ -83,13 +82,7 @@ pub async fn measure(case: &Case, iterations: usize) -> Result<Cost> {
             snapshot
         })
         .collect();
-    let context = RunContext {
-        invocation_id: "bench-1".into(),
-        now_ms: 0,
-        action: case.action.into(),
-        mode: Mode::Lock,
-        attempt: 1,
-    };
+    let context = RunContext::new("bench-1", case.action, Mode::Lock);
     let mut samples = Vec::with_capacity(iterations);
     let mut changed = 0usize;
     for i in 0..(iterations + iterations / 10) {
@@ -117,7 +110,8 @@ pub async fn measure(case: &Case, iterations: usize) -> Result<Cost> {
     // `percentile` reads microseconds; these samples are nanoseconds.
     let p = |q| Duration::from_nanos(percentile(&samples, q).as_micros() as u64);
 
-    let mut builder = Engine::builder().store(MemoryStore::new());
+    // The builder's default store: the embedded one (no Redis in this measure).
+    let mut builder = Engine::builder();
     for (schema, _, _) in &case.models {
         builder = builder.model(schema.clone());
     }

@@ -9,8 +9,9 @@ use anyhow::{Context as _, Result};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use redis::aio::MultiplexedConnection;
+use wasmtx::backend::BackendOptions;
 use wasmtx::store::redis::KeyLayout;
-use wasmtx::{Engine, Mode, RedisStore, Rule};
+use wasmtx::{Engine, Mode, Rule};
 use wasmtx_examples::rules::RuleArtifacts;
 
 use super::server::{self, RedisUnderTest, ServerStats};
@@ -109,8 +110,8 @@ pub async fn engine_for(
     max_group: usize,
     rules: &RuleArtifacts,
 ) -> Result<(Engine, Vec<Rule>)> {
-    let store = RedisStore::builder(url).prefix(prefix).connect().await?;
-    let mut builder = Engine::builder().store(store).max_group(max_group);
+    let store = wasmtx::backend::open_store(url, &BackendOptions::with_prefix(prefix)).await?;
+    let mut builder = Engine::builder().shared_store(store).max_group(max_group);
     for w in workloads {
         for schema in w.models()? {
             builder = builder.model(schema);

@@ -64,9 +64,7 @@ impl Impl {
     pub fn label(self) -> String {
         match self {
             Self::Engine { mode: Mode::Lock, max_group: 1 } => "engine, lock (no grouping)".into(),
-            Self::Engine { mode: Mode::Lock, .. } => "engine, lock".into(),
-            Self::Engine { mode: Mode::Optimistic, .. } => "engine, optimistic".into(),
-            Self::Engine { mode: Mode::Pipeline, .. } => "engine, pipeline".into(),
+            Self::Engine { mode, .. } => format!("engine, {mode}"),
             Self::Lua => "Lua script".into(),
             Self::Hand => "hand-written lock".into(),
         }
@@ -76,9 +74,7 @@ impl Impl {
     pub fn key(self) -> &'static str {
         match self {
             Self::Engine { mode: Mode::Lock, max_group: 1 } => "lock1",
-            Self::Engine { mode: Mode::Lock, .. } => "lock",
-            Self::Engine { mode: Mode::Optimistic, .. } => "optimistic",
-            Self::Engine { mode: Mode::Pipeline, .. } => "pipeline",
+            Self::Engine { mode, .. } => mode.as_str(),
             Self::Lua => "lua",
             Self::Hand => "hand",
         }

@@ -17,12 +17,12 @@
 //! The first run builds the example rules for `wasm32-unknown-unknown` (installing the target
 //! with rustup if needed).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use rand::{Rng, SeedableRng};
-use wasmtx::{Engine, Error, FieldValue, Invocation, MemoryStore, ModelSchema, Outcome, RedisStore, Scalar, Store};
+use wasmtx::backend::{self, BackendOptions, BackendUrl};
+use wasmtx::{Engine, Error, FieldValue, Invocation, ModelSchema, Outcome, Scalar};
 use wasmtx_examples::models_dir;
 use wasmtx_examples::rules::build_rules;
 
@@ -31,18 +31,14 @@ const ACCOUNTS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 #[tokio::main]
 async fn main() -> Result<()> {
     let rules = build_rules().context("building the example rules")?;
-    let (store, store_name): (Arc<dyn Store>, String) = match std::env::var("REDIS_URL") {
-        Ok(url) => {
-            let store = RedisStore::builder(&url)
-                .prefix("wasmtx-demo")
-                .connect()
-                .await
-                .with_context(|| format!("connecting to {url}"))?;
-            (Arc::new(store), format!("Redis at {url} (keys under `wasmtx-demo:`)"))
-        }
-        Err(_) => {
-            (Arc::new(MemoryStore::new()), "the embedded in-memory store (set REDIS_URL to use Redis)".to_owned())
-        }
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "memory".to_owned());
+    let backend = BackendUrl::parse(&url)?;
+    let store = backend::open_store(&url, &BackendOptions::with_prefix("wasmtx-demo"))
+        .await
+        .with_context(|| format!("opening the store at {backend}"))?;
+    let store_name = match backend {
+        BackendUrl::Memory => "the embedded in-memory store (set REDIS_URL to use Redis)".to_owned(),
+        other => format!("{other} (keys under `wasmtx-demo:`)"),
     };
     println!("wasmtx demo on {store_name}\n");
 

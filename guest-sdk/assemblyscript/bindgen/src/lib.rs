@@ -17,7 +17,7 @@
 //!   imports and exports the world allows, to check a build against.
 //!
 //! `cargo run --release -p wasmtx-as-bindgen` rewrites both files; `--check` only compares.
-//! The test `tests/generated_glue_is_fresh.rs` fails when they are stale.
+//! The tests in `src/freshness.rs` fail when they are stale.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -254,6 +254,9 @@ pub fn decode_section_name(bytes: &[u8]) -> Result<(String, usize)> {
     let name = std::str::from_utf8(&bytes[pos..pos + name_len])?.to_owned();
     Ok((name, bytes.len() - pos - name_len))
 }
+
+#[cfg(test)]
+mod freshness;
 
 #[cfg(test)]
 mod tests {

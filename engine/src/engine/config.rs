@@ -1,0 +1,71 @@
+//! Engine settings.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::invocation::RetryPolicy;
+use crate::runtime::RuntimeConfig;
+
+/// Engine settings: the sandbox's, the lock protocol's and the default retry policy.
+///
+/// Start from [`EngineConfig::default`] and change fields, or use the
+/// [`EngineBuilder`](crate::EngineBuilder)'s setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// Sandbox settings: deadline, memory cap, limits.
+    pub runtime: RuntimeConfig,
+    /// How long a lock lives if its holder never commits (crash, partition). Must exceed the
+    /// rule deadline plus two store round trips.
+    pub lease: Duration,
+    /// How long an invocation waits for its locks before failing with
+    /// [`Error::LockTimeout`].
+    pub acquire_timeout: Duration,
+    /// The retry policy of invocations that do not set their own.
+    pub retry: RetryPolicy,
+    /// Group commit in lock mode: at most this many invocations of the same models and action,
+    /// queued in this engine, run back to back under one lock hold and commit together in one
+    /// round trip (each still sees the previous one's writes and gets its own result). `1`
+    /// turns grouping off.
+    pub max_group: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            runtime: RuntimeConfig::default(),
+            lease: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
+            max_group: 32,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks that the settings fit together (the sandbox's own are checked when its runtime
+    /// starts).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a lease not longer than the rule deadline, a zero acquire
+    /// timeout, or a group size outside 1..=10 000.
+    pub fn validate(&self) -> Result<()> {
+        if self.lease <= self.runtime.deadline {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "lease {:?} must be longer than the rule deadline {:?}",
+                    self.lease, self.runtime.deadline
+                ),
+            });
+        }
+        if self.acquire_timeout.is_zero() {
+            return Err(Error::InvalidInput { reason: "acquire timeout must be positive".into() });
+        }
+        if self.max_group == 0 || self.max_group > 10_000 {
+            return Err(Error::InvalidInput {
+                reason: format!("max_group {} must be between 1 and 10 000", self.max_group),
+            });
+        }
+        Ok(())
+    }
+}

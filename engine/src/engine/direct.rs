@@ -1,0 +1,139 @@
+//! Direct field operations: atomic single-model updates without a rule, for the cases the
+//! reference answers with `field.asave()`. Each is one store round trip, checked against the
+//! schema, and bumps the model's version like any commit.
+
+use super::Engine;
+use crate::error::{AccessError, Error, Result};
+use crate::model::change::{FieldChange, ModelTarget};
+use crate::model::ids::ModelId;
+use crate::model::value::{FieldType, FieldValue, Scalar};
+use crate::store::{CommitGuard, CommitRequest};
+
+impl Engine {
+    /// Replaces one field's whole value (a scalar, a whole list or a whole dict).
+    ///
+    /// # Errors
+    /// [`Error::UnknownModelType`], [`Error::InvalidKey`], [`Error::Access`] with
+    /// `UnknownField` or `TypeMismatch`, or a store error. Nothing is written on error.
+    pub async fn set_field(&self, model_type: &str, key: &str, field: &str, value: FieldValue) -> Result<u64> {
+        let (target, ty) = self.field_target(model_type, key, field)?;
+        if !ty.admits(&value) {
+            return Err(mismatch(&target.id, field, ty, describe(&value)));
+        }
+        let field = field.to_owned();
+        let changes = match value {
+            FieldValue::Scalar(value) => vec![FieldChange::Set { field, value }],
+            FieldValue::List(items) if items.is_empty() => vec![FieldChange::Clear { field }],
+            FieldValue::List(items) => vec![FieldChange::ListReplace { field, items }],
+            FieldValue::Dict(map) => {
+                let mut changes = vec![FieldChange::Clear { field: field.clone() }];
+                if !map.is_empty() {
+                    changes.push(FieldChange::DictSet { field, entries: map.into_iter().collect() });
+                }
+                changes
+            }
+        };
+        self.apply_direct(target, changes).await
+    }
+
+    /// Adds `delta` to an int field, atomically (`HINCRBY`), and returns the model's new
+    /// version.
+    ///
+    /// # Errors
+    /// As [`Engine::set_field`], plus [`Error::CannotApply`] if the stored value is not an int
+    /// or would overflow.
+    pub async fn increment(&self, model_type: &str, key: &str, field: &str, delta: i64) -> Result<u64> {
+        let (target, ty) = self.field_target(model_type, key, field)?;
+        if ty != FieldType::Scalar(crate::ScalarKind::Int) {
+            return Err(mismatch(&target.id, field, ty, "an increment".into()));
+        }
+        self.apply_direct(target, vec![FieldChange::Increment { field: field.to_owned(), delta }]).await
+    }
+
+    /// Appends items to a list field (`RPUSH`).
+    ///
+    /// # Errors
+    /// As [`Engine::set_field`].
+    pub async fn list_append(&self, model_type: &str, key: &str, field: &str, items: Vec<Scalar>) -> Result<u64> {
+        let (target, ty) = self.field_target(model_type, key, field)?;
+        let FieldType::List(kind) = ty else {
+            return Err(mismatch(&target.id, field, ty, "a list append".into()));
+        };
+        if let Some(bad) = items.iter().find(|i| i.kind() != kind) {
+            return Err(mismatch(&target.id, field, ty, format!("a {} item", bad.kind())));
+        }
+        self.apply_direct(target, vec![FieldChange::ListAppend { field: field.to_owned(), items }]).await
+    }
+
+    /// Sets entries of a dict field (`HSET`).
+    ///
+    /// # Errors
+    /// As [`Engine::set_field`].
+    pub async fn dict_set(
+        &self,
+        model_type: &str,
+        key: &str,
+        field: &str,
+        entries: Vec<(String, Scalar)>,
+    ) -> Result<u64> {
+        let (target, ty) = self.field_target(model_type, key, field)?;
+        let FieldType::Dict(kind) = ty else {
+            return Err(mismatch(&target.id, field, ty, "a dict update".into()));
+        };
+        if let Some((_, bad)) = entries.iter().find(|(_, v)| v.kind() != kind) {
+            return Err(mismatch(&target.id, field, ty, format!("a {} value", bad.kind())));
+        }
+        self.apply_direct(target, vec![FieldChange::DictSet { field: field.to_owned(), entries }]).await
+    }
+
+    /// Deletes a model's data: it reads as defaults again. Returns the new version.
+    ///
+    /// # Errors
+    /// [`Error::UnknownModelType`], [`Error::InvalidKey`], or a store error.
+    pub async fn delete_model(&self, model_type: &str, key: &str) -> Result<u64> {
+        let id = ModelId::new(model_type, key);
+        id.validate()?;
+        let target = ModelTarget { schema: self.model_type(model_type)?, id };
+        Ok(self.store().delete(&target).await?)
+    }
+
+    fn field_target(&self, model_type: &str, key: &str, field: &str) -> Result<(ModelTarget, FieldType)> {
+        let id = ModelId::new(model_type, key);
+        id.validate()?;
+        let schema = self.model_type(model_type)?;
+        let ty = schema.field(field).map(|f| f.ty).ok_or_else(|| Error::Access {
+            model: Some(id.clone()),
+            error: AccessError::UnknownField { field: field.to_owned() },
+        })?;
+        Ok((ModelTarget { id, schema }, ty))
+    }
+
+    async fn apply_direct(&self, target: ModelTarget, changes: Vec<FieldChange>) -> Result<u64> {
+        let models = [target];
+        let changes = [changes];
+        let receipt = self
+            .store()
+            .commit(CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded })
+            .await?;
+        Ok(receipt.versions.first().copied().unwrap_or_default())
+    }
+}
+
+fn mismatch(model: &ModelId, field: &str, ty: FieldType, found: String) -> Error {
+    Error::Access {
+        model: Some(model.clone()),
+        error: AccessError::TypeMismatch { field: field.to_owned(), expected: ty.to_string(), found },
+    }
+}
+
+fn describe(value: &FieldValue) -> String {
+    match value {
+        FieldValue::Scalar(s) => format!("a {} value", s.kind()),
+        FieldValue::List(items) => {
+            items.first().map_or_else(|| "a list".to_owned(), |i| format!("a list of {}", i.kind()))
+        }
+        FieldValue::Dict(map) => {
+            map.values().next().map_or_else(|| "a dict".to_owned(), |v| format!("a dict of {}", v.kind()))
+        }
+    }
+}

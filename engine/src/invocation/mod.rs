@@ -1,0 +1,220 @@
+//! What a caller asks the engine to do (an [`Invocation`], with its [`Mode`] and
+//! [`RetryPolicy`]), and what it gets back (an [`Outcome`]).
+
+mod retry;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::retry::{RetryOn, RetryPolicy};
+use crate::model::change::ModelChanges;
+use crate::model::ids::ModelId;
+
+/// How an invocation keeps its models consistent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Mode {
+    /// Exclusive lock per (model, action), fenced commit: the reference's lock context manager.
+    #[default]
+    Lock,
+    /// No lock; changes keep their commutative intent and apply atomically in one batch.
+    Pipeline,
+    /// No lock; the commit applies only if no model changed since it was loaded, else the rule
+    /// runs again.
+    Optimistic,
+}
+
+impl Mode {
+    /// Every mode, in the order the documentation lists them.
+    pub const ALL: [Mode; 3] = [Mode::Lock, Mode::Pipeline, Mode::Optimistic];
+
+    /// What the mode does, in one line (the CLI's `--mode` help).
+    pub const fn summary(self) -> &'static str {
+        match self {
+            Self::Lock => "exclusive lock per (model, action), fenced commit",
+            Self::Pipeline => "no lock; changes keep their intent (increments, appends) and apply in one batch",
+            Self::Optimistic => "no lock; commit only if no model changed, else run again",
+        }
+    }
+
+    /// The mode's name: `lock`, `pipeline` or `optimistic` (as in JSON, metrics and the CLI).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Lock => "lock",
+            Self::Pipeline => "pipeline",
+            Self::Optimistic => "optimistic",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    /// Parses a mode's name ([`Mode::as_str`]).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|m| m.as_str()).collect();
+            format!("unknown mode {name:?}: expected one of {}", names.join(", "))
+        })
+    }
+}
+
+/// The invocation facts a rule sees in its `context` (besides the declared models).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunContext {
+    /// A unique id for this invocation.
+    pub invocation_id: String,
+    /// Start time, in milliseconds since the Unix epoch.
+    pub now_ms: i64,
+    /// The action name.
+    pub action: String,
+    /// The mode.
+    pub mode: Mode,
+    /// 1 for the first run, more on re-runs.
+    pub attempt: u32,
+}
+
+impl RunContext {
+    /// The context of a first run at time 0 (set the public fields for others): for running a
+    /// rule through [`RuleRuntime`](crate::runtime::RuleRuntime) directly.
+    pub fn new(invocation_id: impl Into<String>, action: impl Into<String>, mode: Mode) -> Self {
+        Self { invocation_id: invocation_id.into(), now_ms: 0, action: action.into(), mode, attempt: 1 }
+    }
+}
+
+/// A request to run a rule: which models, under which action, with which input, in which mode.
+///
+/// ```
+/// use wasmtx::{Invocation, Mode};
+/// let transfer = Invocation::new("transfer")
+///     .model("Account", "alice")
+///     .model("Account", "bob")
+///     .input(r#"{"amount": 10}"#)
+///     .mode(Mode::Lock);
+/// assert_eq!(transfer.models.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Invocation {
+    /// The models, in the order the rule sees them (`context.models`).
+    pub models: Vec<ModelId>,
+    /// The action name: in lock mode, the lock name.
+    pub action: String,
+    /// The input, JSON text.
+    pub input: String,
+    /// The mode.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The retry policy; `None` uses the engine's.
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+}
+
+impl Invocation {
+    /// An invocation of `action` with no models yet, input `null`, in lock mode.
+    pub fn new(action: impl Into<String>) -> Self {
+        Self { models: Vec::new(), action: action.into(), input: "null".into(), mode: Mode::Lock, retry: None }
+    }
+
+    /// Declares one more model.
+    #[must_use]
+    pub fn model(mut self, model_type: impl Into<String>, key: impl Into<String>) -> Self {
+        self.models.push(ModelId::new(model_type, key));
+        self
+    }
+
+    /// Sets the input JSON text (checked when the invocation runs).
+    #[must_use]
+    pub fn input(mut self, json: impl Into<String>) -> Self {
+        self.input = json.into();
+        self
+    }
+
+    /// Sets the input from any serialisable value.
+    #[must_use]
+    pub fn input_json(mut self, value: &impl Serialize) -> Self {
+        self.input = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+        self
+    }
+
+    /// Sets the mode.
+    #[must_use]
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets this invocation's retry policy.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+}
+
+/// Where an invocation's time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Timings {
+    /// Waiting for locks (local queue and busy retries), before the attempt that succeeded.
+    pub wait: Duration,
+    /// The store round trip that took the locks and loaded the models (or only loaded them).
+    pub load: Duration,
+    /// Instantiating and running the rule, and computing the diff.
+    pub run: Duration,
+    /// The commit round trip.
+    pub commit: Duration,
+}
+
+impl Timings {
+    /// The sum of all phases.
+    pub fn total(&self) -> Duration {
+        self.wait + self.load + self.run + self.commit
+    }
+}
+
+/// A committed invocation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// The invocation's unique id (also given to the rule).
+    pub invocation_id: String,
+    /// The rule's output (JSON text).
+    pub output: String,
+    /// What was written, per model in invocation order (empty lists for unchanged models).
+    pub changes: Vec<ModelChanges>,
+    /// The fencing token of each model's lock, in invocation order (lock mode only).
+    pub fencing_tokens: Vec<u64>,
+    /// Each model's version after the commit, in invocation order.
+    pub versions: Vec<u64>,
+    /// How many times the invocation ran (more than 1 after retried conflicts or timeouts).
+    pub attempts: u32,
+    /// Where the time went (for the last attempt; `wait` covers all earlier ones).
+    pub timings: Timings,
+}
+
+impl Outcome {
+    /// Parses the output JSON into `T`.
+    ///
+    /// # Errors
+    /// The JSON error if the output does not fit `T`.
+    pub fn output_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.output)
+    }
+
+    /// Whether the invocation wrote anything.
+    pub fn wrote_anything(&self) -> bool {
+        self.changes.iter().any(|m| !m.changes.is_empty())
+    }
+}

@@ -1,0 +1,84 @@
+//! The steps every flow shares: running the rule over loaded snapshots, the lock-free modes'
+//! load-and-run, and assembling a committed invocation's outcome.
+
+use std::time::{Duration, Instant};
+
+use super::{Plan, Protocol};
+use crate::error::Result;
+use crate::invocation::{Invocation, Outcome, RunContext, Timings};
+use crate::model::change::{FieldChange, ModelChanges, ModelSnapshot};
+use crate::rule::Rule;
+use crate::runtime::{RuleRun, RunOutput};
+
+impl Protocol {
+    /// Runs the rule over snapshots given in caller order; returns its output and timing.
+    pub(super) fn run_rule(
+        &self,
+        rule: &Rule,
+        invocation: &Invocation,
+        plan: &Plan,
+        context: &RunContext,
+        snapshots: &[ModelSnapshot],
+    ) -> Result<(RunOutput, Duration)> {
+        let start = Instant::now();
+        let output = self.runtime.run(
+            rule.compiled(),
+            RuleRun { rule_name: rule.name(), context, models: &plan.targets, snapshots, input: &invocation.input },
+        )?;
+        Ok((output, start.elapsed()))
+    }
+
+    /// Loads the models without locks in one round trip and runs the rule over them.
+    pub(super) async fn load_and_run(
+        &self,
+        rule: &Rule,
+        invocation: &Invocation,
+        plan: &Plan,
+        context: &RunContext,
+    ) -> Result<LoadedRun> {
+        let load_start = Instant::now();
+        let loaded = self.store.load(&plan.sorted).await?;
+        let load = load_start.elapsed();
+        let snapshots = plan.to_caller_order(&loaded);
+        let (output, run) = self.run_rule(rule, invocation, plan, context, &snapshots)?;
+        Ok(LoadedRun { loaded, output, load, run })
+    }
+}
+
+/// The first half of the lock-free modes: the models loaded (lock order) and the rule's run.
+pub(super) struct LoadedRun {
+    /// The snapshots, in lock order (with the versions optimistic mode guards on).
+    pub loaded: Vec<ModelSnapshot>,
+    /// The rule's output and workspaces (caller order).
+    pub output: RunOutput,
+    /// The load round trip.
+    pub load: Duration,
+    /// The rule's run.
+    pub run: Duration,
+}
+
+/// Assembles a committed invocation's outcome; `changes` in caller order.
+pub(super) fn outcome(
+    plan: &Plan,
+    context: RunContext,
+    output: String,
+    changes: Vec<Vec<FieldChange>>,
+    fencing_tokens: Vec<u64>,
+    versions: Vec<u64>,
+    timings: Timings,
+) -> Outcome {
+    Outcome {
+        invocation_id: context.invocation_id,
+        output,
+        changes: plan
+            .targets
+            .iter()
+            .zip(changes)
+            .map(|(t, changes)| ModelChanges { model: t.id.clone(), changes })
+            .collect(),
+        fencing_tokens,
+        versions,
+        attempts: context.attempt,
+        timings,
+    }
+}

@@ -1,0 +1,21 @@
+//! The integration tests of wasmtx, in one binary with a module per area: they talk to a real
+//! Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`) and to the embedded store, and build
+//! the example rules from source. Run them all with `cargo test --release`; one area with
+//! `cargo test --release --test all -- lock_mode::` (see `HACKING.md`).
+
+mod support;
+
+pub use support::*;
+
+mod assemblyscript;
+mod catalog;
+mod cli;
+mod examples;
+mod failures;
+mod group_commit;
+mod harness;
+mod lock_mode;
+mod modes;
+mod registry;
+mod server;
+mod store_conformance;
