@@ -190,7 +190,7 @@ impl StoreError {
         match self {
             Self::LockLost { .. } | Self::Conflict { .. } | Self::CannotApply { .. } => ErrorClass::Conflict,
             Self::Unavailable(_) => ErrorClass::Unavailable,
-            Self::InvalidUrl { .. } => ErrorClass::BadInput,
+            Self::InvalidUrl { .. } | Self::InvalidPrefix { .. } => ErrorClass::BadInput,
             Self::Corrupt { .. } | Self::Backend(_) => ErrorClass::Internal,
         }
     }
@@ -201,7 +201,11 @@ impl StoreError {
             Self::LockLost { .. } => Some(RetryClass::LockLost),
             Self::Conflict { .. } => Some(RetryClass::Conflict),
             Self::Unavailable(_) => Some(RetryClass::Unavailable),
-            Self::CannotApply { .. } | Self::Corrupt { .. } | Self::InvalidUrl { .. } | Self::Backend(_) => None,
+            Self::CannotApply { .. }
+            | Self::Corrupt { .. }
+            | Self::InvalidUrl { .. }
+            | Self::InvalidPrefix { .. }
+            | Self::Backend(_) => None,
         }
     }
 
@@ -233,6 +237,7 @@ impl RegistryError {
                 | StoreError::CannotApply { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::InvalidUrl { .. }
+                | StoreError::InvalidPrefix { .. }
                 | StoreError::Backend(_),
             ) => "store",
             Self::Internal(_) => "internal",
@@ -249,7 +254,7 @@ impl RegistryError {
             }
             Self::VersionActive { .. } | Self::Busy { .. } => ErrorClass::Conflict,
             Self::Store(StoreError::Unavailable(_)) => ErrorClass::Unavailable,
-            Self::Store(StoreError::InvalidUrl { .. }) => ErrorClass::BadInput,
+            Self::Store(StoreError::InvalidUrl { .. } | StoreError::InvalidPrefix { .. }) => ErrorClass::BadInput,
             Self::Store(
                 StoreError::LockLost { .. }
                 | StoreError::Conflict { .. }

@@ -201,6 +201,14 @@ pub enum StoreError {
     /// The store could not be reached or the connection broke. Retrying may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A key prefix the Redis layout cannot use (empty, or with a brace). Nothing was opened.
+    #[error("invalid key prefix {prefix:?}: {reason}")]
+    InvalidPrefix {
+        /// The prefix given.
+        prefix: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A backend URL that names no known backend, or a malformed one. Nothing was opened.
     #[error("invalid store URL {url}: {reason}")]
     InvalidUrl {

@@ -4,7 +4,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `<prefix>:{registry}:rule:<name>` | HASH | `next` (highest version number given), `active` (active version), `v:<n>` (version record, JSON), `d:<digest>` (version of these bytes) |
+//! | `<prefix>:{registry}:rule:<name>` (name escaped as in the model layout) | HASH | `next` (highest version number given), `active` (active version), `v:<n>` (version record, JSON), `d:<digest>` (version of these bytes) |
 //! | `<prefix>:{registry}:active` | HASH | rule name → active version record (JSON) |
 //! | `<prefix>:{registry}:wasm:<digest>` | STRING | the uploaded bytes |
 //! | `<prefix>:{registry}:refs` | HASH | digest → number of versions with these bytes |
@@ -25,9 +25,10 @@ impl RegistryKeys {
         Self { stem: format!("{prefix}:{{registry}}") }
     }
 
-    /// The hash of one rule's versions.
+    /// The hash of one rule's versions (the name [escaped](crate::store::redis::keys::escape)
+    /// as model names are).
     pub fn rule(&self, name: &str) -> String {
-        format!("{}:rule:{name}", self.stem)
+        format!("{}:rule:{}", self.stem, crate::store::redis::keys::escape(name))
     }
 
     /// The hash of every rule's active version.

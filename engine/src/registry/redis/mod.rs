@@ -65,9 +65,11 @@ impl RedisRegistryStoreBuilder {
     /// Connects, and subscribes to change announcements before returning.
     ///
     /// # Errors
-    /// [`RegistryError::Store`]: [`StoreError::Unavailable`] if Redis cannot be reached,
-    /// [`StoreError::Backend`] for a malformed URL.
+    /// [`RegistryError::Store`]: [`StoreError::InvalidPrefix`] for a prefix the layout cannot
+    /// use, [`StoreError::InvalidUrl`] for a malformed URL, [`StoreError::Unavailable`] if Redis
+    /// cannot be reached.
     pub async fn connect(self) -> Result<RedisRegistryStore, RegistryError> {
+        crate::store::redis::keys::validate_prefix(&self.prefix)?;
         let client = redis::Client::open(self.url.as_str())
             .map_err(|e| StoreError::InvalidUrl { url: crate::backend::redact(&self.url), reason: e.to_string() })?;
         let conn = ConnectionManager::new(client.clone()).await.map_err(redis_error)?;

@@ -160,6 +160,39 @@ pub async fn changes_in_one_batch_apply_in_order(store: Arc<dyn Store>, ns: &str
     expect_eq(fx.field(&snapshot, "tags")?, &dict(&[("k", 2)]), "tags")
 }
 
+/// Models whose type and key only differ in where a `:` falls (type `T:x` with key `y`, type
+/// `T` with key `x:y`) are distinct models: their data, versions, lists and locks never mix,
+/// whatever the names hold (`:`, `%`, spaces, unicode, the layout's own words).
+pub async fn models_whose_names_split_differently_are_kept_apart(store: Arc<dyn Store>, ns: &str) -> Result<()> {
+    let fx = Fx::new(store, ns)?;
+    let with = |model_type: String, key: String| ModelTarget {
+        id: crate::model::ids::ModelId::new(model_type, key),
+        schema: Arc::clone(&fx.schema),
+    };
+    let pairs = [
+        (with(format!("{MODEL_TYPE}:{ns}:admin"), "root".into()), with(MODEL_TYPE.into(), format!("{ns}:admin:root"))),
+        (with(MODEL_TYPE.into(), format!("{ns}:a%3Ab")), with(MODEL_TYPE.into(), format!("{ns}:a:b"))),
+        (
+            with(format!("{MODEL_TYPE}:{ns}:meta"), "lock list".into()),
+            with(MODEL_TYPE.into(), format!("{ns}:meta:lock list")),
+        ),
+        (with(format!("{MODEL_TYPE}:{ns}:é"), "☃".into()), with(format!("{MODEL_TYPE}:{ns}"), "é:☃".into())),
+    ];
+    for (a, b) in &pairs {
+        let what = format!("{} and {}", a.id, b.id);
+        let held = fx.acquire(&[a], "act:x", "a").await?;
+        fx.acquire(&[b], "act:x", "b").await.with_context(|| format!("{what}: a's lock held b's"))?;
+        let changes = vec![vec![set("count", Scalar::Int(5)), append(&["only a"]), dict_set(&[("k", 1)])]];
+        fx.commit(&[a], changes, CommitGuard::Leases(&held.leases)).await?;
+        let (a_now, b_now) = (fx.load(a).await?, fx.load(b).await?);
+        expect_eq(fx.field(&a_now, "count")?, &int(5), &format!("{what}: a's count"))?;
+        expect_eq(b_now, ModelSnapshot::defaults(&fx.schema), &format!("{what}: b after a's commit"))?;
+        fx.write(b, vec![increment("count", 2)]).await?;
+        expect_eq(fx.load(a).await?, a_now, &format!("{what}: a after b's write"))?;
+    }
+    Ok(())
+}
+
 /// One (model, action) lock is exclusive; another action on the same model, or the same
 /// action on another model, is independent.
 pub async fn same_model_and_action_is_exclusive_other_pairs_are_not(store: Arc<dyn Store>, ns: &str) -> Result<()> {

@@ -150,6 +150,7 @@ macro_rules! __conformance_check_names {
             list_changes_apply_as_documented,
             dict_changes_apply_as_documented,
             changes_in_one_batch_apply_in_order,
+            models_whose_names_split_differently_are_kept_apart,
             same_model_and_action_is_exclusive_other_pairs_are_not,
             multi_model_lock_is_all_or_nothing,
             fencing_tokens_increase_per_model_across_actions_release_expiry_and_delete,

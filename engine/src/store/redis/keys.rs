@@ -9,15 +9,61 @@
 //! | `<prefix>:{T:k}:meta` | HASH | `fence` (last fencing token), `version` |
 //! | `<prefix>:{T:k}:lock:<action>` | STRING, with a TTL | `<token>:<owner>` of the holder, then `:w` once someone waits |
 //!
+//! `T`, `k`, `<field>` and `<action>` are written [escaped](escape): `%` as `%25`, `:` as `%3A`,
+//! `{` as `%7B` and `}` as `%7D`, every other character as it is. An escaped name holds no `:`,
+//! `{` or `}`, so a key names exactly one model and one of its parts (the layout is injective):
+//! type `Acct:admin` with key `root` lives under `{Acct%3Aadmin:root}`, type `Acct` with key
+//! `admin:root` under `{Acct:admin%3Aroot}`. Names without those four characters (the common
+//! case) read as they are.
+//!
 //! Releases are announced on the channel `<prefix>:released` with the lock key as message, and
 //! only when someone waits (the lock value's `:w` suffix, set by a waiter that found the lock busy;
 //! it expires with the lock), so uncontended commits publish nothing.
 
+use std::borrow::Cow;
+
 use crate::model::ids::ModelId;
 use crate::model::value::FieldType;
+use crate::store::StoreError;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "wasmtx";
+
+/// A name as it appears in a key: `%`, `:`, `{` and `}` percent-encoded (`%25`, `%3A`, `%7B`,
+/// `%7D`), everything else unchanged. The result never holds `:`, `{` or `}`, which the layout
+/// uses as separators and hash-tag delimiters; decoding is the usual percent-decoding.
+pub fn escape(name: &str) -> Cow<'_, str> {
+    if !name.contains(['%', ':', '{', '}']) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ':' => out.push_str("%3A"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Checks a key prefix: not empty, and no `{` or `}` (a brace would move the hash tag into the
+/// prefix, and the layout's injectivity rests on the tag).
+///
+/// # Errors
+/// [`StoreError::InvalidPrefix`] with the reason.
+pub fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
+    let bad = |reason: &str| Err(StoreError::InvalidPrefix { prefix: prefix.to_owned(), reason: reason.to_owned() });
+    if prefix.is_empty() {
+        return bad("a key prefix cannot be empty");
+    }
+    if prefix.contains(['{', '}']) || prefix.chars().any(char::is_control) {
+        return bad("a key prefix cannot contain `{`, `}` or control characters");
+    }
+    Ok(())
+}
 
 /// Builds the Redis keys of models under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +72,7 @@ pub struct KeyLayout {
 }
 
 impl KeyLayout {
-    /// A layout under `prefix` (no trailing colon).
+    /// A layout under `prefix` (no trailing colon; see [`validate_prefix`]).
     pub fn new(prefix: impl Into<String>) -> Self {
         Self { prefix: prefix.into() }
     }
@@ -38,15 +84,15 @@ impl KeyLayout {
 
     /// The hash of scalar fields; also the common stem of the model's other keys.
     pub fn data(&self, id: &ModelId) -> String {
-        format!("{}:{{{}:{}}}", self.prefix, id.model_type, id.key)
+        format!("{}:{{{}:{}}}", self.prefix, escape(&id.model_type), escape(&id.key))
     }
 
     /// The key of a list or dict field; `None` for a scalar field (it lives in [`Self::data`]).
     pub fn collection(&self, id: &ModelId, field: &str, ty: FieldType) -> Option<String> {
         match ty {
             FieldType::Scalar(_) => None,
-            FieldType::List(_) => Some(format!("{}:list:{field}", self.data(id))),
-            FieldType::Dict(_) => Some(format!("{}:dict:{field}", self.data(id))),
+            FieldType::List(_) => Some(format!("{}:list:{}", self.data(id), escape(field))),
+            FieldType::Dict(_) => Some(format!("{}:dict:{}", self.data(id), escape(field))),
         }
     }
 
@@ -57,7 +103,7 @@ impl KeyLayout {
 
     /// The lock of one action on the model.
     pub fn lock(&self, id: &ModelId, action: &str) -> String {
-        format!("{}:lock:{action}", self.data(id))
+        format!("{}:lock:{}", self.data(id), escape(action))
     }
 
     /// The Pub/Sub channel where releases are announced.
@@ -86,5 +132,118 @@ mod tests {
             assert!(key.starts_with("wasmtx:{Account:alice}"), "{key}");
         }
         assert_eq!(keys.collection(&id, "balance", FieldType::Scalar(ScalarKind::Int)), None);
+    }
+
+    #[test]
+    fn the_issue_example_no_longer_collides() {
+        let keys = KeyLayout::new("p");
+        assert_eq!(keys.data(&ModelId::new("Acct:admin", "root")), "p:{Acct%3Aadmin:root}");
+        assert_eq!(keys.data(&ModelId::new("Acct", "admin:root")), "p:{Acct:admin%3Aroot}");
+        assert_eq!(keys.lock(&ModelId::new("T", "50%"), "a:b"), "p:{T:50%25}:lock:a%3Ab");
+    }
+
+    #[test]
+    fn prefixes_that_would_move_the_hash_tag_are_refused() {
+        for bad in ["", "a{b", "a}b", "a\nb"] {
+            assert!(matches!(validate_prefix(bad), Err(StoreError::InvalidPrefix { .. })), "{bad:?}");
+        }
+        for good in ["wasmtx", "wasmtx-test:run:1", "my app/é"] {
+            assert!(validate_prefix(good).is_ok(), "{good:?}");
+        }
+    }
+
+    /// What one key names, decoded from its text the way another client following the README's
+    /// table would.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    enum Named {
+        Data(ModelId),
+        List(ModelId, String),
+        Dict(ModelId, String),
+        Meta(ModelId),
+        Lock(ModelId, String),
+    }
+
+    fn unescape(text: &str) -> Option<String> {
+        if text.contains([':', '{', '}']) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut bytes = text.bytes();
+        while let Some(b) = bytes.next() {
+            if b == b'%' {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            } else {
+                out.push(b);
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+
+    fn decode(prefix: &str, key: &str) -> Option<Named> {
+        let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
+        let (tag, suffix) = rest.split_once('}')?;
+        let (model_type, model_key) = tag.split_once(':')?;
+        let id = ModelId::new(unescape(model_type)?, unescape(model_key)?);
+        let part = |text: &str| unescape(text);
+        Some(match suffix {
+            "" => Named::Data(id),
+            ":meta" => Named::Meta(id),
+            s => {
+                let (kind, name) = s.strip_prefix(':')?.split_once(':')?;
+                match kind {
+                    "list" => Named::List(id, part(name)?),
+                    "dict" => Named::Dict(id, part(name)?),
+                    "lock" => Named::Lock(id, part(name)?),
+                    _ => return None,
+                }
+            }
+        })
+    }
+
+    /// Generated names mixing the separators, spaces, unicode, the percent sign, text that looks
+    /// escaped and the layout's own words.
+    fn name(rng: &mut impl rand::Rng) -> String {
+        const PIECES: [&str; 22] = [
+            "a", "B", "z9", ":", "::", " ", "é", "☃", "%", "%3A", "%25", "{", "}", "meta", "lock", "list", "dict", "_",
+            "-", ".", "registry", "0",
+        ];
+        let len = rng.random_range(0..6);
+        (0..len).map(|_| PIECES[rng.random_range(0..PIECES.len())]).collect()
+    }
+
+    /// Property: over generated model types, keys, fields and actions, every key decodes back
+    /// to exactly the (model, part) it was built for, so distinct models and parts never share
+    /// a key. The seed is printed; set `WASMTX_KEY_SEED` to replay one.
+    #[test]
+    fn distinct_models_and_parts_never_share_a_key() {
+        use rand::SeedableRng;
+        let seed = std::env::var("WASMTX_KEY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+        println!("WASMTX_KEY_SEED={seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let keys = KeyLayout::new("wasmtx-test:p");
+        let mut seen: std::collections::HashMap<String, Named> = std::collections::HashMap::new();
+        let mut check = |key: String, named: Named| {
+            assert_eq!(decode(keys.prefix(), &key).as_ref(), Some(&named), "seed {seed}: {key} does not decode back");
+            if let Some(other) = seen.insert(key.clone(), named.clone()) {
+                assert_eq!(other, named, "seed {seed}: {key} names two things");
+            }
+        };
+        for _ in 0..3000 {
+            let id = ModelId::new(name(&mut rng), name(&mut rng));
+            let (field, action) = (name(&mut rng), name(&mut rng));
+            check(keys.data(&id), Named::Data(id.clone()));
+            check(keys.meta(&id), Named::Meta(id.clone()));
+            check(keys.lock(&id, &action), Named::Lock(id.clone(), action));
+            let list = keys.collection(&id, &field, FieldType::List(ScalarKind::Str));
+            check(list.unwrap_or_default(), Named::List(id.clone(), field.clone()));
+            let dict = keys.collection(&id, &field, FieldType::Dict(ScalarKind::Int));
+            check(dict.unwrap_or_default(), Named::Dict(id, field));
+        }
+        // Registry keys never name a model part: their hash tag holds no `:`.
+        let registry = crate::registry::redis::RegistryKeys::new(keys.prefix());
+        for key in [registry.rule("a:b"), registry.active(), registry.schemas(), registry.epoch(), registry.refs()] {
+            assert_eq!(decode(keys.prefix(), &key), None, "{key}");
+        }
     }
 }
