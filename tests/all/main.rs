@@ -14,6 +14,7 @@ mod examples;
 mod failures;
 mod group_commit;
 mod harness;
+mod isolation;
 mod lock_mode;
 mod modes;
 mod registry;

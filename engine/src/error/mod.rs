@@ -17,7 +17,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Any failure of an invocation or of an engine call. Whatever the variant, an invocation that
 /// failed wrote nothing and released its locks.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The invocation named a model type the engine does not know.

@@ -70,9 +70,18 @@ pub struct LockLease {
 /// What must still hold for a commit to apply.
 #[derive(Debug, Clone, Copy)]
 pub enum CommitGuard<'a> {
-    /// Lock mode: every lease (one per model, request order) must still be held with its token.
-    /// The commit releases them.
-    Leases(&'a [LockLease]),
+    /// Lock mode: every lease (one per model, request order) must still be held with its token,
+    /// and, when the commit writes anything, every model must still be at the version it had
+    /// when the locks were taken (one per model): a lock is per (model, action), so another
+    /// action, another mode or a direct write may have changed the model since, and a value
+    /// computed from the older state must not overwrite that. The commit releases the leases;
+    /// a refused commit releases nothing.
+    Leases {
+        /// The leases, one per model.
+        leases: &'a [LockLease],
+        /// The versions loaded under them, one per model.
+        versions: &'a [u64],
+    },
     /// Optimistic mode: every model's version must still be this (one per model), and no lock
     /// of `action` may be held on any of them: an optimistic invocation never commits while a
     /// lock-mode invocation of the same action holds the model, so the modes mix without lost
@@ -128,12 +137,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError>;
 
     /// Checks the guard, then applies every change (and releases the guard's leases), in one
-    /// atomic step.
+    /// atomic step. The guard is checked first (leases, then versions), then whether every
+    /// change applies, then everything is written.
     ///
     /// # Errors
     /// [`StoreError::LockLost`] or [`StoreError::Conflict`] when the guard fails,
     /// [`StoreError::CannotApply`] when a change does not fit the stored data: in all three
-    /// cases nothing was written.
+    /// cases nothing was written, and no lease was released (a lock-mode holder refused with
+    /// `Conflict` still holds its locks, and may load again, recompute and commit).
     async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError>;
 
     /// Releases the locks of these leases that are still held with their tokens, writing

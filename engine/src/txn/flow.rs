@@ -4,13 +4,45 @@
 use std::time::{Duration, Instant};
 
 use super::{Plan, Protocol};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
-use crate::model::change::{FieldChange, ModelChanges, ModelSnapshot};
+use crate::model::change::{FieldChange, ModelChanges, ModelSnapshot, ModelTarget};
+use crate::model::ids::ModelId;
 use crate::rule::Rule;
 use crate::runtime::{RuleRun, RunOutput};
 
+/// How many times one lock hold runs a rule again because other writers kept changing its
+/// models; past it the invocation fails with a retryable [`Error::Conflict`] (and releases).
+const MAX_RERUNS: u32 = 16;
+
 impl Protocol {
+    /// After a lock-mode commit was refused because `model` changed since the load (another
+    /// action's lock, a pipeline or a direct write committed in between), loads the models
+    /// again under the locks still held, for the rule to run once more on fresh state: a value
+    /// computed from the older state never lands, and no other writer is overwritten.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] (retryable; the caller releases the locks) after [`MAX_RERUNS`]
+    /// re-runs, or when one more run could outlast half the lease (the commit must land while
+    /// the locks are still ours); or the load's store error.
+    pub(super) async fn reload_under_locks(
+        &self,
+        models: &[ModelTarget],
+        model: ModelId,
+        reruns: u32,
+        attempts: u32,
+        held_since: tokio::time::Instant,
+    ) -> Result<(Vec<ModelSnapshot>, Duration)> {
+        let budget = self.settings.lease / 2;
+        if reruns >= MAX_RERUNS || held_since.elapsed() + self.settings.rule_deadline >= budget {
+            return Err(Error::Conflict { model, attempts });
+        }
+        tracing::debug!(%model, reruns, "a model changed under the locks: running the rule again on fresh state");
+        let start = Instant::now();
+        let fresh = self.store.load(models).await?;
+        Ok((fresh, start.elapsed()))
+    }
+
     /// Runs the rule over snapshots given in caller order; returns its output and timing.
     pub(super) fn run_rule(
         &self,

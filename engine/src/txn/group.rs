@@ -249,7 +249,44 @@ struct Ran {
     run: Duration,
 }
 
-/// One group: lock and load for `head`, run it and whoever joins, commit once, answer all.
+/// One pass of a group's members over the state loaded under its locks: each runs on the state
+/// the previous successful one left.
+#[derive(Default)]
+struct Pass {
+    /// One result per member, in order.
+    results: Vec<Result<Ran>>,
+    /// The state after the last successful run (lock order); `None` while no run changed it.
+    state: Option<Vec<ModelSnapshot>>,
+    succeeded: usize,
+}
+
+impl Pass {
+    /// Runs `member` on the state so far (`first` while nobody changed it).
+    fn run(&mut self, protocol: &Protocol, member: &Member, first: &[ModelSnapshot]) {
+        let current = self.state.as_deref().unwrap_or(first);
+        let snapshots = member.plan.to_caller_order(current);
+        match protocol.run_rule(&member.rule, &member.invocation, &member.plan, &member.context, &snapshots) {
+            Ok((output, run)) => {
+                let changes: Vec<Vec<FieldChange>> =
+                    output.workspaces.iter().map(ModelWorkspace::state_changes).collect();
+                if changes.iter().any(|c| !c.is_empty()) {
+                    let finals: Vec<ModelSnapshot> =
+                        output.workspaces.iter().zip(snapshots).map(|(w, s)| final_state(w, s)).collect();
+                    self.state = Some(member.plan.to_lock_order(&finals));
+                }
+                self.succeeded += 1;
+                self.results.push(Ok(Ran { output: output.output, changes, run }));
+            }
+            Err(e) => self.results.push(Err(e)),
+        }
+    }
+}
+
+/// One group: lock and load for `head`, run it and whoever joins, commit once, answer all. A
+/// commit refused because another writer changed a model since the load (another action, a
+/// pipeline, a direct write) runs the same members again on fresh state under the locks still
+/// held ([`Protocol::reload_under_locks`]); nobody has been answered yet, so every member's
+/// result is the one of the run that commits.
 async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
     let settings = protocol.settings;
     let request = LockRequest {
@@ -273,67 +310,56 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
     let budget = settings.lease / 2;
     let deadline = settings.rule_deadline;
 
-    let first = acquired.snapshots;
-    let mut state: Option<Vec<ModelSnapshot>> = None; // `None`: still `first`
-    let mut members: Vec<(Member, Result<Ran>)> = Vec::with_capacity(max_group.min(64));
-    let mut succeeded = 0usize;
+    let mut first = acquired.snapshots;
+    let mut load = acquired.load;
+    let mut members: Vec<Member> = Vec::with_capacity(max_group.min(64));
+    let mut pass = Pass::default();
     let mut next = Some(head);
     while let Some(member) = next.take() {
-        let current = state.as_deref().unwrap_or(&first);
-        let snapshots = member.plan.to_caller_order(current);
-        match protocol.run_rule(&member.rule, &member.invocation, &member.plan, &member.context, &snapshots) {
-            Ok((output, run)) => {
-                let changes: Vec<Vec<FieldChange>> =
-                    output.workspaces.iter().map(ModelWorkspace::state_changes).collect();
-                if changes.iter().any(|c| !c.is_empty()) {
-                    let finals: Vec<ModelSnapshot> =
-                        output.workspaces.iter().zip(snapshots).map(|(w, s)| final_state(w, s)).collect();
-                    state = Some(member.plan.to_lock_order(&finals));
-                }
-                succeeded += 1;
-                members.push((member, Ok(Ran { output: output.output, changes, run })));
-            }
-            Err(e) => members.push((member, Err(e))),
-        }
+        pass.run(protocol, &member, &first);
+        members.push(member);
         if members.len() < max_group && held_since.elapsed() + deadline < budget {
-            next = next_member(protocol, key, &members[0].0.plan.sorted);
+            next = next_member(protocol, key, &members[0].plan.sorted);
         }
     }
-    let load = acquired.load;
     let tokens: Vec<u64> = acquired.leases.iter().map(|l| l.token).collect();
-    let targets = &members[0].0.plan.sorted;
-    debug!(size = members.len(), succeeded, "group ran");
-
-    if succeeded == 0 {
-        // Every run failed: nothing to write, and each saw the stored state, so each error
-        // stands. Free the locks as a single failed invocation does.
-        protocol.release_after_failure(&acquired.leases, "every run of the group failed").await;
-        drop(acquired.turn);
-        for (member, result) in members {
-            let error = result.err().unwrap_or_else(stopped);
-            let _ = member.reply.send(Err(error));
-        }
-        return;
-    }
-
-    let changes = match &state {
-        Some(last) => compose(targets, &first, last),
-        None => vec![Vec::new(); targets.len()],
-    };
-    let commit_start = Instant::now();
-    let committed = protocol
-        .store
-        .commit(CommitRequest { models: targets, changes: &changes, guard: CommitGuard::Leases(&acquired.leases) })
-        .await;
-    let commit = commit_start.elapsed();
-    match committed {
-        Ok(receipt) => {
+    let targets = members[0].plan.sorted.clone();
+    let mut reruns = 0;
+    loop {
+        debug!(size = members.len(), succeeded = pass.succeeded, reruns, "group ran");
+        if pass.succeeded == 0 {
+            // Every run failed: nothing to write, and each saw the stored state, so each error
+            // stands. Free the locks as a single failed invocation does.
+            protocol.release_after_failure(&acquired.leases, "every run of the group failed").await;
             drop(acquired.turn);
-            for (member, result) in members {
-                let reply = match result {
-                    Ok(ran) => {
+            for (member, result) in members.into_iter().zip(pass.results) {
+                let _ = member.reply.send(Err(result.err().unwrap_or_else(stopped)));
+            }
+            return;
+        }
+
+        let changes = match &pass.state {
+            Some(last) => compose(&targets, &first, last),
+            None => vec![Vec::new(); targets.len()],
+        };
+        let versions: Vec<u64> = first.iter().map(|s| s.version).collect();
+        let commit_start = Instant::now();
+        let committed = protocol
+            .store
+            .commit(CommitRequest {
+                models: &targets,
+                changes: &changes,
+                guard: CommitGuard::Leases { leases: &acquired.leases, versions: &versions },
+            })
+            .await;
+        let commit = commit_start.elapsed();
+        let error = match committed {
+            Ok(receipt) => {
+                drop(acquired.turn);
+                for (member, result) in members.into_iter().zip(pass.results) {
+                    let reply = result.map(|ran| {
                         let waited = member.arrived.elapsed().saturating_sub(load + ran.run + commit);
-                        Ok(outcome(
+                        outcome(
                             &member.plan,
                             member.context,
                             ran.output,
@@ -341,21 +367,38 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
                             member.plan.to_caller_order(&tokens),
                             member.plan.to_caller_order(&receipt.versions),
                             Timings { wait: waited, load, run: ran.run, commit },
-                        ))
+                        )
+                    });
+                    let _ = member.reply.send(reply);
+                }
+                return;
+            }
+            Err(StoreError::Conflict { model, .. }) => {
+                let attempts = members[0].context.attempt;
+                match protocol.reload_under_locks(&targets, model, reruns, attempts, held_since).await {
+                    Ok((fresh, reload)) => {
+                        first = fresh;
+                        load += reload;
+                        reruns += 1;
+                        pass = Pass::default();
+                        for member in &mut members {
+                            member.context.attempt += 1;
+                            pass.run(protocol, member, &first);
+                        }
+                        continue;
                     }
-                    Err(e) => Err(e),
-                };
-                let _ = member.reply.send(reply);
+                    Err(e) => e,
+                }
             }
+            Err(e) => Error::from(e),
+        };
+        // Nothing of the group was written. Free what we may still hold.
+        protocol.release_after_failure(&acquired.leases, "group commit refused").await;
+        drop(acquired.turn);
+        for member in members {
+            let _ = member.reply.send(Err(error.clone()));
         }
-        Err(e) => {
-            // Nothing of the group was written. Free what we may still hold.
-            protocol.release_after_failure(&acquired.leases, "group commit refused").await;
-            drop(acquired.turn);
-            for (member, _) in members {
-                let _ = member.reply.send(Err(Error::from(e.clone())));
-            }
-        }
+        return;
     }
 }
 

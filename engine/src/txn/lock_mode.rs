@@ -1,7 +1,7 @@
 //! Lock mode: the reference's lock context manager, fenced, with group commit for hot keys.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::flow::outcome;
 use super::group::{self, Joined, Member};
@@ -9,7 +9,7 @@ use super::{Plan, Protocol};
 use crate::error::Result;
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
 use crate::rule::Rule;
-use crate::store::{CommitGuard, CommitRequest, LockRequest};
+use crate::store::{CommitGuard, CommitRequest, LockRequest, StoreError};
 
 /// Runs one lock-mode invocation. With group commit on (`max_group > 1`), an invocation whose
 /// lock set is already being served in this engine queues behind it and runs in the next
@@ -40,14 +40,17 @@ pub(super) async fn run(
     }
 }
 
-/// Lock-and-load, run, then a fenced commit that releases the locks: two round trips. On any
-/// failure after the locks were taken, they are released before the error returns.
+/// Lock-and-load, run, then a fenced commit that releases the locks: two round trips. A commit
+/// refused because another writer changed a model since the load (another action's lock, a
+/// pipeline, a direct write) is not reported: the rule runs again on fresh state under the
+/// locks it still holds ([`Protocol::reload_under_locks`]). On any failure after the locks were
+/// taken, they are released before the error returns.
 async fn run_alone(
     protocol: &Protocol,
     rule: &Rule,
     invocation: &Invocation,
     plan: &Plan,
-    context: RunContext,
+    mut context: RunContext,
 ) -> Result<Outcome> {
     let request = LockRequest {
         models: plan.sorted.clone(),
@@ -56,46 +59,69 @@ async fn run_alone(
         lease: protocol.settings.lease,
     };
     let acquired = protocol.acquire(&request).await?;
-    let snapshots = plan.to_caller_order(&acquired.snapshots);
+    let held_since = tokio::time::Instant::now();
+    let mut loaded = acquired.snapshots;
+    let mut load_time = acquired.load;
+    let mut run_time = Duration::ZERO;
+    let mut reruns = 0;
+    loop {
+        let snapshots = plan.to_caller_order(&loaded);
+        let (output, run) = match protocol.run_rule(rule, invocation, plan, &context, &snapshots) {
+            Ok(ran) => ran,
+            Err(e) => {
+                protocol.release_after_failure(&acquired.leases, "rule failed").await;
+                return Err(e);
+            }
+        };
+        run_time += run;
+        let changes: Vec<_> = output.workspaces.iter().map(|w| w.state_changes()).collect();
 
-    let (output, run_time) = match protocol.run_rule(rule, invocation, plan, &context, &snapshots) {
-        Ok(run) => run,
-        Err(e) => {
-            protocol.release_after_failure(&acquired.leases, "rule failed").await;
-            return Err(e);
-        }
-    };
-    let changes: Vec<_> = output.workspaces.iter().map(|w| w.state_changes()).collect();
-
-    let commit_start = Instant::now();
-    let sorted_changes = plan.to_lock_order(&changes);
-    let committed = protocol
-        .store
-        .commit(CommitRequest {
-            models: &plan.sorted,
-            changes: &sorted_changes,
-            guard: CommitGuard::Leases(&acquired.leases),
-        })
-        .await;
-    let receipt = match committed {
-        Ok(receipt) => receipt,
-        Err(e) => {
-            // Nothing was written. Free what we may still hold (a no-op for lost locks).
-            protocol.release_after_failure(&acquired.leases, "commit refused").await;
-            return Err(e.into());
-        }
-    };
-    let commit_time = commit_start.elapsed();
-    // Local followers may go now that the store released the locks.
-    drop(acquired.turn);
-    let tokens: Vec<u64> = acquired.leases.iter().map(|l| l.token).collect();
-    Ok(outcome(
-        plan,
-        context,
-        output.output,
-        changes,
-        plan.to_caller_order(&tokens),
-        plan.to_caller_order(&receipt.versions),
-        Timings { wait: acquired.waited, load: acquired.load, run: run_time, commit: commit_time },
-    ))
+        let commit_start = Instant::now();
+        let sorted_changes = plan.to_lock_order(&changes);
+        let versions: Vec<u64> = loaded.iter().map(|s| s.version).collect();
+        let committed = protocol
+            .store
+            .commit(CommitRequest {
+                models: &plan.sorted,
+                changes: &sorted_changes,
+                guard: CommitGuard::Leases { leases: &acquired.leases, versions: &versions },
+            })
+            .await;
+        let receipt = match committed {
+            Ok(receipt) => receipt,
+            Err(StoreError::Conflict { model, .. }) => {
+                match protocol.reload_under_locks(&plan.sorted, model, reruns, context.attempt, held_since).await {
+                    Ok((fresh, reload)) => {
+                        loaded = fresh;
+                        load_time += reload;
+                        reruns += 1;
+                        context.attempt += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        protocol.release_after_failure(&acquired.leases, "models kept changing").await;
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => {
+                // Nothing was written. Free what we may still hold (a no-op for lost locks).
+                protocol.release_after_failure(&acquired.leases, "commit refused").await;
+                return Err(e.into());
+            }
+        };
+        let commit_time = commit_start.elapsed();
+        // Local followers may go now that the store released the locks.
+        drop(acquired.turn);
+        let tokens: Vec<u64> = acquired.leases.iter().map(|l| l.token).collect();
+        return Ok(outcome(
+            plan,
+            context,
+            output.output,
+            changes,
+            plan.to_caller_order(&tokens),
+            plan.to_caller_order(&receipt.versions),
+            Timings { wait: acquired.waited, load: load_time, run: run_time, commit: commit_time },
+        ));
+    }
 }

@@ -134,7 +134,9 @@ impl Protocol {
             };
             match result {
                 Ok(mut outcome) => {
-                    outcome.attempts = attempt;
+                    // The flow counted its own re-runs (a lock-mode rule run again on fresh
+                    // state) from `attempt` on.
+                    outcome.attempts = outcome.attempts.max(attempt);
                     outcome.timings.wait += before;
                     return Ok(outcome);
                 }

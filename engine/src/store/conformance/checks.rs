@@ -33,7 +33,7 @@ pub async fn locked_commit_writes_bumps_the_version_and_releases(store: Arc<dyn 
     let model = fx.model("m");
     let held = fx.acquire(&[&model], "act", "first").await?;
     let changes = vec![vec![set("count", Scalar::Int(5)), set("label", "written".into())]];
-    let receipt = fx.commit(&[&model], changes, CommitGuard::Leases(&held.leases)).await?;
+    let receipt = fx.commit(&[&model], changes, held.guard()).await?;
     expect_eq(receipt.versions, vec![1], "versions after the first commit")?;
 
     let again = fx.acquire(&[&model], "act", "second").await.context("the commit released the lock")?;
@@ -52,8 +52,7 @@ pub async fn commit_bumps_only_changed_models_and_releases_every_lock(store: Arc
     let (a, b) = (fx.model("a"), fx.model("b"));
     fx.write(&b, vec![set("count", Scalar::Int(1))]).await?;
     let held = fx.acquire(&[&a, &b], "act", "first").await?;
-    let receipt =
-        fx.commit(&[&a, &b], vec![vec![increment("count", 2)], vec![]], CommitGuard::Leases(&held.leases)).await?;
+    let receipt = fx.commit(&[&a, &b], vec![vec![increment("count", 2)], vec![]], held.guard()).await?;
     expect_eq(receipt.versions, vec![1, 1], "a bumped from 0, b unchanged at 1")?;
     expect_eq(fx.load(&b).await?.version, 1, "b's stored version")?;
     fx.acquire(&[&a], "act", "second").await.context("a's lock was released")?;
@@ -183,7 +182,7 @@ pub async fn models_whose_names_split_differently_are_kept_apart(store: Arc<dyn 
         let held = fx.acquire(&[a], "act:x", "a").await?;
         fx.acquire(&[b], "act:x", "b").await.with_context(|| format!("{what}: a's lock held b's"))?;
         let changes = vec![vec![set("count", Scalar::Int(5)), append(&["only a"]), dict_set(&[("k", 1)])]];
-        fx.commit(&[a], changes, CommitGuard::Leases(&held.leases)).await?;
+        fx.commit(&[a], changes, held.guard()).await?;
         let (a_now, b_now) = (fx.load(a).await?, fx.load(b).await?);
         expect_eq(fx.field(&a_now, "count")?, &int(5), &format!("{what}: a's count"))?;
         expect_eq(b_now, ModelSnapshot::defaults(&fx.schema), &format!("{what}: b after a's commit"))?;
@@ -244,7 +243,7 @@ pub async fn fencing_tokens_increase_per_model_across_actions_release_expiry_and
     fx.store.release(&first.leases).await?;
     let third = fx.acquire(&[&m], "one", "o").await?;
     tokens.push(token(&third));
-    fx.commit(&[&m], vec![vec![increment("count", 1)]], CommitGuard::Leases(&third.leases)).await?;
+    fx.commit(&[&m], vec![vec![increment("count", 1)]], third.guard()).await?;
     fx.store.release(&second.leases).await?;
 
     let short = fx.acquire_with_lease(&[&m], "one", "short", SHORT_LEASE).await?;
@@ -269,15 +268,14 @@ pub async fn expired_lease_is_taken_over_and_its_late_commit_writes_nothing(
     let second = fx.acquire_after_expiry(&[&m], "act", "second").await?;
     ensure!(token(&second) > token(&first), "the new holder's token is not newer");
 
-    let late = fx.commit(&[&m], vec![vec![set("count", Scalar::Int(1))]], CommitGuard::Leases(&first.leases)).await;
+    let late = fx.commit(&[&m], vec![vec![set("count", Scalar::Int(1))]], first.guard()).await;
     match late {
         Err(StoreError::LockLost { lock }) => expect_eq(lock, first.leases[0].lock.clone(), "lost lock")?,
         other => bail!("the late commit should be LockLost, got {other:?}"),
     }
     expect_eq(fx.load(&m).await?, ModelSnapshot::defaults(&fx.schema), "state after the lost commit")?;
 
-    let receipt =
-        fx.commit(&[&m], vec![vec![set("count", Scalar::Int(2))]], CommitGuard::Leases(&second.leases)).await?;
+    let receipt = fx.commit(&[&m], vec![vec![set("count", Scalar::Int(2))]], second.guard()).await?;
     expect_eq(receipt.versions, vec![1], "version after the new holder's commit")?;
     let snapshot = fx.load(&m).await?;
     expect_eq(fx.field(&snapshot, "count")?, &int(2), "the new holder's write")
@@ -293,7 +291,7 @@ pub async fn expired_lease_cannot_commit_even_if_nobody_took_the_lock(store: Arc
     // Waiting out the lease is the point here; nothing else could signal it.
     tokio::time::sleep_until(taken_at + SHORT_LEASE * 2).await;
 
-    let late = fx.commit(&[&m], vec![vec![set("count", Scalar::Int(1))]], CommitGuard::Leases(&held.leases)).await;
+    let late = fx.commit(&[&m], vec![vec![set("count", Scalar::Int(1))]], held.guard()).await;
     ensure!(matches!(late, Err(StoreError::LockLost { .. })), "expected LockLost, got {late:?}");
     expect_eq(fx.load(&m).await?, ModelSnapshot::defaults(&fx.schema), "state after the expired commit")?;
     fx.acquire(&[&m], "act", "next").await.context("the expired lock is free")?;
@@ -322,7 +320,7 @@ pub async fn commit_wakes_a_watch_registered_before_the_attempt(store: Arc<dyn S
     let mut watch = fx.store.watch(&[lock_id(&m, "act")]);
     fx.expect_busy(&[&m], "act", "waiter").await?;
 
-    fx.commit(&[&m], vec![vec![increment("count", 1)]], CommitGuard::Leases(&held.leases)).await?;
+    fx.commit(&[&m], vec![vec![increment("count", 1)]], held.guard()).await?;
     tokio::time::timeout(WAIT_BOUND, watch.released()).await.context("the commit did not wake the watch")?;
     let next = fx.acquire(&[&m], "act", "waiter").await.context("the lock after the wake-up")?;
     expect_eq(fx.field(&next.snapshots[0], "count")?, &int(1), "count seen by the waiter")
@@ -338,7 +336,7 @@ pub async fn release_with_a_stale_token_keeps_the_new_holders_lock(store: Arc<dy
 
     fx.store.release(&stale.leases).await?;
     fx.expect_busy(&[&m], "act", "third").await.context("the stale release dropped the new holder's lock")?;
-    fx.commit(&[&m], vec![vec![increment("count", 1)]], CommitGuard::Leases(&current.leases))
+    fx.commit(&[&m], vec![vec![increment("count", 1)]], current.guard())
         .await
         .context("the new holder still commits")?;
     Ok(())
@@ -397,6 +395,63 @@ pub async fn versions_guard_refuses_while_a_lock_of_its_action_is_held(store: Ar
     expect_eq(fx.field(&after[0], "count")?, &int(7), "count after the unblocked commit")
 }
 
+/// A lock-mode commit that writes is refused with `Conflict` when the model changed since the
+/// locks were taken (another action's lock commit, or any other writer): the lock is per
+/// (model, action), and a value computed from the older state must not overwrite the newer one.
+/// The refusal writes nothing and keeps the locks held; after loading again, the same leases
+/// commit at the fresh version, and release.
+pub async fn lock_mode_commits_are_refused_after_another_writer_and_keep_their_locks(
+    store: Arc<dyn Store>,
+    ns: &str,
+) -> Result<()> {
+    let fx = Fx::new(store, ns)?;
+    let m = fx.model("m");
+    let fund = fx.acquire(&[&m], "fund", "funder").await?;
+    let refund = fx.acquire(&[&m], "refund", "refunder").await?;
+    fx.commit(&[&m], vec![vec![set("count", Scalar::Int(-3))]], refund.guard()).await.context("the first commit")?;
+    let after_refund = fx.load(&m).await?;
+
+    let stale = fx.commit(&[&m], vec![vec![set("count", Scalar::Int(10))]], fund.guard()).await;
+    match &stale {
+        Err(StoreError::Conflict { model, expected, found }) => {
+            expect_eq((model, *expected, *found), (&m.id, fund.versions[0], after_refund.version), "the conflict")?;
+        }
+        other => bail!("a commit computed from a state another action changed since: expected Conflict, got {other:?}"),
+    }
+    expect_eq(fx.load(&m).await?, after_refund.clone(), "the model after the refused commit")?;
+    fx.expect_busy(&[&m], "fund", "other").await.context("the refused commit kept its lock")?;
+
+    // An unguarded write (a pipeline, a direct operation) counts too.
+    fx.write(&m, vec![append(&["kept"])]).await?;
+    let stale = fx.commit(&[&m], vec![vec![set("count", Scalar::Int(10))]], fund.guard()).await;
+    ensure!(matches!(stale, Err(StoreError::Conflict { .. })), "after an unguarded write: {stale:?}");
+
+    let fresh = fx.load(&m).await?;
+    let versions = [fresh.version];
+    let guard = CommitGuard::Leases { leases: &fund.leases, versions: &versions };
+    let receipt =
+        fx.commit(&[&m], vec![vec![set("count", Scalar::Int(7))]], guard).await.context("at the fresh version")?;
+    expect_eq(receipt.versions, vec![fresh.version + 1], "versions after the commit at the fresh version")?;
+    let last = fx.load(&m).await?;
+    expect_eq(fx.field(&last, "count")?, &int(7), "count")?;
+    expect_eq(fx.field(&last, "items")?, &strs(&["kept"]), "the unguarded append survives")?;
+    fx.acquire(&[&m], "fund", "next").await.context("the commit released the lock")?;
+    Ok(())
+}
+
+/// A lock-mode commit that writes nothing only releases: its run read one consistent state (the
+/// one loaded under the locks), so a later change by another writer does not refuse it.
+pub async fn read_only_lock_mode_commits_release_whatever_changed_since(store: Arc<dyn Store>, ns: &str) -> Result<()> {
+    let fx = Fx::new(store, ns)?;
+    let m = fx.model("m");
+    let held = fx.acquire(&[&m], "read", "reader").await?;
+    fx.write(&m, vec![increment("count", 1)]).await?;
+    let receipt = fx.commit(&[&m], vec![vec![]], held.guard()).await.context("a read-only commit")?;
+    expect_eq(receipt.versions, vec![held.versions[0] + 1], "the version reported is the stored one")?;
+    fx.acquire(&[&m], "read", "next").await.context("the read-only commit released the lock")?;
+    Ok(())
+}
+
 /// A failed guard is reported as such even when a change could not apply either.
 pub async fn guard_is_checked_before_the_changes(store: Arc<dyn Store>, ns: &str) -> Result<()> {
     let fx = Fx::new(store, ns)?;
@@ -408,7 +463,7 @@ pub async fn guard_is_checked_before_the_changes(store: Arc<dyn Store>, ns: &str
 
     let lost = fx.acquire_with_lease(&[&m], "act", "short", SHORT_LEASE).await?;
     fx.acquire_after_expiry(&[&m], "act", "taker").await?;
-    let late = fx.commit(&[&m], bad(), CommitGuard::Leases(&lost.leases)).await;
+    let late = fx.commit(&[&m], bad(), lost.guard()).await;
     ensure!(matches!(late, Err(StoreError::LockLost { .. })), "expected LockLost, got {late:?}");
     Ok(())
 }
@@ -556,7 +611,7 @@ pub async fn changes_that_do_not_fit_the_schema_are_refused(store: Arc<dyn Store
 }
 
 /// `delete` resets a model to its defaults and bumps its version; a lock held across it
-/// stays held and still commits.
+/// stays held, and commits once its holder has seen the state after the delete.
 pub async fn delete_resets_to_defaults_bumps_the_version_and_keeps_locks(
     store: Arc<dyn Store>,
     ns: &str,
@@ -573,7 +628,11 @@ pub async fn delete_resets_to_defaults_bumps_the_version_and_keeps_locks(
     expect_eq(snapshot.version, 2, "version after delete")?;
 
     fx.expect_busy(&[&m], "act", "other").await.context("delete kept the lock")?;
-    let receipt = fx.commit(&[&m], vec![vec![increment("count", 1)]], CommitGuard::Leases(&held.leases)).await?;
+    // The holder loaded version 1: its commit is stale now, and refused.
+    let stale = fx.commit(&[&m], vec![vec![increment("count", 1)]], held.guard()).await;
+    ensure!(matches!(stale, Err(StoreError::Conflict { .. })), "a commit loaded before the delete: {stale:?}");
+    let guard = CommitGuard::Leases { leases: &held.leases, versions: &[2] };
+    let receipt = fx.commit(&[&m], vec![vec![increment("count", 1)]], guard).await?;
     expect_eq(receipt.versions, vec![3], "version after a commit following delete")?;
     expect_eq(fx.field(&fx.load(&m).await?, "count")?, &int(1), "count after delete and increment")
 }

@@ -54,6 +54,20 @@ pub(super) fn changed_schema() -> Result<ModelSchema> {
 pub(super) struct Held {
     pub(super) leases: Vec<LockLease>,
     pub(super) snapshots: Vec<ModelSnapshot>,
+    /// The versions loaded under the leases, for the commit's guard.
+    pub(super) versions: Vec<u64>,
+}
+
+impl Held {
+    fn new(leases: Vec<LockLease>, snapshots: Vec<ModelSnapshot>) -> Self {
+        let versions = snapshots.iter().map(|s| s.version).collect();
+        Self { leases, snapshots, versions }
+    }
+
+    /// The lock-mode guard of a commit under these leases, at the versions loaded.
+    pub(super) fn guard(&self) -> CommitGuard<'_> {
+        CommitGuard::Leases { leases: &self.leases, versions: &self.versions }
+    }
 }
 
 pub(super) fn token(held: &Held) -> u64 {
@@ -110,7 +124,7 @@ impl Fx {
                     expect_eq(&lease.lock, &lock_id(model, action), "lease order")?;
                     expect_eq(lease.owner.as_str(), owner, "lease owner")?;
                 }
-                Ok(Held { leases, snapshots })
+                Ok(Held::new(leases, snapshots))
             }
             LockAttempt::Busy { model_index, .. } => bail!("`{action}` on model #{model_index} is busy"),
         }
@@ -127,7 +141,7 @@ impl Fx {
         let deadline = tokio::time::Instant::now() + WAIT_BOUND;
         loop {
             match self.store.try_lock_and_load(&request).await? {
-                LockAttempt::Acquired { leases, snapshots } => return Ok(Held { leases, snapshots }),
+                LockAttempt::Acquired { leases, snapshots } => return Ok(Held::new(leases, snapshots)),
                 LockAttempt::Busy { expires_in, .. } => {
                     ensure!(tokio::time::Instant::now() < deadline, "the lock was still held after {WAIT_BOUND:?}");
                     let left = expires_in.unwrap_or(SHORT_LEASE).min(SHORT_LEASE);
@@ -192,7 +206,7 @@ impl Fx {
         let field = change.field().to_owned();
         let held = self.acquire(&[model], "write", "writer").await?;
         let before = held.snapshots[0].version;
-        let receipt = self.commit(&[model], vec![vec![change]], CommitGuard::Leases(&held.leases)).await?;
+        let receipt = self.commit(&[model], vec![vec![change]], held.guard()).await?;
         expect_eq(receipt.versions, vec![before + 1], &format!("versions {what}"))?;
         let snapshot = self.load(model).await?;
         expect_eq(self.field(&snapshot, &field)?, &expected, &what)?;
@@ -212,7 +226,9 @@ impl Fx {
                         bail!("count is not an int")
                     };
                     let changes = vec![vec![set("count", Scalar::Int(count + 1))]];
-                    self.commit(&[model], changes, CommitGuard::Leases(&leases)).await?;
+                    let versions = [snapshots[0].version];
+                    self.commit(&[model], changes, CommitGuard::Leases { leases: &leases, versions: &versions })
+                        .await?;
                     return Ok(leases[0].token);
                 }
                 LockAttempt::Busy { .. } => {

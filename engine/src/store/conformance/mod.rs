@@ -161,6 +161,8 @@ macro_rules! __conformance_check_names {
             release_with_a_stale_token_keeps_the_new_holders_lock,
             versions_guard_refuses_a_stale_version_and_applies_the_current_one,
             versions_guard_refuses_while_a_lock_of_its_action_is_held,
+            lock_mode_commits_are_refused_after_another_writer_and_keep_their_locks,
+            read_only_lock_mode_commits_release_whatever_changed_since,
             guard_is_checked_before_the_changes,
             unguarded_increments_and_appends_all_count,
             batch_with_a_change_that_cannot_apply_writes_nothing,

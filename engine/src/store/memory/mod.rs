@@ -186,8 +186,8 @@ mod tests {
         assert!(second[0].token > first[0].token);
 
         let changes = [set_n(1)];
-        let late =
-            CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Leases(&first) };
+        let guard = CommitGuard::Leases { leases: &first, versions: &[0] };
+        let late = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard };
         assert!(matches!(state.commit(&late, t0 + lease), Err(StoreError::LockLost { .. })));
         assert_eq!(state.load(std::slice::from_ref(&a))?[0].version, 0, "the lost commit wrote nothing");
         Ok(())
@@ -200,8 +200,8 @@ mod tests {
         let t0 = Instant::now();
         let (leases, _) = acquired(state.try_lock_and_load(&request(&[&a], "one", Duration::from_millis(5)), t0)?);
         let changes = [set_n(1)];
-        let commit =
-            CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard: CommitGuard::Leases(&leases) };
+        let guard = CommitGuard::Leases { leases: &leases, versions: &[0] };
+        let commit = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard };
         assert!(matches!(state.commit(&commit, t0 + Duration::from_millis(5)), Err(StoreError::LockLost { .. })));
         Ok(())
     }

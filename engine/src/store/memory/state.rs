@@ -127,7 +127,7 @@ impl State {
         }
         let versions = self.bump_changed_versions(request);
         let released = match request.guard {
-            CommitGuard::Leases(leases) => leases
+            CommitGuard::Leases { leases, .. } => leases
                 .iter()
                 .map(|lease| {
                     self.locks.remove(&lease.lock);
@@ -179,12 +179,22 @@ impl State {
 
     fn check_guard(&self, request: &CommitRequest<'_>, now: Instant) -> Result<(), StoreError> {
         match request.guard {
-            CommitGuard::Leases(leases) => {
+            CommitGuard::Leases { leases, versions } => {
                 for (target, lease) in request.models.iter().zip(leases) {
                     let held = lease.lock.model == target.id
                         && self.live_lock(&lease.lock, now).is_some_and(|held| held.is_held_by(lease));
                     if !held {
                         return Err(StoreError::LockLost { lock: lease.lock.clone() });
+                    }
+                }
+                // Another action, mode or writer changed a model since the load: a state diff
+                // computed from the older state must not land.
+                if request.changes.iter().any(|c| !c.is_empty()) {
+                    for (target, &expected) in request.models.iter().zip(versions) {
+                        let found = self.version_of(&target.id);
+                        if found != expected {
+                            return Err(StoreError::Conflict { model: target.id.clone(), expected, found });
+                        }
                     }
                 }
             }
@@ -261,15 +271,12 @@ impl State {
 fn check_shape(request: &CommitRequest<'_>) -> Result<(), StoreError> {
     let models = request.models.len();
     let guard_entries = match request.guard {
-        CommitGuard::Leases(leases) => Some(leases.len()),
-        CommitGuard::Versions { versions, .. } => Some(versions.len()),
-        CommitGuard::Unguarded => None,
+        CommitGuard::Leases { leases, versions } => vec![leases.len(), versions.len()],
+        CommitGuard::Versions { versions, .. } => vec![versions.len()],
+        CommitGuard::Unguarded => Vec::new(),
     };
-    if guard_entries.is_some_and(|n| n != models) {
-        return Err(StoreError::Backend(format!(
-            "commit guard has {} entries for {models} models",
-            guard_entries.unwrap_or_default()
-        )));
+    if let Some(n) = guard_entries.into_iter().find(|&n| n != models) {
+        return Err(StoreError::Backend(format!("commit guard has {n} entries for {models} models")));
     }
     if request.changes.len() > models {
         return Err(StoreError::Backend(format!(

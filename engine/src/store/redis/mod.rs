@@ -237,7 +237,9 @@ impl Store for RedisStore {
             }
         }
         let (guard, action) = match request.guard {
-            CommitGuard::Leases(leases) => ("L", leases.first().map(|l| l.lock.action.clone()).unwrap_or_default()),
+            CommitGuard::Leases { leases, .. } => {
+                ("L", leases.first().map(|l| l.lock.action.clone()).unwrap_or_default())
+            }
             CommitGuard::Versions { action, .. } => ("V", action.to_owned()),
             CommitGuard::Unguarded => ("U", String::new()),
         };
@@ -246,16 +248,21 @@ impl Store for RedisStore {
         for (i, target) in request.models.iter().enumerate() {
             let changes = request.changes.get(i).map_or(&[][..], Vec::as_slice);
             let part = encode_changes(keys, target, changes);
-            let guard_value = match request.guard {
-                CommitGuard::Leases(leases) => leases.get(i).map(Self::lock_value).unwrap_or_default(),
-                CommitGuard::Versions { versions, .. } => versions.get(i).map(u64::to_string).unwrap_or_default(),
-                CommitGuard::Unguarded => String::new(),
+            // The lock value a lease must still hold (lock mode), and the version the model
+            // must still be at (lock and optimistic modes).
+            let (lock_value, version) = match request.guard {
+                CommitGuard::Leases { leases, versions } => {
+                    (leases.get(i).map(Self::lock_value).unwrap_or_default(), versions.get(i).copied())
+                }
+                CommitGuard::Versions { versions, .. } => (String::new(), versions.get(i).copied()),
+                CommitGuard::Unguarded => (String::new(), None),
             };
             inv.key(keys.lock(&target.id, &action)).key(keys.meta(&target.id)).key(keys.data(&target.id));
             for k in &part.keys {
                 inv.key(k);
             }
-            inv.arg(guard_value).arg(part.keys.len()).arg(part.op_count);
+            inv.arg(lock_value).arg(version.map(|v| v.to_string()).unwrap_or_default());
+            inv.arg(part.keys.len()).arg(part.op_count);
             for op in &part.ops {
                 inv.arg(op.as_slice());
             }
@@ -283,8 +290,10 @@ impl Store for RedisStore {
                 let i = usize::try_from(reply.int()? - 1).unwrap_or(usize::MAX);
                 let found = reply.int()?;
                 let expected = match request.guard {
-                    CommitGuard::Versions { versions, .. } => versions.get(i).copied().unwrap_or_default(),
-                    _ => 0,
+                    CommitGuard::Leases { versions, .. } | CommitGuard::Versions { versions, .. } => {
+                        versions.get(i).copied().unwrap_or_default()
+                    }
+                    CommitGuard::Unguarded => 0,
                 };
                 let model =
                     request.models.get(i).map(|t| t.id.clone()).unwrap_or_else(|| crate::ModelId::new("?", "?"));

@@ -85,8 +85,10 @@ return out
 ///
 /// KEYS per model: `lock, meta, data, coll_1..coll_c` (the collections the changes touch).
 /// ARGV: `guard ('L' leases | 'V' versions | 'U' none), n, channel`, then per model
-/// `guard_value, c, op_count`, then per op `name, slot, field, argc, args...` where slot 0 is
-/// the scalar hash and slot j the j-th collection.
+/// `lock_value, version, c, op_count` (`lock_value` the lease's `token:owner` under 'L',
+/// `version` the version loaded under 'L' and 'V'), then per op `name, slot, field, argc,
+/// args...` where slot 0 is the scalar hash and slot j the j-th collection. Under 'L' the
+/// versions are checked only when the commit writes something (a read-only run only releases).
 /// Returns `{'OK', version...}`, `{'LOST', model}`, `{'CONFLICT', model, found}`,
 /// `{'WRONGTYPE', model, key, found}` or `{'CANNOT', model, field, reason}`.
 ///

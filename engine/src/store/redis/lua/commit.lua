@@ -3,11 +3,13 @@
 local guard, n, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local CHUNK = 4000
 
-local models, k, a = {}, 1, 4
+local models, k, a, writes = {}, 1, 4, false
 for i = 1, n do
-  local m = {lock = KEYS[k], meta = KEYS[k + 1], keys = {[0] = KEYS[k + 2]}, guard = ARGV[a], ops = {}}
-  local c, nops = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
+  local m = {lock = KEYS[k], meta = KEYS[k + 1], keys = {[0] = KEYS[k + 2]}, held = ARGV[a], version = ARGV[a + 1],
+    ops = {}}
+  local c, nops = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  if nops > 0 then writes = true end
+  a = a + 4
   for j = 1, c do m.keys[j] = KEYS[k + 2 + j] end
   k = k + 3 + c
   for o = 1, nops do
@@ -20,17 +22,23 @@ for i = 1, n do
   models[i] = m
 end
 
--- 1. The guard.
+-- 1. The guard: every lease still held (lock mode), then every model still at the version
+-- the caller loaded (lock mode when it writes: another action, mode or client may have changed
+-- the model since; optimistic mode always, with no lock of its action held).
 for i, m in ipairs(models) do
   if guard == 'L' then
     -- A waiter flags itself by suffixing the lock value with ':w' (see LOCK_AND_LOAD).
     local held = redis.call('GET', m.lock)
-    if held ~= m.guard and held ~= m.guard .. ':w' then return {'LOST', i} end
-    m.flagged = held ~= m.guard
-  elseif guard == 'V' then
-    -- A lock-mode holder of the same action counts as a change in progress.
+    if held ~= m.held and held ~= m.held .. ':w' then return {'LOST', i} end
+    m.flagged = held ~= m.held
+  end
+end
+for i, m in ipairs(models) do
+  if guard == 'V' or (guard == 'L' and writes) then
     local v = redis.call('HGET', m.meta, 'version') or '0'
-    if v ~= m.guard or redis.call('EXISTS', m.lock) == 1 then return {'CONFLICT', i, v} end
+    if v ~= m.version then return {'CONFLICT', i, v} end
+    -- A lock-mode holder of the same action counts as a change in progress.
+    if guard == 'V' and redis.call('EXISTS', m.lock) == 1 then return {'CONFLICT', i, v} end
   end
 end
 
