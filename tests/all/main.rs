@@ -19,4 +19,5 @@ mod lock_mode;
 mod modes;
 mod registry;
 mod server;
+mod stalls;
 mod store_conformance;

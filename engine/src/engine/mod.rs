@@ -46,8 +46,12 @@ use crate::txn::{Plan, Protocol};
 /// ```
 ///
 /// # Notes
-/// Every method takes `&self` and may be called from many tasks at once. A rule runs on the
-/// calling task's thread, bounded by the configured deadline.
+/// Every method takes `&self` and may be called from many tasks at once. A rule runs as part
+/// of the calling task's future, yielding to the executor at every epoch tick
+/// ([`RuntimeConfig::yield_interval`](crate::RuntimeConfig::yield_interval)), bounded by the
+/// configured deadline: however a rule behaves, the host's other tasks, timers and I/O keep
+/// running. At most `max_instances` rules run at once per engine; others wait (without
+/// blocking a thread) for a slot.
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Arc<Inner>,

@@ -76,7 +76,7 @@ pub enum RetryClass {
     /// A model changed between the load and the commit (optimistic mode), or the stored state
     /// changed during a whole-rule registry operation.
     Conflict,
-    /// The store could not be reached.
+    /// The store could not be reached, or the sandbox had no free instance slot.
     Unavailable,
 }
 
@@ -115,6 +115,7 @@ impl Error {
             Self::LockLost { .. } => "lock_lost",
             Self::Conflict { .. } => "conflict",
             Self::CannotApply { .. } => "cannot_apply",
+            Self::Overloaded { .. } => "overloaded",
             Self::Store(_) => "store",
         }
     }
@@ -142,6 +143,7 @@ impl Error {
             Self::LockTimeout { .. } | Self::LockLost { .. } | Self::Conflict { .. } | Self::CannotApply { .. } => {
                 ErrorClass::Conflict
             }
+            Self::Overloaded { .. } => ErrorClass::Unavailable,
             Self::Store(error) => error.class(),
         }
     }
@@ -153,6 +155,7 @@ impl Error {
             Self::LockTimeout { .. } => Some(RetryClass::LockTimeout),
             Self::LockLost { .. } => Some(RetryClass::LockLost),
             Self::Conflict { .. } => Some(RetryClass::Conflict),
+            Self::Overloaded { .. } => Some(RetryClass::Unavailable),
             Self::Store(error) => error.retry_class(),
             Self::UnknownModelType { .. }
             | Self::InvalidKey { .. }

@@ -140,6 +140,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Every instance slot of the sandbox (`RuntimeConfig::max_instances`) stayed busy with
+    /// other rules for as long as the invocation could wait (in lock mode, what was left of its
+    /// lease budget): the rule did not run and nothing was written. Retrying later may succeed.
+    #[error("no rule instance slot became free within {waited:?} (all were busy); nothing was written")]
+    Overloaded {
+        /// How long the invocation waited for a slot.
+        waited: Duration,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),

@@ -15,4 +15,7 @@ wasmtime::component::bindgen!({
     // Every host call may trap: a handle that is not in the resource table is a guest bug that
     // must stop the rule, not an `access-error` it could ignore.
     imports: { default: trappable },
+    // `run` is called as a future: the store yields to the executor at every epoch tick (see
+    // `run.rs`), so a rule never holds a host thread for longer than a tick.
+    exports: { default: async },
 });

@@ -57,8 +57,13 @@ pub struct RuntimeConfig {
     /// The largest rule `compile` accepts, in bytes (default 8 MiB).
     pub max_rule_bytes: usize,
     /// The most rule instances alive at once: the size of the instance pool (default 256).
-    /// Runs beyond it wait for a free slot.
+    /// Runs beyond it wait (asynchronously) for a free slot; a lock-mode run waits at most
+    /// what is left of its lease budget, then fails with [`Error::Overloaded`].
     pub max_instances: u32,
+    /// How often a running rule yields to the host's executor (default 500 µs): the longest
+    /// a rule keeps a host thread from other tasks, timers and I/O, and the granularity of
+    /// the deadline. Between 100 µs and 100 ms.
+    pub yield_interval: Duration,
     /// Limits on the rule's host calls.
     pub limits: RuleLimits,
 }
@@ -70,6 +75,7 @@ impl Default for RuntimeConfig {
             memory_limit: 16 << 20,
             max_rule_bytes: 8 << 20,
             max_instances: 256,
+            yield_interval: Duration::from_micros(500),
             limits: RuleLimits::default(),
         }
     }
@@ -99,6 +105,9 @@ impl RuntimeConfig {
         }
         if self.max_rule_bytes == 0 {
             return bad("`max_rule_bytes` must be at least 1");
+        }
+        if self.yield_interval < Duration::from_micros(100) || self.yield_interval > Duration::from_millis(100) {
+            return bad("`yield_interval` must be between 100 µs and 100 ms");
         }
         if self.max_instances == 0 || self.max_instances > 100_000 {
             return bad("`max_instances` must be between 1 and 100 000");

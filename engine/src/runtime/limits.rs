@@ -1,7 +1,5 @@
 //! Sandbox limits enforced while a rule runs: the memory cap and the instance-pool gate.
 
-use std::sync::{Condvar, Mutex, PoisonError};
-
 use wasmtime::ResourceLimiter;
 
 /// Caps each linear memory of a rule and remembers whether the cap was hit.
@@ -48,42 +46,36 @@ impl ResourceLimiter for MemoryCap {
 /// A counting semaphore over the instance pool's slots.
 ///
 /// The pool fails an instantiation outright when it is full; making the run wait for a slot
-/// instead turns a burst of invocations into a short queue rather than spurious errors. Runs are
-/// bounded by their deadline, so a wait is too.
+/// instead turns a burst of invocations into a short queue rather than spurious errors. The wait
+/// is asynchronous (it never blocks a host thread) and may be bounded: a run holding locks
+/// waits at most what is left of its lease budget.
 #[derive(Debug)]
 pub(crate) struct InstanceGate {
-    free: Mutex<u32>,
-    freed: Condvar,
+    slots: tokio::sync::Semaphore,
 }
 
 impl InstanceGate {
     pub(crate) fn new(slots: u32) -> Self {
-        Self { free: Mutex::new(slots), freed: Condvar::new() }
+        Self { slots: tokio::sync::Semaphore::new(usize::try_from(slots).unwrap_or(usize::MAX)) }
     }
 
-    /// Waits for a free slot and holds it until the permit drops.
-    pub(crate) fn acquire(&self) -> GatePermit<'_> {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(PoisonError::into_inner);
-        }
-        *free -= 1;
-        GatePermit { gate: self }
+    /// Waits for a free slot, until `until` if given, and holds it until the permit drops
+    /// (drop it only after the run's `Store`: that is when the pool gets the slot back).
+    /// `None` if `until` came first.
+    pub(crate) async fn acquire(&self, until: Option<tokio::time::Instant>) -> Option<GatePermit<'_>> {
+        let acquire = self.slots.acquire();
+        let permit = match until {
+            None => acquire.await.ok(),
+            Some(until) => tokio::time::timeout_at(until, acquire).await.ok().and_then(Result::ok),
+        };
+        permit.map(|permit| GatePermit { _permit: permit })
     }
 }
 
-/// A held slot of an [`InstanceGate`]; drop it only after the run's `Store` is dropped, since
-/// that is when the pool gets the slot back.
+/// A held slot of an [`InstanceGate`].
 #[derive(Debug)]
 pub(crate) struct GatePermit<'a> {
-    gate: &'a InstanceGate,
-}
-
-impl Drop for GatePermit<'_> {
-    fn drop(&mut self) {
-        *self.gate.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.gate.freed.notify_one();
-    }
+    _permit: tokio::sync::SemaphorePermit<'a>,
 }
 
 #[cfg(test)]
@@ -99,17 +91,16 @@ mod tests {
         assert!(cap.was_hit());
     }
 
-    #[test]
-    fn the_gate_hands_out_its_slots_then_waits() {
-        let gate = std::sync::Arc::new(InstanceGate::new(1));
-        let permit = gate.acquire();
-        let waiter = {
-            let gate = std::sync::Arc::clone(&gate);
-            std::thread::spawn(move || drop(gate.acquire()))
-        };
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!waiter.is_finished(), "the second acquire waits");
+    #[tokio::test]
+    async fn the_gate_hands_out_its_slots_then_waits_within_its_bound() {
+        use futures_util::FutureExt as _;
+        let gate = InstanceGate::new(1);
+        let permit = gate.acquire(None).await.expect("a free slot");
+        let mut waiting = Box::pin(gate.acquire(None));
+        assert!((&mut waiting).now_or_never().is_none(), "the second acquire waits");
+        let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(5);
+        assert!(gate.acquire(Some(soon)).await.is_none(), "a bounded wait gives up");
         drop(permit);
-        waiter.join().expect("the waiter gets the slot");
+        assert!(waiting.await.is_some(), "the waiter gets the slot");
     }
 }

@@ -78,7 +78,7 @@ impl RuleRuntime {
         let mut linker = Linker::new(&engine);
         bindings::Rule::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| Error::InvalidInput { reason: format!("cannot link the rule host: {e:#}") })?;
-        let ticker = EpochTicker::start(engine.clone(), ticker::period_for(config.deadline))
+        let ticker = EpochTicker::start(engine.clone(), config.yield_interval)
             .map_err(|e| Error::InvalidInput { reason: format!("cannot start the epoch ticker thread: {e}") })?;
         Ok(Self { gate: InstanceGate::new(config.max_instances), config, engine, linker, ticker })
     }
@@ -148,7 +148,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .max_memories_per_component(MEMORIES_PER_RULE)
         .max_memory_size(config.pool_memory_size())
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY.min(config.pool_memory_size()))
-        .table_keep_resident(KEEP_RESIDENT_TABLE);
+        .table_keep_resident(KEEP_RESIDENT_TABLE)
+        // One async stack per instance: every run is a future on its own fiber.
+        .total_stacks(n);
     let mut cfg = Config::new();
     // Reserve only what a rule may use per pool slot, instead of the default 4 GiB + 2 GiB
     // guard: bounds checks become explicit (cheap for rules this small), but a pool of hundreds

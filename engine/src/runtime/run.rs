@@ -1,7 +1,10 @@
 //! One run of a rule: a fresh `Store` and instance over the models' snapshots, the call, and
 //! the classification of how it ended.
 
-use wasmtime::{Engine, Store, Trap, WasmBacktrace};
+use std::time::Instant;
+
+use tracing::Instrument as _;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use super::RuleRuntime;
 use super::bindings::wasmtx::rule::types as wit;
@@ -42,12 +45,26 @@ pub struct RunOutput {
 }
 
 impl RuleRuntime {
-    /// Runs `rule` once over the models' snapshots in a fresh instance.
-    ///
-    /// Blocks the calling thread for the run (at most the configured deadline, plus a wait for
-    /// a free instance slot when `max_instances` runs are already going).
+    /// Runs `rule` once over the models' snapshots in a fresh instance, waiting as long as it
+    /// takes for a free instance slot. See [`RuleRuntime::run_until`].
     ///
     /// # Errors
+    /// As [`RuleRuntime::run_until`] (never [`Error::Overloaded`]).
+    pub async fn run(&self, rule: &CompiledRule, run: RuleRun<'_>) -> Result<RunOutput, Error> {
+        self.run_until(rule, run, None).await
+    }
+
+    /// Runs `rule` once over the models' snapshots in a fresh instance, waiting for a free
+    /// instance slot until `slot_deadline` (if given).
+    ///
+    /// The rule runs as a future that yields to the executor at every epoch tick
+    /// ([`RuntimeConfig::yield_interval`](super::RuntimeConfig::yield_interval)): however long
+    /// it runs, it never keeps a host thread from other tasks, timers and I/O for longer than
+    /// a tick, and dropping the future stops it. Its deadline is wall-clock time from the start
+    /// of the instantiation, time spent yielding included.
+    ///
+    /// # Errors
+    /// - [`Error::Overloaded`] if no slot became free by `slot_deadline`: nothing ran;
     /// - [`Error::InvalidInput`] if `models` and `snapshots` do not match (lengths or shapes), if
     ///   `rule` was compiled by another runtime, or if the rule returned `invalid-input`;
     /// - [`Error::Rejected`] and [`Error::Access`] when the rule returned `rejected` or
@@ -55,8 +72,22 @@ impl RuleRuntime {
     /// - [`Error::InvalidOutput`] if the rule's output is not JSON;
     /// - [`Error::DeadlineExceeded`], [`Error::MemoryLimitExceeded`] and [`Error::Trapped`] when
     ///   the sandbox stopped the rule.
-    pub fn run(&self, rule: &CompiledRule, run: RuleRun<'_>) -> Result<RunOutput, Error> {
-        let _span = tracing::trace_span!("wasmtx.rule", rule = run.rule_name).entered();
+    pub async fn run_until(
+        &self,
+        rule: &CompiledRule,
+        run: RuleRun<'_>,
+        slot_deadline: Option<tokio::time::Instant>,
+    ) -> Result<RunOutput, Error> {
+        let span = tracing::trace_span!("wasmtx.rule", rule = run.rule_name);
+        self.run_in_span(rule, run, slot_deadline).instrument(span).await
+    }
+
+    async fn run_in_span(
+        &self,
+        rule: &CompiledRule,
+        run: RuleRun<'_>,
+        slot_deadline: Option<tokio::time::Instant>,
+    ) -> Result<RunOutput, Error> {
         if !Engine::same(rule.pre().engine(), &self.engine) {
             return Err(invalid("the rule was compiled by another runtime".into()));
         }
@@ -79,12 +110,22 @@ impl RuleRuntime {
             RuleLog::new(run.rule_name, &run.context.invocation_id, &self.config.limits),
         );
 
-        let permit = self.gate.acquire();
+        let waiting_since = tokio::time::Instant::now();
+        let Some(permit) = self.gate.acquire(slot_deadline).await else {
+            return Err(Error::Overloaded { waited: waiting_since.elapsed() });
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(self.ticker.ticks_for(self.config.deadline));
-        store.epoch_deadline_trap();
-        let result = rule.pre().instantiate(&mut store).and_then(|rule| rule.call_run(&mut store, &context, run.input));
+        // At every tick: stop a rule past its deadline, else let the executor run others.
+        let (started, deadline) = (Instant::now(), self.config.deadline);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if started.elapsed() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        store.set_epoch_deadline(1);
+        let result = match rule.pre().instantiate_async(&mut store).await {
+            Ok(rule) => rule.call_run(&mut store, &context, run.input).await,
+            Err(e) => Err(e),
+        };
         // Dropping the store returns the instance's slot to the pool: only then free the permit.
         let state = store.into_data();
         drop(permit);

@@ -1,5 +1,5 @@
 //! The epoch ticker: a background thread that advances the engine's epoch, which is how a
-//! running rule notices its deadline.
+//! running rule is made to yield to the host's executor (and notices its deadline).
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
@@ -44,34 +44,11 @@ impl EpochTicker {
     pub(crate) fn period(&self) -> Duration {
         self.period
     }
-
-    /// The epoch deadline, in ticks, that lets a run take at least `deadline`: a run can start
-    /// just before a tick, so one more tick than the division gives.
-    pub(crate) fn ticks_for(&self, deadline: Duration) -> u64 {
-        let ticks = deadline.as_nanos().div_ceil(self.period.as_nanos().max(1));
-        u64::try_from(ticks).unwrap_or(u64::MAX / 2).saturating_add(1)
-    }
-}
-
-/// The tick period for a deadline: fine enough to stop a rule within about 5% of its
-/// deadline, coarse enough that the thread costs nothing (1–5 ms).
-pub(crate) fn period_for(deadline: Duration) -> Duration {
-    (deadline / 20).clamp(Duration::from_millis(1), Duration::from_millis(5))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ticks_cover_the_deadline() {
-        assert_eq!(period_for(Duration::from_millis(100)), Duration::from_millis(5));
-        assert_eq!(period_for(Duration::from_millis(10)), Duration::from_millis(1));
-        let engine = Engine::default();
-        let ticker = EpochTicker::start(engine, Duration::from_millis(5)).expect("thread");
-        assert_eq!(ticker.ticks_for(Duration::from_millis(100)), 21);
-        assert_eq!(ticker.ticks_for(Duration::from_millis(101)), 22);
-    }
 
     #[test]
     fn dropping_the_sender_stops_the_thread_at_once() {

@@ -43,21 +43,30 @@ impl Protocol {
         Ok((fresh, start.elapsed()))
     }
 
-    /// Runs the rule over snapshots given in caller order; returns its output and timing.
-    pub(super) fn run_rule(
+    /// Runs the rule over snapshots given in caller order; returns its output and timing. The
+    /// wait for a free instance slot ends at `slot_deadline` ([`Error::Overloaded`]).
+    pub(super) async fn run_rule(
         &self,
         rule: &Rule,
         invocation: &Invocation,
         plan: &Plan,
         context: &RunContext,
         snapshots: &[ModelSnapshot],
+        slot_deadline: tokio::time::Instant,
     ) -> Result<(RunOutput, Duration)> {
         let start = Instant::now();
-        let output = self.runtime.run(
-            rule.compiled(),
-            RuleRun { rule_name: rule.name(), context, models: &plan.targets, snapshots, input: &invocation.input },
-        )?;
+        let run =
+            RuleRun { rule_name: rule.name(), context, models: &plan.targets, snapshots, input: &invocation.input };
+        let output = self.runtime.run_until(rule.compiled(), run, Some(slot_deadline)).await?;
         Ok((output, start.elapsed()))
+    }
+
+    /// The latest a run under locks taken at `held_since` may start waiting for a slot: its
+    /// deadline later, half the lease has gone, and the commit must still land while the locks
+    /// are ours. A slot wait counts against the lease like the run itself.
+    pub(super) fn slot_deadline_under_locks(&self, held_since: tokio::time::Instant) -> tokio::time::Instant {
+        let budget = (self.settings.lease / 2).saturating_sub(self.settings.rule_deadline);
+        held_since + budget
     }
 
     /// Loads the models without locks in one round trip and runs the rule over them.
@@ -72,7 +81,9 @@ impl Protocol {
         let loaded = self.store.load(&plan.sorted).await?;
         let load = load_start.elapsed();
         let snapshots = plan.to_caller_order(&loaded);
-        let (output, run) = self.run_rule(rule, invocation, plan, context, &snapshots)?;
+        // No lock is held: the slot wait is bounded like a lock wait would be.
+        let slot_deadline = tokio::time::Instant::now() + self.settings.acquire_timeout;
+        let (output, run) = self.run_rule(rule, invocation, plan, context, &snapshots, slot_deadline).await?;
         Ok(LoadedRun { loaded, output, load, run })
     }
 }

@@ -261,11 +261,13 @@ struct Pass {
 }
 
 impl Pass {
-    /// Runs `member` on the state so far (`first` while nobody changed it).
-    fn run(&mut self, protocol: &Protocol, member: &Member, first: &[ModelSnapshot]) {
+    /// Runs `member` on the state so far (`first` while nobody changed it); its wait for an
+    /// instance slot ends at `slot_deadline`.
+    async fn run(&mut self, protocol: &Protocol, member: &Member, first: &[ModelSnapshot], slot_deadline: Instant) {
         let current = self.state.as_deref().unwrap_or(first);
         let snapshots = member.plan.to_caller_order(current);
-        match protocol.run_rule(&member.rule, &member.invocation, &member.plan, &member.context, &snapshots) {
+        let (rule, invocation, plan, context) = (&member.rule, &member.invocation, &member.plan, &member.context);
+        match protocol.run_rule(rule, invocation, plan, context, &snapshots, slot_deadline).await {
             Ok((output, run)) => {
                 let changes: Vec<Vec<FieldChange>> =
                     output.workspaces.iter().map(ModelWorkspace::state_changes).collect();
@@ -315,8 +317,9 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
     let mut members: Vec<Member> = Vec::with_capacity(max_group.min(64));
     let mut pass = Pass::default();
     let mut next = Some(head);
+    let slot_deadline = protocol.slot_deadline_under_locks(held_since);
     while let Some(member) = next.take() {
-        pass.run(protocol, &member, &first);
+        pass.run(protocol, &member, &first, slot_deadline).await;
         members.push(member);
         if members.len() < max_group && held_since.elapsed() + deadline < budget {
             next = next_member(protocol, key, &members[0].plan.sorted);
@@ -383,7 +386,7 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
                         pass = Pass::default();
                         for member in &mut members {
                             member.context.attempt += 1;
-                            pass.run(protocol, member, &first);
+                            pass.run(protocol, member, &first, slot_deadline).await;
                         }
                         continue;
                     }

@@ -66,7 +66,8 @@ async fn run_alone(
     let mut reruns = 0;
     loop {
         let snapshots = plan.to_caller_order(&loaded);
-        let (output, run) = match protocol.run_rule(rule, invocation, plan, &context, &snapshots) {
+        let slot_deadline = protocol.slot_deadline_under_locks(held_since);
+        let (output, run) = match protocol.run_rule(rule, invocation, plan, &context, &snapshots, slot_deadline).await {
             Ok(ran) => ran,
             Err(e) => {
                 protocol.release_after_failure(&acquired.leases, "rule failed").await;

@@ -25,6 +25,18 @@ fn the_public_types_can_cross_threads() {
     check::<super::RunOutput>();
 }
 
+/// Runs a rule to completion from a synchronous test (the runtime's `run` is a future).
+trait RunBlocking {
+    fn run_blocking(&self, rule: &CompiledRule, run: super::RuleRun<'_>) -> Result<super::RunOutput, crate::Error>;
+}
+
+impl RunBlocking for RuleRuntime {
+    fn run_blocking(&self, rule: &CompiledRule, run: super::RuleRun<'_>) -> Result<super::RunOutput, crate::Error> {
+        let executor = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("an executor");
+        executor.block_on(self.run(rule, run))
+    }
+}
+
 fn runtime() -> RuleRuntime {
     runtime_with(RuntimeConfig { deadline: Duration::from_millis(50), max_instances: 4, ..RuntimeConfig::default() })
 }

@@ -36,7 +36,7 @@ fn the_probe_rule_runs_its_script() {
     let snapshots = [snapshot(&target)];
     let context = context(Mode::Pipeline);
     let run = |input: &str| {
-        rt.run(
+        rt.run_blocking(
             &rule,
             RuleRun {
                 rule_name: "probe",

@@ -15,7 +15,10 @@ fn run_rule(rt: &RuleRuntime, rule: &CompiledRule, input: &str) -> Result<RunOut
     let target = account();
     let snapshots = [snapshot(&target)];
     let context = context(Mode::Lock);
-    rt.run(rule, RuleRun { rule_name: "test", context: &context, models: &[target], snapshots: &snapshots, input })
+    rt.run_blocking(
+        rule,
+        RuleRun { rule_name: "test", context: &context, models: &[target], snapshots: &snapshots, input },
+    )
 }
 
 #[test]
@@ -145,7 +148,7 @@ fn mismatched_snapshots_and_foreign_rules_are_refused() {
     let rule = compile(&rt, "(call $ok (i32.const 32) (i32.const 11))");
     let target = account();
     let context = context(Mode::Pipeline);
-    let no_snapshots = rt.run(
+    let no_snapshots = rt.run_blocking(
         &rule,
         RuleRun {
             rule_name: "t",
@@ -160,7 +163,7 @@ fn mismatched_snapshots_and_foreign_rules_are_refused() {
     let mut wrong = snapshot(&target);
     wrong.values.swap(0, 1);
     let run = RuleRun { rule_name: "t", context: &context, models: &[target], snapshots: &[wrong], input: "{}" };
-    assert!(matches!(rt.run(&rule, run), Err(Error::InvalidInput { .. })));
+    assert!(matches!(rt.run_blocking(&rule, run), Err(Error::InvalidInput { .. })));
 
     let other = runtime();
     assert!(

@@ -87,16 +87,18 @@ pub async fn measure(case: &Case, iterations: usize) -> Result<Cost> {
     let mut changed = 0usize;
     for i in 0..(iterations + iterations / 10) {
         let started = Instant::now();
-        let out = runtime.run(
-            &rule,
-            RuleRun {
-                rule_name: &case.label,
-                context: &context,
-                models: &targets,
-                snapshots: &snapshots,
-                input: &case.input,
-            },
-        )?;
+        let out = runtime
+            .run(
+                &rule,
+                RuleRun {
+                    rule_name: &case.label,
+                    context: &context,
+                    models: &targets,
+                    snapshots: &snapshots,
+                    input: &case.input,
+                },
+            )
+            .await?;
         let changes: Vec<_> = out.workspaces.iter().map(ModelWorkspace::state_changes).collect();
         let elapsed = started.elapsed();
         changed += changes.iter().map(Vec::len).sum::<usize>();
