@@ -53,6 +53,17 @@ async fn rule_failures_write_nothing_and_release_their_locks(backend: Backend) -
             json!({"op": "alloc", "bytes": 64 << 20}),
             |e| matches!(e, Error::MemoryLimitExceeded { limit_bytes } if *limit_bytes == 8 << 20),
         ),
+        // Deep enough to exhaust the wasm call stack long before the deadline.
+        (
+            json!({"op": "recurse", "depth": 1_000_000_000_u64}),
+            |e| matches!(e, Error::Trapped { message } if message.starts_with("stack overflow")),
+        ),
+        // The guest's own 64 KiB stack in linear memory runs out first: the trap is an
+        // out-of-bounds access, which the message says may be a stack overflow.
+        (json!({"op": "recurse", "depth": 1_000_000, "shadow": true}), |e| {
+            matches!(e, Error::Trapped { message }
+                if message.contains("out of bounds memory access") && message.contains("stack overflow"))
+        }),
     ];
     for (failure, expected) in cases {
         let mut ops = writes.clone();
@@ -119,6 +130,35 @@ async fn bad_invocations_get_typed_errors_and_write_nothing(backend: Backend) ->
     assert!(matches!(&e, Error::Access { error: AccessError::TypeMismatch { .. }, .. }), "{e:?}");
     let e = env.engine.increment("Counter", "k", "label", 1).await.expect_err("not an int");
     assert!(matches!(&e, Error::Access { error: AccessError::TypeMismatch { .. }, .. }), "{e:?}");
+
+    // A NaN or infinite float is one mistake with one kind, whether a rule or a direct
+    // operation writes it: the same access error, naming the same model and field.
+    for (text, value) in [("NaN", f64::NAN), ("inf", f64::INFINITY), ("-inf", f64::NEG_INFINITY)] {
+        let direct = env
+            .engine
+            .set_field("Counter", "k", "ratio", FieldValue::Scalar(Scalar::Float(value)))
+            .await
+            .expect_err("non-finite");
+        let ops = [
+            json!({"op": "increment", "model": 0, "field": "count", "delta": 5}),
+            json!({"op": "set", "model": 0, "field": "ratio", "value": {"$float": text}}),
+        ];
+        let by_rule = run(probe(&ops)).await;
+        match (&direct, &by_rule) {
+            (
+                Error::Access { model: Some(direct_model), error: direct_error },
+                Error::Access { model: Some(rule_model), error: rule_error },
+            ) => {
+                assert!(
+                    matches!(direct_error, AccessError::TypeMismatch { field, .. } if field == "ratio"),
+                    "{text}: {direct_error:?}"
+                );
+                assert_eq!(direct_error, rule_error, "{text}: the same error both ways");
+                assert_eq!(direct_model, rule_model, "{text}");
+            }
+            _ => bail!("{text}: expected two access errors, got {direct:?} and {by_rule:?}"),
+        }
+    }
 
     assert_eq!(env.fingerprint(&MODELS).await?, before);
     assert!(env.held_locks().await?.is_empty());

@@ -148,6 +148,19 @@ async fn upload_invoke_and_read_a_model_over_http() -> Result<()> {
     let (status, body) = env.send(env.http.patch(server.at("/v1/rules"))).await?;
     ensure!(status == StatusCode::METHOD_NOT_ALLOWED && error_kind(&body) == "method_not_allowed", "{status} {body}");
 
+    // A JSON schema naming a field twice is refused as its TOML form is, and nothing is stored.
+    let twice = r#"{"name": "Twice", "fields": {"n": {"type": "int"}, "n": {"type": "str"}}}"#;
+    let define = env.http.put(server.at("/v1/models/Twice")).header("content-type", "application/json").body(twice);
+    let (status, body) = env.send(define).await?;
+    ensure!(
+        status == StatusCode::BAD_REQUEST
+            && error_kind(&body) == "invalid_schema"
+            && body["error"]["message"].as_str().is_some_and(|m| m.contains("duplicate key `n`")),
+        "{status} {body}"
+    );
+    let (status, body) = env.get(&server, "/v1/models/Twice").await?;
+    ensure!(status == StatusCode::NOT_FOUND && error_kind(&body) == "unknown_model_type", "{status} {body}");
+
     let (_, listed) = env.get(&server, "/v1/rules").await?;
     ensure!(listed[0]["name"] == "bank-transfer" && listed[0]["active"] == 1, "{listed}");
     let (_, models) = env.get(&server, "/v1/models").await?;

@@ -14,11 +14,17 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::UnknownModelType`], [`Error::InvalidKey`], [`Error::Access`] with
-    /// `UnknownField` or `TypeMismatch`, or a store error. Nothing is written on error.
+    /// `UnknownField` or `TypeMismatch` (a value of another type, or a NaN or infinite float, as
+    /// a rule's write of it gets), or a store error. Nothing is written on error.
     pub async fn set_field(&self, model_type: &str, key: &str, field: &str, value: FieldValue) -> Result<u64> {
         let (target, ty) = self.field_target(model_type, key, field)?;
         if !ty.admits(&value) {
             return Err(mismatch(&target.id, field, ty, describe(&value)));
+        }
+        match &value {
+            FieldValue::Scalar(s) => check_finite(&target.id, field, [s])?,
+            FieldValue::List(items) => check_finite(&target.id, field, items)?,
+            FieldValue::Dict(map) => check_finite(&target.id, field, map.values())?,
         }
         let field = field.to_owned();
         let changes = match value {
@@ -62,6 +68,7 @@ impl Engine {
         if let Some(bad) = items.iter().find(|i| i.kind() != kind) {
             return Err(mismatch(&target.id, field, ty, format!("a {} item", bad.kind())));
         }
+        check_finite(&target.id, field, &items)?;
         self.apply_direct(target, vec![FieldChange::ListAppend { field: field.to_owned(), items }]).await
     }
 
@@ -83,6 +90,7 @@ impl Engine {
         if let Some((_, bad)) = entries.iter().find(|(_, v)| v.kind() != kind) {
             return Err(mismatch(&target.id, field, ty, format!("a {} value", bad.kind())));
         }
+        check_finite(&target.id, field, entries.iter().map(|(_, v)| v))?;
         self.apply_direct(target, vec![FieldChange::DictSet { field: field.to_owned(), entries }]).await
     }
 
@@ -119,6 +127,15 @@ impl Engine {
     }
 }
 
+/// Refuses a non-finite float before anything reaches the store, with the error a rule's write
+/// of it gets (the store's own check would call it `CannotApply`).
+fn check_finite<'a>(model: &ModelId, field: &str, scalars: impl IntoIterator<Item = &'a Scalar>) -> Result<()> {
+    scalars
+        .into_iter()
+        .try_for_each(|s| s.check_finite(field))
+        .map_err(|error| Error::Access { model: Some(model.clone()), error })
+}
+
 fn mismatch(model: &ModelId, field: &str, ty: FieldType, found: String) -> Error {
     Error::Access {
         model: Some(model.clone()),
@@ -135,5 +152,53 @@ fn describe(value: &FieldValue) -> String {
         FieldValue::Dict(map) => {
             map.values().next().map_or_else(|| "a dict".to_owned(), |v| format!("a dict of {}", v.kind()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::schema::ModelSchema;
+    use crate::model::value::ScalarKind;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn non_finite_floats_are_a_type_mismatch_before_the_store_sees_them() -> Result<()> {
+        let schema = ModelSchema::builder("Gauge")
+            .field("level", FieldType::Scalar(ScalarKind::Float))
+            .field("samples", FieldType::List(ScalarKind::Float))
+            .field("peaks", FieldType::Dict(ScalarKind::Float))
+            .build()?;
+        let engine = Engine::builder().store(MemoryStore::new()).model(schema).build()?;
+        let before = engine.read_model("Gauge", "g").await?;
+        for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let bad = Scalar::Float(value);
+            let fine = Scalar::Float(1.5);
+            let list = FieldValue::List(vec![fine.clone(), bad.clone()]);
+            let dict = FieldValue::Dict([("a".to_owned(), fine.clone()), ("b".to_owned(), bad.clone())].into());
+            let attempts = [
+                ("level", engine.set_field("Gauge", "g", "level", FieldValue::Scalar(bad.clone())).await),
+                ("samples", engine.set_field("Gauge", "g", "samples", list).await),
+                ("peaks", engine.set_field("Gauge", "g", "peaks", dict).await),
+                ("samples", engine.list_append("Gauge", "g", "samples", vec![fine.clone(), bad.clone()]).await),
+                ("peaks", engine.dict_set("Gauge", "g", "peaks", vec![("b".into(), bad.clone())]).await),
+            ];
+            for (field, result) in attempts {
+                let expected = AccessError::TypeMismatch {
+                    field: field.into(),
+                    expected: "finite float".into(),
+                    found: value.to_string(),
+                };
+                match result {
+                    Err(Error::Access { model: Some(model), error }) => {
+                        assert_eq!(error, expected, "{field} {value}");
+                        assert_eq!(model, ModelId::new("Gauge", "g"));
+                    }
+                    other => panic!("{field} {value}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(engine.read_model("Gauge", "g").await?, before, "nothing was written");
+        Ok(())
     }
 }

@@ -83,7 +83,8 @@ pub enum Error {
         /// The rule's message.
         message: String,
     },
-    /// The rule trapped (panicked, hit `unreachable`, ...).
+    /// The rule trapped (panicked, hit `unreachable`, recursed past its call stack: the message
+    /// then starts with `stack overflow`, ...).
     #[error("rule trapped: {message}")]
     Trapped {
         /// The trap, with the guest backtrace when available.
@@ -233,10 +234,12 @@ pub enum RuleLoadError {
     #[error("malformed WebAssembly: {0}")]
     Malformed(String),
     /// A core module that cannot be turned into a rule component (no wit-bindgen metadata
-    /// for this project's world, or imports it cannot satisfy).
+    /// for this project's world, or imports from the contract's interfaces that the world does
+    /// not have; an import from anywhere else is [`RuleLoadError::ForbiddenImport`]).
     #[error("core module is not a wasmtx rule: {0}")]
     NotARule(String),
-    /// The component imports something outside this project's WIT (WASI, for instance).
+    /// The rule imports something outside this project's WIT (WASI, for instance): a
+    /// component import by its name, a core module's as `module::name`.
     #[error(
         "rule imports `{name}`, which is not part of the wasmtx:rule contract (only wasmtx:rule/* 0.1.x is provided; rules get no WASI)"
     )]

@@ -2,10 +2,12 @@
 //! TOML or JSON.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use indexmap::IndexMap;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::ids::validate_name;
@@ -44,7 +46,39 @@ pub struct ModelSchema {
 #[serde(deny_unknown_fields)]
 struct SchemaFile {
     name: String,
-    fields: IndexMap<String, FieldFile>,
+    fields: FieldFiles,
+}
+
+/// The `fields` table, in file order. A field named twice is refused as the TOML parser refuses
+/// a duplicate key: `IndexMap`'s own `Deserialize` (and serde_json's object) would silently
+/// keep the last definition, so a JSON schema could lose a field without a word.
+#[derive(Debug)]
+struct FieldFiles(IndexMap<String, FieldFile>);
+
+impl<'de> Deserialize<'de> for FieldFiles {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = FieldFiles;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of field definitions")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldFiles, A::Error> {
+                let mut fields = IndexMap::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(name) = map.next_key::<String>()? {
+                    if fields.contains_key(&name) {
+                        // TOML's wording for the same mistake, so both forms read alike.
+                        return Err(de::Error::custom(format!("duplicate key `{name}`")));
+                    }
+                    fields.insert(name, map.next_value::<FieldFile>()?);
+                }
+                Ok(FieldFiles(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,8 +179,8 @@ impl ModelSchema {
 
     fn from_file(file: SchemaFile) -> Result<Self, SchemaError> {
         let name = file.name;
-        let mut fields = Vec::with_capacity(file.fields.len());
-        for (field, spec) in file.fields {
+        let mut fields = Vec::with_capacity(file.fields.0.len());
+        for (field, spec) in file.fields.0 {
             let default = match &spec.default {
                 None => spec.ty.zero(),
                 Some(json) => FieldValue::from_json(spec.ty, json).map_err(|reason| SchemaError::InvalidField {
@@ -305,6 +339,36 @@ mod tests {
         let s = ModelSchema::from_toml(CHARACTER).expect("valid schema");
         let again = ModelSchema::from_json(&s.to_json().to_string()).expect("round trip");
         assert_eq!(s, again);
+    }
+
+    #[test]
+    fn a_field_defined_twice_is_refused_in_both_forms_naming_it() {
+        // Not adjacent, and of different types: neither may silently win.
+        let toml = r#"
+            name = "A"
+            [fields]
+            x = { type = "int" }
+            y = { type = "int" }
+            x = { type = "str" }
+        "#;
+        let json = r#"{"name": "A", "fields": {"x": {"type": "int"}, "y": {"type": "int"}, "x": {"type": "str"}}}"#;
+        // TOML's parser names the key by quoting its line; the JSON form names it outright.
+        let cases = [
+            ("toml", ModelSchema::from_toml(toml), r#"x = { type = "str" }"#),
+            ("json", ModelSchema::from_json(json), "duplicate key `x`"),
+        ];
+        for (form, result, names_it) in cases {
+            match result {
+                Err(SchemaError::Parse(message)) => {
+                    assert!(message.contains("duplicate key"), "{form}: {message}");
+                    assert!(message.contains(names_it), "{form}: {message} should name the field");
+                }
+                other => panic!("{form}: expected a parse error, got {other:?}"),
+            }
+        }
+        // The same keys once each are fine.
+        let unique = r#"{"name": "A", "fields": {"x": {"type": "int"}, "y": {"type": "int"}}}"#;
+        assert_eq!(ModelSchema::from_json(unique).expect("valid").len(), 2);
     }
 
     #[test]

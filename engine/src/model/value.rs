@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::AccessError;
+
 /// The kind of a scalar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,6 +90,20 @@ impl Scalar {
             Self::Float(_) => ScalarKind::Float,
             Self::Str(_) => ScalarKind::Str,
             Self::Bytes(_) => ScalarKind::Bytes,
+        }
+    }
+
+    /// Refuses a NaN or infinite float as the `type-mismatch` on `field` it is wherever it is
+    /// written, in a rule or by a direct field operation, so one mistake has one kind: stores keep
+    /// floats as text that must parse back, and NaN and infinities do not fit JSON.
+    pub(crate) fn check_finite(&self, field: &str) -> Result<(), AccessError> {
+        match self {
+            Self::Float(f) if !f.is_finite() => Err(AccessError::TypeMismatch {
+                field: field.to_owned(),
+                expected: "finite float".to_owned(),
+                found: f.to_string(),
+            }),
+            _ => Ok(()),
         }
     }
 

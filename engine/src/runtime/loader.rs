@@ -137,6 +137,7 @@ fn validate(bytes: &[u8]) -> Result<(), RuleLoadError> {
 /// using the `component-type` custom section wit-bindgen embeds.
 fn wrap_core_module(bytes: &[u8]) -> Result<Vec<u8>, RuleLoadError> {
     validate(bytes)?;
+    check_core_imports(bytes)?;
     if !has_component_type_section(bytes) {
         return Err(RuleLoadError::NotARule(
             "it has no `component-type` custom section: build it with wit-bindgen against the \
@@ -149,6 +150,32 @@ fn wrap_core_module(bytes: &[u8]) -> Result<Vec<u8>, RuleLoadError> {
         .module(bytes)
         .and_then(|encoder| encoder.encode())
         .map_err(|e| RuleLoadError::NotARule(format!("{e:#}")))
+}
+
+/// Refuses a core module importing anything but the contract's interfaces, naming the first
+/// such import as `module::name` (`wasi_snapshot_preview1::fd_write` for a `wasm32-wasip1`
+/// build). Checked before wrapping because wit-component would refuse such a module with its
+/// own wording (a missing import interface), which says neither that the import is forbidden
+/// nor which one it is.
+fn check_core_imports(bytes: &[u8]) -> Result<(), RuleLoadError> {
+    let malformed = |e: wasmparser::BinaryReaderError| RuleLoadError::Malformed(e.to_string());
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Payload::ImportSection(section) = payload.map_err(malformed)? else { continue };
+        for import in section.into_imports() {
+            let import = import.map_err(malformed)?;
+            if !allowed_core_import(import.module) {
+                return Err(RuleLoadError::ForbiddenImport { name: format!("{}::{}", import.module, import.name) });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a core module may import from `module`: the contract's interfaces, or the
+/// component-model intrinsics wit-bindgen imports from `$root` and `[export]...` modules, which
+/// wit-component turns into canonical built-ins rather than imports of the component.
+fn allowed_core_import(module: &str) -> bool {
+    allowed_import(module).is_some() || module == "$root" || module.starts_with("[export]")
 }
 
 fn has_component_type_section(bytes: &[u8]) -> bool {
@@ -204,6 +231,16 @@ mod tests {
             "wasi:cli/environment@0.2.0",
         ] {
             assert_eq!(allowed_import(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn core_modules_may_import_the_contract_and_component_model_intrinsics_only() {
+        for module in ["wasmtx:rule/models@0.1.0", "wasmtx:rule/log@0.1.3", "$root", "[export]$root"] {
+            assert!(allowed_core_import(module), "{module}");
+        }
+        for module in ["wasi_snapshot_preview1", "env", "wasi:cli/environment@0.2.0", "wasmtx:rule/models@0.2.0", ""] {
+            assert!(!allowed_core_import(module), "{module}");
         }
     }
 }

@@ -180,10 +180,17 @@ impl RuleRuntime {
             return Error::MemoryLimitExceeded { limit_bytes: self.config.memory_limit };
         }
         let trap = e.downcast_ref::<Trap>();
-        if trap == Some(&Trap::Interrupt) {
-            return Error::DeadlineExceeded { limit: self.config.deadline };
-        }
-        let mut message = trap.map_or_else(|| format!("{e:#}"), ToString::to_string);
+        let mut message = match trap {
+            Some(Trap::Interrupt) => return Error::DeadlineExceeded { limit: self.config.deadline },
+            // wasmtime words it "call stack exhausted"; say what a rule author would call it.
+            Some(Trap::StackOverflow) => STACK_OVERFLOW.to_owned(),
+            // A Rust guest keeps its own stack at the bottom of linear memory (`--stack-first`),
+            // so overflowing it runs below address 0: the trap alone cannot tell that from any
+            // other stray access, hence a hint rather than a claim.
+            Some(Trap::MemoryOutOfBounds) => format!("{} ({OUT_OF_BOUNDS_HINT})", Trap::MemoryOutOfBounds),
+            Some(trap) => trap.to_string(),
+            None => format!("{e:#}"),
+        };
         if let Some(backtrace) = e.downcast_ref::<WasmBacktrace>() {
             message.push('\n');
             message.push_str(&backtrace.to_string());
@@ -191,6 +198,13 @@ impl RuleRuntime {
         Error::Trapped { message }
     }
 }
+
+/// How a trap on the wasm call stack's limit (a recursion too deep) begins its message.
+const STACK_OVERFLOW: &str = "stack overflow: the rule exhausted its call stack (a recursion too deep?)";
+
+/// Added to an out-of-bounds trap's message: the other thing it may be.
+const OUT_OF_BOUNDS_HINT: &str =
+    "or a stack overflow in a guest that keeps its stack in linear memory, as Rust guests do";
 
 fn invalid(reason: String) -> Error {
     Error::InvalidInput { reason }

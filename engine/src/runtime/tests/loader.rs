@@ -57,6 +57,29 @@ fn wasi_imports_are_forbidden_and_named() {
 }
 
 #[test]
+fn a_core_module_importing_wasi_is_forbidden_and_names_the_import() {
+    // What Rust's std for `wasm32-wasip1` links into a rule: WASI preview 1 imports beside the
+    // contract's (here after one of them, so the check must look past the allowed ones).
+    let body = "(call $ok (i32.const 32) (i32.const 11))";
+    let wat = rule_wat(body).replacen(
+        "  (import \"wasmtx:rule/log@0.1.0\"",
+        "  (import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32)))\n  \
+         (import \"env\" \"abort\" (func (param i32 i32 i32 i32)))\n  \
+         (import \"wasmtx:rule/log@0.1.0\"",
+        1,
+    );
+    assert_ne!(wat, rule_wat(body), "the imports were inserted");
+    let mut module = wat::parse_str(&wat).expect("wat");
+    embed_metadata(&mut module);
+    assert_eq!(
+        runtime().compile(&module).expect_err("refused"),
+        RuleLoadError::ForbiddenImport { name: "wasi_snapshot_preview1::fd_write".into() }
+    );
+    // The same module without them is a rule: the imports are the only reason.
+    runtime().compile(&core_rule(body)).expect("compiles without the WASI import");
+}
+
+#[test]
 fn a_component_without_run_is_the_wrong_world() {
     let component = wat::parse_str("(component)").expect("wat");
     match runtime().compile(&component) {

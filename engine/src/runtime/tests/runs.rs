@@ -101,6 +101,25 @@ fn a_trap_is_reported() {
 }
 
 #[test]
+fn a_recursion_too_deep_is_a_stack_overflow() {
+    let rt = runtime();
+    let body = "(drop (call $deep (i64.const 0))) (call $ok (i32.const 32) (i32.const 11))";
+    let wat = rule_wat(body).replacen(
+        "  (func (export \"run\")",
+        "  (func $deep (param i64) (result i64) (i64.add (call $deep (local.get 0)) (i64.const 1)))\n  \
+         (func (export \"run\")",
+        1,
+    );
+    let mut module = wat::parse_str(&wat).expect("wat");
+    embed_metadata(&mut module);
+    let rule = rt.compile(&module).expect("compiles");
+    match run_rule(&rt, &rule, "{}") {
+        Err(Error::Trapped { message }) => assert!(message.starts_with("stack overflow"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn an_endless_loop_hits_the_deadline() {
     let rt = runtime();
     let rule = compile(&rt, "(loop $forever (br $forever)) unreachable");
@@ -219,7 +238,11 @@ fn memory_past_the_current_size_is_out_of_bounds_even_in_a_used_slot() {
     let rule = compile(&rt, &marker_rule(false));
     run_rule(&rt, &rule, "1").expect("the writer runs");
     match run_rule(&rt, &rule, "{}") {
-        Err(Error::Trapped { message }) => assert!(message.contains("out of bounds"), "{message}"),
+        Err(Error::Trapped { message }) => {
+            assert!(message.starts_with("wasm trap: out of bounds memory access"), "{message}");
+            // The one thing the trap alone cannot rule out is said, not claimed.
+            assert!(message.contains("or a stack overflow"), "{message}");
+        }
         other => panic!("a read past the memory's size must trap, got {other:?}"),
     }
 }

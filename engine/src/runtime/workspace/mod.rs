@@ -286,13 +286,7 @@ fn check_item(field: &str, kind: ScalarKind, item: &Scalar) -> Result<(), Access
     if item.kind() != kind {
         return Err(mismatch(field, kind.name(), item.kind().name()));
     }
-    if let Scalar::Float(f) = item
-        && !f.is_finite()
-    {
-        // Stores keep floats as text that must parse back; NaN and infinities do not fit JSON.
-        return Err(mismatch(field, "finite float", f.to_string()));
-    }
-    Ok(())
+    item.check_finite(field)
 }
 
 /// A value's shape, in words, for `type-mismatch`.

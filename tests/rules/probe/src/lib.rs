@@ -45,10 +45,12 @@
 //! | `trap` | | panics: the instance traps |
 //! | `loop` | | loops forever |
 //! | `alloc` | `bytes` | allocates and writes `bytes` bytes; the number of bytes |
+//! | `recurse` | `depth`, `shadow` (default `false`) | recurses `depth` calls deep; with `shadow`, each call also holds 1 KiB on the guest's own stack in linear memory; `depth` |
 //!
 //! Scalars map to JSON as integers, floats, booleans and strings; a `bytes` scalar is
 //! `{"$bytes": [1, 2, 3]}` both ways. A float written with a decimal point (`5.0`) stays a
-//! float.
+//! float; the floats JSON cannot carry are written `{"$float": "NaN"}` (or `"inf"`, `"-inf"`),
+//! in input only, to check that writing them is refused.
 //!
 //! Build: `cargo build --release --target wasm32-unknown-unknown -p rule-probe`, or
 //! `wasmtx_examples::rules::build_rules()`.
@@ -221,6 +223,11 @@ enum Op {
     Alloc {
         bytes: usize,
     },
+    Recurse {
+        depth: u64,
+        #[serde(default)]
+        shadow: bool,
+    },
 }
 
 /// The models opened so far, by index.
@@ -360,7 +367,40 @@ fn run_op(ctx: &Context, models: &mut Models<'_>, op: Op) -> RuleResult<Json> {
             std::hint::black_box(&buffer);
             json!(buffer.len())
         }
+        Op::Recurse { depth, shadow } => {
+            std::hint::black_box(if shadow { recurse_shadow(depth) } else { recurse(depth) });
+            json!(depth)
+        }
     })
+}
+
+/// Recurses `depth` calls deep on the wasm call stack alone (nothing on the guest's own stack in
+/// linear memory), so a deep enough recursion exhausts the call stack the engine gives a rule.
+/// Returns a checksum of the calls.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    // Mixing the result after the call keeps it a real recursion: the optimiser can turn
+    // neither into a loop nor into a closed form.
+    recurse(depth - 1).wrapping_mul(31) ^ depth
+}
+
+/// Recurses `depth` calls deep, each call holding a 1 KiB buffer on the guest's own stack in
+/// linear memory (the shadow stack, 64 KiB for these rules), so it runs out of that stack long
+/// before the wasm call stack. Returns `depth`.
+#[inline(never)]
+fn recurse_shadow(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    let buffer = [depth as u8; 1024];
+    let below = recurse_shadow(depth - 1);
+    // Handed by reference to an opaque function after the call: the buffer must stay in linear
+    // memory for the whole call, one per frame.
+    std::hint::black_box(&buffer);
+    below + 1
 }
 
 fn describe(model: &Model) -> Json {
@@ -411,14 +451,25 @@ fn json_to_scalar(json: &Json) -> RuleResult<Scalar> {
                 .map(Scalar::Bytes)
                 .map_err(|e| invalid_input(format!("bad $bytes: {e}")))
         }
+        Json::Object(map) if map.len() == 1 && map.contains_key("$float") => map["$float"]
+            .as_str()
+            .and_then(|text| text.parse::<f64>().ok())
+            .map(Scalar::Float)
+            .ok_or_else(|| invalid_input(format!("bad $float: {}", map["$float"]))),
         other => Err(invalid_input(format!("expected a scalar, got {other}"))),
     }
+}
+
+/// Whether an object is one scalar in its tagged form (`{"$bytes": ...}`, `{"$float": ...}`)
+/// rather than a dict.
+fn is_tagged_scalar(map: &Map<String, Json>) -> bool {
+    map.len() == 1 && (map.contains_key("$bytes") || map.contains_key("$float"))
 }
 
 fn json_to_value(json: &Json) -> RuleResult<Value> {
     match json {
         Json::Array(items) => Ok(Value::List(items.iter().map(json_to_scalar).collect::<RuleResult<_>>()?)),
-        Json::Object(map) if !(map.len() == 1 && map.contains_key("$bytes")) => {
+        Json::Object(map) if !is_tagged_scalar(map) => {
             let mut entries =
                 map.iter().map(|(k, v)| Ok((k.clone(), json_to_scalar(v)?))).collect::<RuleResult<Vec<_>>>()?;
             entries.sort_by(|a, b| a.0.cmp(&b.0));

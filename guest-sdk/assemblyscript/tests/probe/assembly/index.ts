@@ -3,7 +3,8 @@
 // Runs a script of model operations given as input and returns each operation's result, so
 // the tests can run one script through this rule and through the Rust probe and compare: every
 // function of the SDK's generated glue, every error path. The ops, their fields and results
-// are those of tests/rules/probe (see its documentation), except `transfer`, plus one of its
+// are those of tests/rules/probe (see its documentation), except `transfer`, `recurse` and the
+// `{"$float": "NaN"}` form of non-finite floats (no twin test uses them), plus one of its
 // own: `{"op": "recover", "ops": [...]}` runs `ops` and, instead of stopping at a failed one,
 // takes its error (`ctx.takeError()`) and reports it as `{"error": "<message>"}` in its results.
 //
