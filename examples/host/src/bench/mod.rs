@@ -6,5 +6,6 @@ pub mod report;
 pub mod run;
 pub mod server;
 pub mod soak;
+pub mod stall;
 pub mod sys;
 pub mod workloads;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::overhead::Cost;
 use super::run::Row;
 use super::soak::Soak;
+use super::stall::{Latency, Stall};
 use super::workloads::{Impl, Workload};
 
 /// What the run was.
@@ -170,7 +171,14 @@ pub fn verdicts(rows: &[Row], costs: &[Cost], soak: Option<&Soak>) -> Vec<Verdic
 
 /// The whole results file. `previous` is the earlier file's text, whose kept sections carry
 /// over when this run has no replacement for them.
-pub fn markdown(ctx: &Context, rows: &[Row], costs: &[Cost], soak: Option<&Soak>, previous: Option<&str>) -> String {
+pub fn markdown(
+    ctx: &Context,
+    rows: &[Row],
+    costs: &[Cost],
+    stall: Option<&Stall>,
+    soak: Option<&Soak>,
+    previous: Option<&str>,
+) -> String {
     let mut s = String::new();
     let kept = previous.map(kept_sections).unwrap_or_default();
     let _ = writeln!(s, "# wasmtx benchmarks\n");
@@ -320,6 +328,17 @@ pub fn markdown(ctx: &Context, rows: &[Row], costs: &[Cost], soak: Option<&Soak>
     }
     let _ = writeln!(s);
 
+    let _ = writeln!(s, "## A looping neighbour (issue 10)\n");
+    match stall {
+        Some(stall) => {
+            let _ = writeln!(s, "<!-- keep:stall -->\n{}\n<!-- /keep:stall -->\n", stall_section(stall, ctx));
+        }
+        None => {
+            let text = kept.get("stall").map_or("Not run yet: `cargo run --release --bin bench`.", |t| t.trim());
+            let _ = writeln!(s, "<!-- keep:stall -->\n{text}\n<!-- /keep:stall -->\n");
+        }
+    }
+
     let _ = writeln!(s, "## Memory over a long run\n");
     match soak {
         Some(soak) => {
@@ -346,6 +365,31 @@ pub fn markdown(ctx: &Context, rows: &[Row], costs: &[Cost], soak: Option<&Soak>
         .map_or("Written by hand after a run: what the figures say, and why a missed target is missed.", |t| t.trim());
     let _ = writeln!(s, "<!-- keep:notes -->\n{notes}\n<!-- /keep:notes -->");
     s
+}
+
+fn stall_section(stall: &Stall, ctx: &Context) -> String {
+    let row = |what: &str, l: &Latency| {
+        format!("| {what} | {} | {} | {} | {} |", l.count, ms(l.p50), ms(l.p99), ms(l.max))
+    };
+    let met = if stall.with.p99 < Duration::from_millis(5) { "met" } else { "**missed**" };
+    format!(
+        "*Kept*: measured by `{}` on {}. One caller runs trivial lock-mode invocations (one increment on one model) \
+         one after the other, first alone, then while {} rules on other models loop to their {} ms deadline \
+         ({} looping runs in the window), on one engine, on this machine's 2 cores with Redis. Target: p99 under \
+         5 ms beside the loops: {met}.\n\n\
+         | trivial invocation | count | p50 ms | p99 ms | max ms |\n|---|--:|--:|--:|--:|\n{}\n{}",
+        ctx.command,
+        ctx.date,
+        stall.loopers,
+        stall.deadline.as_millis(),
+        stall.looping_runs,
+        row("alone", &stall.alone),
+        row(&format!("beside {} looping rules", stall.loopers), &stall.with),
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
 fn soak_section(soak: &Soak, ctx: &Context) -> String {

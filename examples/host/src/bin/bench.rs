@@ -11,6 +11,8 @@
 //! - `--iterations N` runs per rule for the per-invocation cost (default 20000);
 //! - `--soak SECS` also run the memory-flatness run (`--soak 60` for the figure),
 //!   `--soak-only` to run only that;
+//! - `--stall-only` run only the looping-neighbour measure (a trivial invocation beside 8 rules
+//!   looping to their deadline; part of every full run);
 //! - `--as-rule PATH` an AssemblyScript build of the counter rule (input `{"delta": 1}` on a model
 //!   with an int `count`), measured beside the built-in Rust/AssemblyScript twins;
 //! - `--out PATH` where to write the results (default `examples/host/BENCHMARKS.md`, written only
@@ -28,7 +30,7 @@ use bench::report::{self, Context};
 use bench::run::{self, Row, Timing};
 use bench::server::RedisUnderTest;
 use bench::workloads::Workload;
-use bench::{soak, sys};
+use bench::{soak, stall, sys};
 use wasmtx::{FieldType, FieldValue, ModelSchema, Scalar, ScalarKind};
 use wasmtx_examples::rules::{RuleArtifacts, build_assemblyscript_rules};
 use wasmtx_examples::{models_dir, workspace_root};
@@ -44,6 +46,7 @@ struct Args {
     iterations: usize,
     soak: Option<Duration>,
     soak_only: bool,
+    stall_only: bool,
     as_rule: Option<PathBuf>,
     out: Option<PathBuf>,
     no_write: bool,
@@ -63,6 +66,7 @@ fn parse_args() -> Result<Args> {
         iterations: 20_000,
         soak: None,
         soak_only: false,
+        stall_only: false,
         as_rule: None,
         out: None,
         no_write: false,
@@ -110,6 +114,10 @@ fn parse_args() -> Result<Args> {
             "--soak-only" => {
                 args.soak_only = true;
                 args.soak = args.soak.or(Some(Duration::from_secs(60)));
+            }
+            "--stall-only" => {
+                args.stall_only = true;
+                args.full_matrix = false;
             }
             "--as-rule" => args.as_rule = Some(it.next().context("--as-rule needs a path")?.into()),
             "--out" => args.out = Some(it.next().context("--out needs a path")?.into()),
@@ -256,7 +264,7 @@ async fn main() -> Result<()> {
 
     let mut costs: Vec<Cost> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
-    if !args.soak_only {
+    if !args.soak_only && !args.stall_only {
         for case in cost_cases(rules, args.as_rule.as_ref())? {
             let cost = overhead::measure(&case, args.iterations).await?;
             eprintln!(
@@ -314,6 +322,24 @@ async fn main() -> Result<()> {
         }
     }
 
+    let stall = if args.full_matrix || args.stall_only {
+        eprintln!("bench: a trivial invocation beside 8 looping rules…");
+        let s = stall::run(&server, rules, 8, args.window.max(Duration::from_secs(2))).await?;
+        eprintln!(
+            "bench: trivial invocation alone p50 {:.2} ms p99 {:.2} ms; beside {} looping rules p50 {:.2} ms p99 {:.2} ms (max {:.2} ms, {} looping runs)",
+            s.alone.p50.as_secs_f64() * 1e3,
+            s.alone.p99.as_secs_f64() * 1e3,
+            s.loopers,
+            s.with.p50.as_secs_f64() * 1e3,
+            s.with.p99.as_secs_f64() * 1e3,
+            s.with.max.as_secs_f64() * 1e3,
+            s.looping_runs
+        );
+        Some(s)
+    } else {
+        None
+    };
+
     let soak = match args.soak {
         Some(duration) => {
             eprintln!("bench: memory run for {} s…", duration.as_secs());
@@ -351,7 +377,7 @@ async fn main() -> Result<()> {
     let default_out = workspace_root().join("examples").join("host").join("BENCHMARKS.md");
     let out = args.out.clone().unwrap_or_else(|| default_out.clone());
     let previous = std::fs::read_to_string(&out).ok();
-    let text = report::markdown(&ctx, &rows, &costs, soak.as_ref(), previous.as_deref());
+    let text = report::markdown(&ctx, &rows, &costs, stall.as_ref(), soak.as_ref(), previous.as_deref());
     println!("{text}");
     let write = !args.no_write && (args.out.is_some() || args.full_matrix || args.soak_only);
     if write {
