@@ -46,12 +46,14 @@ use crate::txn::{Plan, Protocol};
 /// ```
 ///
 /// # Notes
-/// Every method takes `&self` and may be called from many tasks at once. A rule runs as part
-/// of the calling task's future, yielding to the executor at every epoch tick
-/// ([`RuntimeConfig::yield_interval`](crate::RuntimeConfig::yield_interval)), bounded by the
-/// configured deadline: however a rule behaves, the host's other tasks, timers and I/O keep
-/// running. At most `max_instances` rules run at once per engine; others wait (without
-/// blocking a thread) for a slot.
+/// Every method takes `&self` and may be called from many tasks at once. A rule starts as part
+/// of the calling task's future and yields at every epoch tick
+/// ([`RuntimeConfig::yield_interval`](crate::RuntimeConfig::yield_interval)); one still running
+/// at its first yield moves to the engine's own rule threads
+/// ([`RuntimeConfig::rule_threads`](crate::RuntimeConfig::rule_threads)). However a rule
+/// behaves, the host's other tasks, timers and I/O keep running. At most `max_instances` rules
+/// run at once per engine; others wait (without blocking a thread) for a slot. An engine owns
+/// an epoch-ticker thread and its rule threads; they stop when its last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Arc<Inner>,

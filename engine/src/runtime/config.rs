@@ -49,7 +49,8 @@ impl Default for RuleLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RuntimeConfig {
-    /// Wall-clock time one run (instantiation included) may take (default 100 ms).
+    /// Wall-clock time one run (instantiation included) may take (default 100 ms), counted
+    /// from its start: time it spends yielding to other tasks counts too.
     pub deadline: Duration,
     /// The most bytes each linear memory of a rule may grow to (default 16 MiB, at least one
     /// 64 KiB page).
@@ -60,10 +61,15 @@ pub struct RuntimeConfig {
     /// Runs beyond it wait (asynchronously) for a free slot; a lock-mode run waits at most
     /// what is left of its lease budget, then fails with [`Error::Overloaded`].
     pub max_instances: u32,
-    /// How often a running rule yields to the host's executor (default 500 µs): the longest
+    /// How often a running rule yields to the host's executor (default 250 µs): the longest
     /// a rule keeps a host thread from other tasks, timers and I/O, and the granularity of
     /// the deadline. Between 100 µs and 100 ms.
     pub yield_interval: Duration,
+    /// Threads of their own for rules that run past one tick (default: the machine's cores
+    /// minus one, at least 1). A rule starts on the caller's task; if it is still running at
+    /// its first yield, it moves to these threads, where such rules take turns at every tick:
+    /// however many rules spin, they keep no more threads busy than this.
+    pub rule_threads: u32,
     /// Limits on the rule's host calls.
     pub limits: RuleLimits,
 }
@@ -75,10 +81,17 @@ impl Default for RuntimeConfig {
             memory_limit: 16 << 20,
             max_rule_bytes: 8 << 20,
             max_instances: 256,
-            yield_interval: Duration::from_micros(500),
+            yield_interval: Duration::from_micros(250),
+            rule_threads: default_rule_threads(),
             limits: RuleLimits::default(),
         }
     }
+}
+
+/// The machine's cores minus one (one left to the host's I/O and the store), at least 1.
+fn default_rule_threads() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    u32::try_from(cores.saturating_sub(1).max(1)).unwrap_or(1)
 }
 
 impl RuntimeConfig {
@@ -108,6 +121,9 @@ impl RuntimeConfig {
         }
         if self.yield_interval < Duration::from_micros(100) || self.yield_interval > Duration::from_millis(100) {
             return bad("`yield_interval` must be between 100 µs and 100 ms");
+        }
+        if self.rule_threads == 0 || self.rule_threads > 1024 {
+            return bad("`rule_threads` must be between 1 and 1024");
         }
         if self.max_instances == 0 || self.max_instances > 100_000 {
             return bad("`max_instances` must be between 1 and 100 000");

@@ -51,31 +51,28 @@ impl ResourceLimiter for MemoryCap {
 /// waits at most what is left of its lease budget.
 #[derive(Debug)]
 pub(crate) struct InstanceGate {
-    slots: tokio::sync::Semaphore,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// A held slot of an [`InstanceGate`]: drop it only after the run's `Store`, since that is
+/// when the pool gets the slot back.
+pub(crate) type GatePermit = tokio::sync::OwnedSemaphorePermit;
 
 impl InstanceGate {
     pub(crate) fn new(slots: u32) -> Self {
-        Self { slots: tokio::sync::Semaphore::new(usize::try_from(slots).unwrap_or(usize::MAX)) }
+        let slots = usize::try_from(slots).unwrap_or(usize::MAX);
+        Self { slots: std::sync::Arc::new(tokio::sync::Semaphore::new(slots)) }
     }
 
-    /// Waits for a free slot, until `until` if given, and holds it until the permit drops
-    /// (drop it only after the run's `Store`: that is when the pool gets the slot back).
+    /// Waits for a free slot, until `until` if given, and holds it until the permit drops.
     /// `None` if `until` came first.
-    pub(crate) async fn acquire(&self, until: Option<tokio::time::Instant>) -> Option<GatePermit<'_>> {
-        let acquire = self.slots.acquire();
-        let permit = match until {
+    pub(crate) async fn acquire(&self, until: Option<tokio::time::Instant>) -> Option<GatePermit> {
+        let acquire = std::sync::Arc::clone(&self.slots).acquire_owned();
+        match until {
             None => acquire.await.ok(),
             Some(until) => tokio::time::timeout_at(until, acquire).await.ok().and_then(Result::ok),
-        };
-        permit.map(|permit| GatePermit { _permit: permit })
+        }
     }
-}
-
-/// A held slot of an [`InstanceGate`].
-#[derive(Debug)]
-pub(crate) struct GatePermit<'a> {
-    _permit: tokio::sync::SemaphorePermit<'a>,
 }
 
 #[cfg(test)]

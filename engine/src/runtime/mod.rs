@@ -15,6 +15,7 @@ mod bindings;
 pub(crate) mod changes;
 mod config;
 mod convert;
+mod executor;
 mod host;
 mod journal;
 mod limits;
@@ -32,6 +33,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use self::config::{RuleLimits, RuntimeConfig};
+use self::executor::RuleExecutor;
 use self::host::HostState;
 use self::limits::InstanceGate;
 pub use self::loader::CompiledRule;
@@ -60,6 +62,7 @@ pub struct RuleRuntime {
     engine: Engine,
     linker: Linker<HostState>,
     gate: InstanceGate,
+    executor: RuleExecutor,
     ticker: EpochTicker,
 }
 
@@ -80,7 +83,15 @@ impl RuleRuntime {
             .map_err(|e| Error::InvalidInput { reason: format!("cannot link the rule host: {e:#}") })?;
         let ticker = EpochTicker::start(engine.clone(), config.yield_interval)
             .map_err(|e| Error::InvalidInput { reason: format!("cannot start the epoch ticker thread: {e}") })?;
-        Ok(Self { gate: InstanceGate::new(config.max_instances), config, engine, linker, ticker })
+        Ok(Self {
+            gate: InstanceGate::new(config.max_instances),
+            executor: RuleExecutor::start(config.rule_threads)
+                .map_err(|e| Error::InvalidInput { reason: format!("cannot start the rule threads: {e}") })?,
+            config,
+            engine,
+            linker,
+            ticker,
+        })
     }
 
     /// Compiles rule bytes: a component of the `wasmtx:rule` world, or a core module built

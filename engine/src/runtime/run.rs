@@ -114,21 +114,35 @@ impl RuleRuntime {
         let Some(permit) = self.gate.acquire(slot_deadline).await else {
             return Err(Error::Overloaded { waited: waiting_since.elapsed() });
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.memory);
-        // At every tick: stop a rule past its deadline, else let the executor run others.
-        let (started, deadline) = (Instant::now(), self.config.deadline);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if started.elapsed() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-        });
-        store.set_epoch_deadline(1);
-        let result = match rule.pre().instantiate_async(&mut store).await {
-            Ok(rule) => rule.call_run(&mut store, &context, run.input).await,
-            Err(e) => Err(e),
+        let (engine, pre, input, deadline) =
+            (self.engine.clone(), rule.clone(), run.input.to_owned(), self.config.deadline);
+        let execution = async move {
+            let mut store = Store::new(&engine, state);
+            store.limiter(|state| &mut state.memory);
+            // At every tick: stop a rule past its deadline, else yield with Tokio's
+            // `yield_now`, not a plain self-wake: a task that wakes itself while polled goes
+            // back to the front of its worker's queue and would run again at once, while
+            // `yield_now` lets the worker run its other ready tasks, timers and I/O first.
+            let started = Instant::now();
+            store.epoch_deadline_callback(move |_| {
+                Ok(if started.elapsed() >= deadline {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+                })
+            });
+            store.set_epoch_deadline(1);
+            let result = match pre.pre().instantiate_async(&mut store).await {
+                Ok(rule) => rule.call_run(&mut store, &context, &input).await,
+                Err(e) => Err(e),
+            };
+            // Dropping the store returns the instance's slot to the pool: only then free the
+            // permit.
+            let state = store.into_data();
+            drop(permit);
+            (result, state)
         };
-        // Dropping the store returns the instance's slot to the pool: only then free the permit.
-        let state = store.into_data();
-        drop(permit);
+        let (result, state) = self.executor.run(execution).await?;
         state.log.finish();
 
         match result {

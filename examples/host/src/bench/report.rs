@@ -368,9 +368,8 @@ pub fn markdown(
 }
 
 fn stall_section(stall: &Stall, ctx: &Context) -> String {
-    let row = |what: &str, l: &Latency| {
-        format!("| {what} | {} | {} | {} | {} |", l.count, ms(l.p50), ms(l.p99), ms(l.max))
-    };
+    let row =
+        |what: &str, l: &Latency| format!("| {what} | {} | {} | {} | {} |", l.count, ms(l.p50), ms(l.p99), ms(l.max));
     let met = if stall.with.p99 < Duration::from_millis(5) { "met" } else { "**missed**" };
     format!(
         "*Kept*: measured by `{}` on {}. One caller runs trivial lock-mode invocations (one increment on one model) \
@@ -386,10 +385,6 @@ fn stall_section(stall: &Stall, ctx: &Context) -> String {
         row("alone", &stall.alone),
         row(&format!("beside {} looping rules", stall.loopers), &stall.with),
     )
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
 fn soak_section(soak: &Soak, ctx: &Context) -> String {
