@@ -13,7 +13,7 @@ const EXIT_CODES: &str = "\
 Exit codes: 0 success, 1 internal or store failure, 2 usage error, 3 bad input, 4 unknown rule, \
 version or model type, 5 conflict (lock timeout, concurrent change, active version), 6 rule \
 refused (an upload that is not a valid rule, or an invocation the rule rejected or failed), \
-7 store unreachable.";
+7 store unreachable or every sandbox slot busy.";
 
 /// Run sandboxed WebAssembly business rules on models in Redis (or an embedded store).
 ///
@@ -31,7 +31,7 @@ refused (an upload that is not a valid rule, or an invocation the rule rejected 
     "Exit codes: 0 success, 1 internal or store failure, 2 usage error, 3 bad input, 4 unknown rule, ",
     "version or model type, 5 conflict (lock timeout, concurrent change, active version), 6 rule ",
     "refused (an upload that is not a valid rule, or an invocation the rule rejected or failed), ",
-    "7 store unreachable.",
+    "7 store unreachable or every sandbox slot busy.",
 ))]
 pub struct Cli {
     #[command(flatten)]
