@@ -307,3 +307,19 @@ async fn the_harness_works_inside_an_async_test() -> Result<()> {
     drop(h); // dropping the harness's runtime inside this one does not panic
     Ok(())
 }
+
+/// A rule that runs past one tick moves to the engine's rule threads; the records it logs there
+/// are still the harness call's, as are those it logged before the move.
+#[test]
+fn records_of_a_rule_that_moved_to_the_rule_threads_are_captured() -> Result<()> {
+    let h = RuleHarness::new()?.schema(crate::counter_model()?).rule_file(&crate::rules()?.probe)?;
+    let mut ops = vec![json!({"op": "log", "message": "before"})];
+    // Some milliseconds of work: far past the first 250 µs tick.
+    ops.extend((0..6).map(|_| json!({"op": "alloc", "bytes": 8_000_000})));
+    ops.push(json!({"op": "log", "message": "after"}));
+    let run = h.run("spin", &["Counter:x"], json!({ "ops": ops }));
+    run.expect_ok();
+    let messages: Vec<&str> = run.logs.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(messages, ["before", "after"]);
+    Ok(())
+}

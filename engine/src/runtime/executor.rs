@@ -10,6 +10,9 @@
 use std::future::Future;
 use std::task::Poll;
 
+use tracing::Instrument as _;
+use tracing::instrument::WithSubscriber as _;
+
 use crate::error::Error;
 
 /// The rule threads (see the module documentation).
@@ -44,7 +47,10 @@ impl RuleExecutor {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let mut execution = Box::pin(execution);
+        // The caller's span and subscriber go with the execution: a rule's log records keep
+        // their invocation's span, and land where the caller's records land, on whichever
+        // thread it runs (the test harness captures them per call).
+        let mut execution = Box::pin(execution.in_current_span().with_current_subscriber());
         if let Poll::Ready(output) = std::future::poll_fn(|cx| Poll::Ready(execution.as_mut().poll(cx))).await {
             return Ok(output);
         }
