@@ -195,6 +195,23 @@ async fn transfers_deposits_and_withdrawals_under_their_own_actions_conserve_mon
     Ok(())
 }
 
+/// Every acknowledged item is present exactly once or was removed exactly once, and nothing
+/// unacknowledged is present.
+fn each_acknowledged_item_once(
+    seed: u64,
+    acked: &[String],
+    present: &HashMap<String, usize>,
+    removed: &HashMap<String, usize>,
+) -> Result<()> {
+    for item in acked {
+        let (kept, gone) = (present.get(item).copied().unwrap_or(0), removed.get(item).copied().unwrap_or(0));
+        ensure!(kept + gone == 1, "seed {seed}: {item} is there {kept} times and was removed {gone} times");
+    }
+    let unknown: Vec<&String> = present.keys().filter(|item| !acked.contains(item)).collect();
+    ensure!(unknown.is_empty(), "seed {seed}: items nobody acknowledged: {unknown:?}");
+    Ok(())
+}
+
 /// What the lock-mode rules of the list test removed, by item.
 fn removed_items(results: &[Value], removed: &mut HashMap<String, usize>) {
     for value in results {
@@ -294,12 +311,7 @@ async fn pipeline_appends_survive_lock_mode_pops_evictions_inserts_and_clears(ba
         let Scalar::Str(item) = item else { bail!("an item that is not text") };
         *present.entry(item.clone()).or_default() += 1;
     }
-    for item in &acked {
-        let (kept, gone) = (present.get(item).copied().unwrap_or(0), removed.get(item).copied().unwrap_or(0));
-        ensure!(kept + gone == 1, "seed {seed}: {item} is in the list {kept} times and was removed {gone} times");
-    }
-    let unknown: Vec<&String> = present.keys().filter(|item| !acked.contains(item)).collect();
-    ensure!(unknown.is_empty(), "seed {seed}: items nobody acknowledged: {unknown:?}");
+    each_acknowledged_item_once(seed, &acked, &present, &removed)?;
     ensure!(env.held_locks().await?.is_empty(), "no lock left");
     Ok(())
 }
@@ -390,11 +402,8 @@ async fn pipeline_dict_entries_and_increments_survive_lock_mode_rules(backend: B
     let FieldValue::Dict(tags) = &snapshot.values[schema.field_index("tags").context("tags")?] else {
         bail!("tags is not a dict")
     };
-    for key in &acked {
-        let (kept, gone) = (usize::from(tags.contains_key(key)), removed.get(key).copied().unwrap_or(0));
-        ensure!(kept + gone == 1, "seed {seed}: {key} is there {kept} times and was removed {gone} times");
-    }
-    ensure!(tags.keys().all(|k| acked.contains(k)), "seed {seed}: entries nobody acknowledged");
+    let present: HashMap<String, usize> = tags.keys().map(|key| (key.clone(), 1)).collect();
+    each_acknowledged_item_once(seed, &acked, &present, &removed)?;
     let count = int_field(&env, "Counter", "dict", "count").await?;
     ensure!(count == acked.len() as i64 + bumps, "seed {seed}: count {count}, expected {}", acked.len() as i64 + bumps);
     ensure!(env.held_locks().await?.is_empty(), "no lock left");

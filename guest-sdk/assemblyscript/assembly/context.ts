@@ -14,7 +14,10 @@ import { Model } from "./model";
 export class Context {
   constructor(private readonly inner: WitContext) {}
 
-  /** A unique id for this invocation, for logs and idempotency keys (the same on re-runs). */
+  /**
+   * A unique id for this invocation, for logs: the same when the rule runs again on fresh state
+   * under the same locks, a new one for a new attempt of the whole invocation.
+   */
   get invocationId(): string {
     return this.inner.invocationId;
   }

@@ -21,8 +21,10 @@ impl Context {
         Self { inner }
     }
 
-    /// A unique id for this invocation, for logs and idempotency keys. It stays the same when
-    /// the engine re-runs the rule after a conflict (see [`Context::attempt`]).
+    /// A unique id for this invocation, for logs. It stays the same when the rule runs again on
+    /// fresh state under the same locks (another writer changed a model meanwhile; see
+    /// [`Context::attempt`]); a new attempt of the whole invocation (after a lock timeout, a lost
+    /// lock or an optimistic conflict) gets a new one.
     pub fn invocation_id(&self) -> &str {
         &self.inner.invocation_id
     }
