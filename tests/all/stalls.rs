@@ -135,3 +135,41 @@ async fn a_slot_wait_under_locks_counts_against_the_lease_on_memory() -> Result<
 async fn a_slot_wait_under_locks_counts_against_the_lease_on_redis() -> Result<()> {
     a_slot_wait_under_locks_counts_against_the_lease(Backend::Redis).await
 }
+
+/// A caller that gives up on a looping rule (its future dropped, here by a 50 ms timeout) stops
+/// it: the rule, moved to the rule threads, is dropped at its next tick and frees the engine's
+/// only sandbox slot at once, so the next invocation gets the slot within its 300 ms bound
+/// instead of waiting out the loop's 3 s deadline.
+async fn a_cancelled_caller_stops_its_rule_and_frees_the_slot(backend: Backend) -> Result<()> {
+    let env = TestEnv::with(backend, "stall-cancel", |b| {
+        let mut config = EngineConfig::default();
+        config.runtime.max_instances = 1;
+        config.runtime.deadline = Duration::from_secs(3);
+        config.acquire_timeout = Duration::from_millis(300);
+        config.retry = wasmtx::RetryPolicy::never();
+        b.config(config)
+    })
+    .await?;
+    let spin = looping("spin", "spin", Mode::Pipeline);
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), env.engine.invoke(&env.rules.probe, &spin)).await;
+    ensure!(cancelled.is_err(), "the loop was still running when its caller gave up");
+    let calm = Invocation::new("bump")
+        .model("Counter", "calm")
+        .mode(Mode::Pipeline)
+        .input(probe_ops(&[json!({"op": "increment", "field": "count", "delta": 1})]));
+    match env.engine.invoke(&env.rules.probe, &calm).await {
+        Ok(out) => ensure!(out.attempts == 1, "ran once"),
+        Err(e) => bail!("the cancelled rule still held the only slot: {e}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_caller_stops_its_rule_and_frees_the_slot_on_memory() -> Result<()> {
+    a_cancelled_caller_stops_its_rule_and_frees_the_slot(Backend::Memory).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_caller_stops_its_rule_and_frees_the_slot_on_redis() -> Result<()> {
+    a_cancelled_caller_stops_its_rule_and_frees_the_slot(Backend::Redis).await
+}
