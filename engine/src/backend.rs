@@ -100,18 +100,36 @@ pub struct BackendOptions {
     /// The prefix of every Redis key, models and registry alike (default `wasmtx`); ignored
     /// by the memory backend.
     pub prefix: String,
+    /// How long connecting to Redis may take (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::store::redis::DEFAULT_CONNECT_TIMEOUT)).
+    pub connect_timeout: std::time::Duration,
+    /// How long a Redis reply may take (default
+    /// [`DEFAULT_RESPONSE_TIMEOUT`](crate::store::redis::DEFAULT_RESPONSE_TIMEOUT)); a commit
+    /// whose reply is later is resolved before its caller hears about it.
+    pub response_timeout: std::time::Duration,
 }
 
 impl Default for BackendOptions {
     fn default() -> Self {
-        Self { prefix: DEFAULT_PREFIX.to_owned() }
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: crate::store::redis::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: crate::store::redis::DEFAULT_RESPONSE_TIMEOUT,
+        }
     }
 }
 
 impl BackendOptions {
     /// Options with this key prefix.
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self { prefix: prefix.into(), ..Self::default() }
+    }
+
+    /// Sets the Redis reply timeout.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.response_timeout = timeout;
+        self
     }
 }
 
@@ -194,7 +212,12 @@ pub async fn open_store(url: &str, options: &BackendOptions) -> Result<Arc<dyn S
 
 /// The Redis factory: a store under the options' prefix.
 async fn open_redis_store(url: &str, options: &BackendOptions) -> Result<RedisStore, StoreError> {
-    RedisStore::builder(url).prefix(options.prefix.clone()).connect().await
+    RedisStore::builder(url)
+        .prefix(options.prefix.clone())
+        .connect_timeout(options.connect_timeout)
+        .response_timeout(options.response_timeout)
+        .connect()
+        .await
 }
 
 /// Connecting a registry storage fails only in its storage.

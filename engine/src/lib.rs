@@ -43,7 +43,7 @@ pub mod views;
 
 pub use engine::{Engine, EngineBuilder, EngineConfig};
 pub use error::class::{ErrorBody, ErrorClass, Origin, RetryClass};
-pub use error::{AccessError, Error, Result, RuleLoadError, SchemaError};
+pub use error::{AccessError, Error, InvocationError, Result, RuleLoadError, SchemaError};
 pub use invocation::{Invocation, Mode, Outcome, RetryOn, RetryPolicy, Timings};
 pub use model::change::{FieldChange, ModelChanges, ModelSnapshot, ModelTarget};
 pub use model::ids::{LockId, ModelId};

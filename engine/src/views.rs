@@ -78,6 +78,8 @@ pub fn invocation_json(active: &ActiveRule, outcome: &Outcome) -> Value {
         "version": active.version.version,
         "digest": active.version.digest,
         "invocation_id": outcome.invocation_id,
+        "idempotency_key": outcome.idempotency_key,
+        "replayed": outcome.replayed,
         "output": output,
         "changes": changes,
         "fencing_tokens": outcome.fencing_tokens,

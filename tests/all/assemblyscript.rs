@@ -95,15 +95,25 @@ async fn shopping_cart_twins_give_the_same_results_and_state(backend: Backend) -
         // The reference runs it in a pipeline; lock mode must give the same.
         let first =
             add_items(&key, json!([item("apple", 2, 30), item("pear", 1, 5), item("apple", 1, 30)]), Mode::Pipeline);
-        let out = env.engine.invoke(rule, &first).await.with_context(|| format!("{language}: first add"))?;
+        let out = env
+            .engine
+            .invoke(rule, &first)
+            .await
+            .map_err(Error::from)
+            .with_context(|| format!("{language}: first add"))?;
         assert_eq!(output(&out)?, json!({"items": 3, "total_price": 95}), "{language}");
 
         let second = add_items(&key, json!([item("kiwi", 4, 10), item("pear", 2, 5)]), Mode::Lock);
-        let out = env.engine.invoke(rule, &second).await.with_context(|| format!("{language}: second add"))?;
+        let out = env
+            .engine
+            .invoke(rule, &second)
+            .await
+            .map_err(Error::from)
+            .with_context(|| format!("{language}: second add"))?;
         assert_eq!(output(&out)?, json!({"items": 5, "total_price": 145}), "{language}");
 
         let empty = add_items(&key, json!([]), Mode::Lock);
-        let out = env.engine.invoke(rule, &empty).await?;
+        let out = env.engine.invoke(rule, &empty).await.map_err(Error::from)?;
         assert_eq!(output(&out)?, json!({"items": 5, "total_price": 145}), "{language}: an empty order");
         assert!(!out.wrote_anything(), "{language}: an empty order writes nothing");
 
@@ -129,7 +139,10 @@ async fn shopping_cart_rejection_writes_nothing_in_either_language(backend: Back
     let mut errors = Vec::new();
     for (language, rule) in cart_pair(&twins).both() {
         let key = format!("cart-{language}");
-        env.engine.invoke(rule, &add_items(&key, json!([item("apple", 2, 30)]), Mode::Lock)).await?;
+        env.engine
+            .invoke(rule, &add_items(&key, json!([item("apple", 2, 30)]), Mode::Lock))
+            .await
+            .map_err(Error::from)?;
         let models = [("ShoppingCart", key.as_str())];
         let before = env.fingerprint(&models).await?;
 
@@ -143,7 +156,7 @@ async fn shopping_cart_rejection_writes_nothing_in_either_language(backend: Back
             (json!([item("pear", 1, -5)]), "invalid price -5 for pear: must be 0 to 1000000000000"),
         ] {
             for mode in [Mode::Lock, Mode::Pipeline, Mode::Optimistic] {
-                let result = env.engine.invoke(rule, &add_items(&key, items.clone(), mode)).await;
+                let result = env.engine.invoke(rule, &add_items(&key, items.clone(), mode)).await.map_err(Error::from);
                 match &result {
                     Err(Error::Rejected { message: got }) => assert_eq!(got, message, "{language} {mode:?}"),
                     other => panic!("{language} {mode:?}: expected a rejection, got {other:?}"),
@@ -179,7 +192,7 @@ async fn shopping_cart_input_is_checked_before_anything_is_added(backend: Backen
             json!([1, 2]),
         ] {
             let invocation = Invocation::new("add_items").model("ShoppingCart", &key).input(input.to_string());
-            let result = env.engine.invoke(rule, &invocation).await;
+            let result = env.engine.invoke(rule, &invocation).await.map_err(Error::from);
             assert!(
                 matches!(result, Err(Error::InvalidInput { .. })),
                 "{language}: {input} should be invalid input, got {result:?}"
@@ -238,13 +251,16 @@ async fn user_profile_twins_give_the_same_results_and_state(backend: Backend) ->
         e.dict_set("UserProfile", &key, "preferences", vec![("language".into(), Scalar::Str("en".into()))]).await?;
 
         let before = now_ms();
-        let out = e.invoke(rule, &update_settings(&key, "ada@new.example", "dark")).await?;
+        let out = e.invoke(rule, &update_settings(&key, "ada@new.example", "dark")).await.map_err(Error::from)?;
         assert_eq!(
             output(&out)?,
             json!({"username": "ada", "previous_email": "ada@old.example", "email": "ada@new.example"}),
             "{language}"
         );
-        let out = e.invoke(rule, &update_settings(&key, "lovelace+ü@analytical.engine", "sépia 🌅")).await?;
+        let out = e
+            .invoke(rule, &update_settings(&key, "lovelace+ü@analytical.engine", "sépia 🌅"))
+            .await
+            .map_err(Error::from)?;
         let after = now_ms();
         assert_eq!(
             output(&out)?,
@@ -280,7 +296,7 @@ async fn user_profile_rejects_invalid_emails_and_writes_nothing(backend: Backend
     let mut seen = Vec::new();
     for (language, rule) in profile_pair(&twins).both() {
         let key = format!("bob-{language}");
-        env.engine.invoke(rule, &update_settings(&key, "bob@example.com", "light")).await?;
+        env.engine.invoke(rule, &update_settings(&key, "bob@example.com", "light")).await.map_err(Error::from)?;
         let models = [("UserProfile", key.as_str())];
         let before = env.fingerprint(&models).await?;
         for email in [
@@ -294,7 +310,7 @@ async fn user_profile_rejects_invalid_emails_and_writes_nothing(backend: Backend
             "b@b@example.com",
             "bob smith@example.com",
         ] {
-            let result = env.engine.invoke(rule, &update_settings(&key, email, "dark")).await;
+            let result = env.engine.invoke(rule, &update_settings(&key, email, "dark")).await.map_err(Error::from);
             match &result {
                 Err(Error::Rejected { message }) => {
                     assert_eq!(message, &format!("invalid email address: {email}"), "{language}");
@@ -309,7 +325,7 @@ async fn user_profile_rejects_invalid_emails_and_writes_nothing(backend: Backend
             json!({"new_email": 5, "theme": "dark"}),
         ] {
             let invocation = Invocation::new("update_settings").model("UserProfile", &key).input(input.to_string());
-            let result = env.engine.invoke(rule, &invocation).await;
+            let result = env.engine.invoke(rule, &invocation).await.map_err(Error::from);
             assert!(matches!(result, Err(Error::InvalidInput { .. })), "{language}: {input} gave {result:?}");
         }
         assert_eq!(env.fingerprint(&models).await?, before, "{language}: a refusal wrote something");
@@ -338,7 +354,8 @@ async fn rust_and_assemblyscript_rules_take_turns_on_the_same_cart(backend: Back
             total += line["quantity"].as_i64().unwrap_or_default() * line["price"].as_i64().unwrap_or_default();
             count += 1;
         }
-        let out = env.engine.invoke(rule, &add_items("shared", items.clone(), Mode::Lock)).await?;
+        let out =
+            env.engine.invoke(rule, &add_items("shared", items.clone(), Mode::Lock)).await.map_err(Error::from)?;
         assert_eq!(output(&out)?, json!({"items": count, "total_price": total}), "order {i}");
     }
     assert_eq!(
@@ -357,7 +374,8 @@ async fn rust_and_assemblyscript_rules_take_turns_on_the_same_cart(backend: Back
         let result = env
             .engine
             .invoke(rule, &add_items("shared", json!([item("fig", 1, 1), item("fig", 0, 1)]), Mode::Lock))
-            .await;
+            .await
+            .map_err(Error::from);
         assert!(matches!(result, Err(Error::Rejected { .. })), "{result:?}");
     }
     assert_eq!(env.fingerprint(&[("ShoppingCart", "shared")]).await?, before);
@@ -375,7 +393,10 @@ async fn rust_and_assemblyscript_rules_share_a_cart_concurrently(backend: Backen
             let id = if i % 2 == 0 { "rust-item" } else { "as-item" };
             // Lock mode: `quantities[id] = quantities.get(id, 0) + n` is a read-modify-write,
             // which a pipeline would apply without the lock.
-            engine.invoke(&rule, &add_items("busy", json!([item(id, i + 1, 10)]), Mode::Lock)).await
+            engine
+                .invoke(&rule, &add_items("busy", json!([item(id, i + 1, 10)]), Mode::Lock))
+                .await
+                .map_err(Error::from)
         }));
     }
     for task in tasks {
@@ -395,9 +416,16 @@ async fn rust_and_assemblyscript_rules_take_turns_on_the_same_profile(backend: B
     let pair = profile_pair(&twins);
     env.engine.set_field("UserProfile", "cy", "email", FieldValue::Scalar(Scalar::Str("cy@a.example".into()))).await?;
     let before = now_ms();
-    env.engine.invoke(pair.assemblyscript, &update_settings("cy", "cy@b.example", "dark")).await?;
-    env.engine.invoke(pair.rust, &update_settings("cy", "cy@c.example", "light")).await?;
-    let out = env.engine.invoke(pair.assemblyscript, &update_settings("cy", "cy@d.example", "dark")).await?;
+    env.engine
+        .invoke(pair.assemblyscript, &update_settings("cy", "cy@b.example", "dark"))
+        .await
+        .map_err(Error::from)?;
+    env.engine.invoke(pair.rust, &update_settings("cy", "cy@c.example", "light")).await.map_err(Error::from)?;
+    let out = env
+        .engine
+        .invoke(pair.assemblyscript, &update_settings("cy", "cy@d.example", "dark"))
+        .await
+        .map_err(Error::from)?;
     let after = now_ms();
     assert_eq!(
         output(&out)?["previous_email"],
@@ -556,8 +584,8 @@ async fn probe_twins_agree_on_every_operation_and_error(backend: Backend) -> Res
             .model("Counter", "probe-counter")
             .model("Account", "probe-account")
             .input(json!({ "ops": script }).to_string());
-        let rust = rust_env.engine.invoke(&rust_env.rules.probe, &invocation).await;
-        let assemblyscript = as_env.engine.invoke(&as_twins.probe_as, &invocation).await;
+        let rust = rust_env.engine.invoke(&rust_env.rules.probe, &invocation).await.map_err(Error::from);
+        let assemblyscript = as_env.engine.invoke(&as_twins.probe_as, &invocation).await.map_err(Error::from);
         let (rust, assemblyscript) = (normalise(view(&rust)), normalise(view(&assemblyscript)));
         assert_eq!(assemblyscript, rust, "script {i}: {script}");
         for (model_type, key) in [("Counter", "probe-counter"), ("Account", "probe-account")] {
@@ -585,7 +613,7 @@ async fn an_assemblyscript_rule_can_take_a_failure_and_go_on(backend: Backend) -
         {"op": "append", "field": "items", "item": "after"},
     ]);
     let invocation = Invocation::new("probe").model("Counter", "c").input(json!({ "ops": script }).to_string());
-    let out = env.engine.invoke(&twins.probe_as, &invocation).await?;
+    let out = env.engine.invoke(&twins.probe_as, &invocation).await.map_err(Error::from)?;
     let results = output(&out)?;
     let recovered = &results[0];
     assert!(
@@ -614,7 +642,7 @@ async fn an_assemblyscript_trap_writes_nothing_and_names_the_functions(backend: 
     let before = env.fingerprint(&models).await?;
     let script = json!([{"op": "increment", "field": "count", "delta": 1}, {"op": "trap"}]);
     let invocation = Invocation::new("probe").model("Counter", "c").input(json!({ "ops": script }).to_string());
-    match env.engine.invoke(&twins.probe_as, &invocation).await {
+    match env.engine.invoke(&twins.probe_as, &invocation).await.map_err(Error::from) {
         Err(Error::Trapped { message }) => {
             assert!(message.contains("wasmtxAbort") && message.contains("runOp"), "{message}");
         }

@@ -24,7 +24,7 @@ async fn state(env: &TestEnv, model_type: &str, key: &str) -> Result<serde_json:
 
 async fn level_up(env: &TestEnv, key: &str, exp: i64) -> Result<String> {
     let inv = Invocation::new("level_up").model("GameCharacter", key).input(json!({ "exp_gained": exp }).to_string());
-    Ok(env.engine.invoke(&env.rules.level_up, &inv).await?.output_as()?)
+    Ok(env.engine.invoke(&env.rules.level_up, &inv).await.map_err(wasmtx::Error::from)?.output_as()?)
 }
 
 async fn level_up_at_level_five_heals_rewards_and_trains(backend: Backend) -> Result<()> {
@@ -78,7 +78,7 @@ async fn user_progress_scores_and_stamps_the_date(backend: Backend) -> Result<()
         let inv = Invocation::new("progress")
             .model("User", "u")
             .input(json!({ "points": points, "achievement": achievement }).to_string());
-        env.engine.invoke(&env.rules.user_progress, &inv).await?;
+        env.engine.invoke(&env.rules.user_progress, &inv).await.map_err(wasmtx::Error::from)?;
     }
     let after = today_utc();
     let user = state(&env, "User", "u").await?;

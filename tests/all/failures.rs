@@ -38,7 +38,7 @@ fn probe(ops: &[serde_json::Value]) -> Invocation {
 async fn rule_failures_write_nothing_and_release_their_locks(backend: Backend) -> Result<()> {
     let env =
         TestEnv::with(backend, "failures", |b| b.deadline(Duration::from_millis(200)).memory_limit(8 << 20)).await?;
-    env.engine.invoke(&env.rules.probe, &probe(&seed_ops())).await?;
+    env.engine.invoke(&env.rules.probe, &probe(&seed_ops())).await.map_err(Error::from)?;
     let before = env.fingerprint(&MODELS).await?;
     // Each failure comes after writes, so "nothing written" is a real check.
     let writes = seed_ops();
@@ -68,14 +68,14 @@ async fn rule_failures_write_nothing_and_release_their_locks(backend: Backend) -
     for (failure, expected) in cases {
         let mut ops = writes.clone();
         ops.push(failure.clone());
-        let err = env.engine.invoke(&env.rules.probe, &probe(&ops)).await.expect_err("must fail");
+        let err = env.engine.invoke(&env.rules.probe, &probe(&ops)).await.map_err(Error::from).expect_err("must fail");
         assert!(expected(&err), "{failure}: unexpected error {err:?}");
         assert!(!err.is_retryable(), "{failure}: a rule failure is not retryable");
         assert_eq!(env.fingerprint(&MODELS).await?, before, "{failure} wrote something");
         assert!(env.held_locks().await?.is_empty(), "{failure} left a lock");
     }
     // The engine still works after all that, and the locks are free.
-    env.engine.invoke(&env.rules.probe, &probe(&seed_ops())).await?;
+    env.engine.invoke(&env.rules.probe, &probe(&seed_ops())).await.map_err(Error::from)?;
     Ok(())
 }
 
@@ -87,7 +87,7 @@ async fn bad_invocations_get_typed_errors_and_write_nothing(backend: Backend) ->
     let run = |inv: Invocation| {
         let env = env.clone();
         let rule = rule.clone();
-        async move { env.engine.invoke(&rule, &inv).await.expect_err("must be refused") }
+        async move { env.engine.invoke(&rule, &inv).await.map_err(Error::from).expect_err("must be refused") }
     };
 
     let e = run(Invocation::new("probe").model("Nope", "k").input(ok_ops.clone())).await;
@@ -110,6 +110,7 @@ async fn bad_invocations_get_typed_errors_and_write_nothing(backend: Backend) ->
             &Invocation::new("transfer").model("Account", "a").model("Account", "b").input(r#"{"amount": -5}"#),
         )
         .await
+        .map_err(Error::from)
         .expect_err("negative amount");
     assert!(matches!(&e, Error::InvalidInput { .. }), "{e:?}");
 
@@ -167,7 +168,7 @@ async fn bad_invocations_get_typed_errors_and_write_nothing(backend: Backend) ->
 
 async fn rule_access_errors_are_typed_and_write_nothing(backend: Backend) -> Result<()> {
     let env = TestEnv::new(backend, "access").await?;
-    env.engine.invoke(&env.rules.probe, &probe(&seed_ops())).await?;
+    env.engine.invoke(&env.rules.probe, &probe(&seed_ops())).await.map_err(Error::from)?;
     let before = env.fingerprint(&MODELS).await?;
     let cases: Vec<(serde_json::Value, AccessErrorCheck)> = vec![
         (
@@ -201,7 +202,7 @@ async fn rule_access_errors_are_typed_and_write_nothing(backend: Backend) -> Res
     for (op, expected) in cases {
         let mut ops = seed_ops();
         ops.push(op.clone());
-        let err = env.engine.invoke(&env.rules.probe, &probe(&ops)).await.expect_err("must fail");
+        let err = env.engine.invoke(&env.rules.probe, &probe(&ops)).await.map_err(Error::from).expect_err("must fail");
         match &err {
             Error::Access { error, .. } => assert!(expected(error), "{op}: unexpected {error:?}"),
             other => bail!("{op}: expected an access error, got {other:?}"),
@@ -245,7 +246,8 @@ async fn bad_rule_bytes_are_refused_with_precise_errors(backend: Backend) -> Res
             &rule,
             &Invocation::new("transfer").model("Account", "x").model("Account", "y").input(r#"{"amount": 5}"#),
         )
-        .await?;
+        .await
+        .map_err(Error::from)?;
     assert_eq!(out.output_as::<String>()?, "Transferred 5 successfully");
     Ok(())
 }
@@ -273,12 +275,12 @@ async fn a_stale_holder_is_fenced_off_and_the_new_holder_write_survives(backend:
     };
     let a = tokio::spawn({
         let stale = stale.clone();
-        async move { stale.invoke(&stale_rule, &set(111)).await }
+        async move { stale.invoke(&stale_rule, &set(111)).await.map_err(Error::from) }
     });
     gate.wait_reached().await?; // A ran its rule and waits at the commit gate, holding the lock.
 
     // B (another engine on the same store) waits for the lock until A's lease runs out.
-    let b = base.engine.invoke(&base.rules.probe, &set(222)).await?;
+    let b = base.engine.invoke(&base.rules.probe, &set(222)).await.map_err(Error::from)?;
     assert!(b.timings.wait > Duration::ZERO);
     gate.open();
     match a.await? {

@@ -46,8 +46,13 @@ async fn hold_lock(engine: &Engine, model_type: &str, keys: &[&str], action: &st
         .map(|k| Ok(ModelTarget { id: ModelId::new(model_type, *k), schema: engine.model_type(model_type)? }))
         .collect::<Result<_>>()?;
     models.sort_by(|a, b| a.id.cmp(&b.id));
-    let request =
-        LockRequest { models, action: action.into(), owner: "test-holder".into(), lease: Duration::from_secs(60) };
+    let request = LockRequest {
+        models,
+        action: action.into(),
+        owner: "test-holder".into(),
+        lease: Duration::from_secs(60),
+        record: None,
+    };
     match engine.store().try_lock_and_load(&request).await? {
         LockAttempt::Acquired { leases, .. } => Ok(leases),
         other => bail!("could not take the test lock: {other:?}"),
@@ -60,7 +65,7 @@ fn spawn_invoke(
     invocation: Invocation,
 ) -> tokio::task::JoinHandle<wasmtx::Result<Outcome>> {
     let (engine, rule) = (engine.clone(), rule.clone());
-    tokio::spawn(async move { engine.invoke(&rule, &invocation).await })
+    tokio::spawn(async move { engine.invoke(&rule, &invocation).await.map_err(Error::from) })
 }
 
 /// What invocation `i` of the mixed test does.
@@ -323,7 +328,7 @@ async fn callers_that_drop_their_futures_do_not_break_the_group(backend: Backend
     assert_eq!(values, (1..=n).collect::<Vec<_>>(), "the dropped callers never ran");
     assert_eq!(field(&env, "Counter", "c", "count").await?, int(n));
     // The line still works.
-    let out = env.engine.invoke(&env.rules.probe, &inc()).await?;
+    let out = env.engine.invoke(&env.rules.probe, &inc()).await.map_err(Error::from)?;
     assert_eq!(out.output_as::<Vec<i64>>()?, vec![n + 1]);
     assert!(env.held_locks().await?.is_empty());
     Ok(())
@@ -353,7 +358,7 @@ async fn queued_invocations_still_time_out_and_the_line_recovers(backend: Backen
     }
     assert_eq!(env.fingerprint(&[("Counter", "t")]).await?, before);
     env.engine.store().release(&held).await?;
-    let out = env.engine.invoke(&env.rules.probe, &inc()).await?;
+    let out = env.engine.invoke(&env.rules.probe, &inc()).await.map_err(Error::from)?;
     assert_eq!(out.output_as::<Vec<i64>>()?, vec![1]);
     Ok(())
 }

@@ -70,7 +70,8 @@ async fn two_actions_and_optimistic_mode_on_one_field_lose_nothing(backend: Back
                 let mut acks = Vec::new();
                 for _ in 0..8 {
                     let op = json!({"op": "increment", "field": "count", "delta": delta});
-                    let out = engine.invoke(&probe, &invoke(action, mode, "shared", &[op])).await?;
+                    let out =
+                        engine.invoke(&probe, &invoke(action, mode, "shared", &[op])).await.map_err(Error::from)?;
                     let value = results(&out.output)?[0].as_i64().context("the new value")?;
                     acks.push((out.versions[0], value, delta));
                 }
@@ -110,6 +111,7 @@ async fn an_action_never_waits_for_another_actions_lock(backend: Backend) -> Res
         action: "fund".into(),
         owner: "test".into(),
         lease: Duration::from_secs(30),
+        record: None,
     };
     let wasmtx::store::LockAttempt::Acquired { leases, .. } = env.engine.store().try_lock_and_load(&request).await?
     else {
@@ -166,7 +168,7 @@ async fn transfers_deposits_and_withdrawals_under_their_own_actions_conserve_mon
                         false,
                     ),
                 };
-                match engine.invoke(rule, &invocation).await {
+                match engine.invoke(rule, &invocation).await.map_err(Error::from) {
                     Ok(_) if is_transfer => transfers += 1,
                     Ok(_) => deposited += amount,
                     Err(Error::Rejected { .. }) => {}
@@ -243,7 +245,7 @@ async fn pipeline_appends_survive_lock_mode_pops_evictions_inserts_and_clears(ba
             for i in 0..40 {
                 let item = format!("p{task}-{i}");
                 let op = json!({"op": "append", "field": "items", "item": item});
-                engine.invoke(&probe, &invoke("log", Mode::Pipeline, "list", &[op])).await?;
+                engine.invoke(&probe, &invoke("log", Mode::Pipeline, "list", &[op])).await.map_err(Error::from)?;
                 acked.push(item);
             }
             anyhow::Ok(acked)
@@ -272,7 +274,7 @@ async fn pipeline_appends_survive_lock_mode_pops_evictions_inserts_and_clears(ba
                 if action == "reset" {
                     ops.push(json!({"op": "list_clear", "field": "items"}));
                 }
-                match engine.invoke(&probe, &invoke(action, Mode::Lock, "list", &ops)).await {
+                match engine.invoke(&probe, &invoke(action, Mode::Lock, "list", &ops)).await.map_err(Error::from) {
                     Ok(out) => {
                         let results = results(&out.output)?;
                         if edit["op"] == "list_insert" {
@@ -336,7 +338,7 @@ async fn pipeline_dict_entries_and_increments_survive_lock_mode_rules(backend: B
                     json!({"op": "dict_set", "field": "tags", "key": key, "value": 1}),
                     json!({"op": "increment", "field": "count", "delta": 1}),
                 ];
-                engine.invoke(&probe, &invoke("tag", Mode::Pipeline, "dict", &ops)).await?;
+                engine.invoke(&probe, &invoke("tag", Mode::Pipeline, "dict", &ops)).await.map_err(Error::from)?;
                 keys.push(key);
             }
             anyhow::Ok(keys)
@@ -357,7 +359,8 @@ async fn pipeline_dict_entries_and_increments_survive_lock_mode_rules(backend: B
                     ),
                     _ => ("bump", vec![json!({"op": "increment", "field": "count", "delta": 1000})]),
                 };
-                let out = engine.invoke(&probe, &invoke(action, Mode::Lock, "dict", &ops)).await?;
+                let out =
+                    engine.invoke(&probe, &invoke(action, Mode::Lock, "dict", &ops)).await.map_err(Error::from)?;
                 match action {
                     // Pop the first key the rule saw, in a second invocation of the same action
                     // (the key may be gone by then: a pop of a missing key removes nothing).
@@ -367,7 +370,10 @@ async fn pipeline_dict_entries_and_increments_survive_lock_mode_rules(backend: B
                             keys[0].as_array().and_then(|k| k.get(i % k.len().max(1))).and_then(Value::as_str)
                         {
                             let pop = json!({"op": "dict_pop", "field": "tags", "key": key});
-                            let popped = engine.invoke(&probe, &invoke(action, Mode::Lock, "dict", &[pop])).await?;
+                            let popped = engine
+                                .invoke(&probe, &invoke(action, Mode::Lock, "dict", &[pop]))
+                                .await
+                                .map_err(Error::from)?;
                             if !results(&popped.output)?[0].is_null() {
                                 removed.push(key.to_owned());
                             }

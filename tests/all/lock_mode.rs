@@ -53,7 +53,8 @@ fn transfer(from: &str, to: &str, amount: i64) -> Invocation {
 async fn bank_transfer_moves_money_and_reports_what_it_wrote(backend: Backend) -> Result<()> {
     let env = TestEnv::new(backend, "transfer").await?;
     env.engine.set_field("Account", "alice", "balance", int(100)).await?;
-    let outcome = env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 30)).await?;
+    let outcome =
+        env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 30)).await.map_err(Error::from)?;
 
     assert_eq!(outcome.output_as::<String>()?, "Transferred 30 successfully");
     assert_eq!(balance(&env, "alice").await?, 70);
@@ -78,8 +79,12 @@ async fn insufficient_funds_rejects_and_writes_nothing(backend: Backend) -> Resu
     env.engine.set_field("Account", "alice", "balance", int(10)).await?;
     let models = [("Account", "alice"), ("Account", "bob")];
     let before = env.fingerprint(&models).await?;
-    let err =
-        env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 11)).await.expect_err("must reject");
+    let err = env
+        .engine
+        .invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 11))
+        .await
+        .map_err(Error::from)
+        .expect_err("must reject");
     match &err {
         Error::Rejected { message } => assert_eq!(message, "Insufficient funds"),
         other => bail!("expected Rejected, got {other:?}"),
@@ -88,14 +93,15 @@ async fn insufficient_funds_rejects_and_writes_nothing(backend: Backend) -> Resu
     assert_eq!(env.fingerprint(&models).await?, before);
     assert!(env.held_locks().await?.is_empty());
     // The locks were released: the same action runs again at once.
-    env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 10)).await?;
+    env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 10)).await.map_err(Error::from)?;
     Ok(())
 }
 
 async fn state_written_by_another_client_is_seen_on_entry(backend: Backend) -> Result<()> {
     let env = TestEnv::new(backend, "refresh").await?;
     env.engine.set_field("Account", "alice", "balance", int(5)).await?;
-    let rejected = env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 50)).await;
+    let rejected =
+        env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 50)).await.map_err(Error::from);
     assert!(matches!(rejected, Err(Error::Rejected { .. })));
     // Another client writes between two invocations: with Redis a plain HSET, as any client
     // would; with the memory store, a direct write through the engine's store.
@@ -109,7 +115,8 @@ async fn state_written_by_another_client_is_seen_on_entry(backend: Backend) -> R
             env.engine.set_field("Account", "alice", "balance", int(500)).await?;
         }
     }
-    let outcome = env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 50)).await?;
+    let outcome =
+        env.engine.invoke(&env.rules.bank_transfer, &transfer("alice", "bob", 50)).await.map_err(Error::from)?;
     assert_eq!(outcome.output_as::<String>()?, "Transferred 50 successfully");
     assert_eq!(balance(&env, "alice").await?, 450);
     Ok(())
@@ -123,7 +130,8 @@ async fn a_model_never_written_runs_on_its_defaults(backend: Backend) -> Result<
             &env.rules.level_up,
             &Invocation::new("level_up").model("GameCharacter", "new").input(r#"{"exp_gained": 10}"#),
         )
-        .await?;
+        .await
+        .map_err(Error::from)?;
     // Level 1 needs 1000 experience.
     assert_eq!(outcome.output_as::<String>()?, "Need 990 more experience to level up");
     assert_eq!(field(&env, "GameCharacter", "new", "health").await?, int(100));
@@ -146,7 +154,10 @@ async fn hot_counter_loses_no_update_across_two_engines(backend: Backend) -> Res
         tasks.push(tokio::spawn(async move {
             for _ in 0..rounds {
                 let input = probe_ops(&[json!({"op": "increment", "model": 0, "field": "count", "delta": 1})]);
-                engine.invoke(&probe, &Invocation::new("bump").model("Counter", "hot").input(input)).await?;
+                engine
+                    .invoke(&probe, &Invocation::new("bump").model("Counter", "hot").input(input))
+                    .await
+                    .map_err(Error::from)?;
             }
             anyhow::Ok(())
         }));
@@ -172,7 +183,10 @@ async fn different_actions_on_disjoint_fields_keep_all_updates(backend: Backend)
             tasks.push(tokio::spawn(async move {
                 for _ in 0..rounds {
                     let input = probe_ops(&[json!({"op": "increment", "model": 0, "field": name, "delta": 1})]);
-                    engine.invoke(&probe, &Invocation::new(action).model("Counter", "shared").input(input)).await?;
+                    engine
+                        .invoke(&probe, &Invocation::new(action).model("Counter", "shared").input(input))
+                        .await
+                        .map_err(Error::from)?;
                 }
                 anyhow::Ok(())
             }));
@@ -202,7 +216,7 @@ async fn different_keys_do_not_wait_for_each_other(backend: Backend) -> Result<(
     // Key a is blocked until the holder releases, then proceeds (woken, not timed out).
     let engine = env.engine.clone();
     let probe = env.rules.probe.clone();
-    let blocked = tokio::spawn(async move { engine.invoke(&probe, &bump("a")).await });
+    let blocked = tokio::spawn(async move { engine.invoke(&probe, &bump("a")).await.map_err(Error::from) });
     tokio::task::yield_now().await;
     assert!(!blocked.is_finished());
     env.engine.store().release(&held).await?;
@@ -221,6 +235,7 @@ async fn same_action_on_same_key_times_out_with_a_typed_error(backend: Backend) 
         .engine
         .invoke(&env.rules.probe, &Invocation::new("hold").model("Counter", "a").input(input.clone()))
         .await
+        .map_err(Error::from)
         .expect_err("must time out");
     match &err {
         Error::LockTimeout { lock, waited } => {
@@ -233,7 +248,10 @@ async fn same_action_on_same_key_times_out_with_a_typed_error(backend: Backend) 
     assert!(err.is_retryable());
     assert_eq!(env.fingerprint(&[("Counter", "a")]).await?, before);
     // Another action on the same key is not blocked.
-    env.engine.invoke(&env.rules.probe, &Invocation::new("other").model("Counter", "a").input(input)).await?;
+    env.engine
+        .invoke(&env.rules.probe, &Invocation::new("other").model("Counter", "a").input(input))
+        .await
+        .map_err(Error::from)?;
     Ok(())
 }
 
@@ -245,6 +263,7 @@ async fn hold_lock(env: &TestEnv, key: &str, action: &str) -> Result<Vec<wasmtx:
         action: action.into(),
         owner: "test-holder".into(),
         lease: Duration::from_secs(60),
+        record: None,
     };
     match env.engine.store().try_lock_and_load(&request).await? {
         wasmtx::store::LockAttempt::Acquired { leases, .. } => Ok(leases),
@@ -278,7 +297,8 @@ async fn random_transfers_conserve_the_total_without_deadlock(backend: Backend) 
                 let from = rng.random_range(0..accounts.len());
                 let to = (from + rng.random_range(1..accounts.len())) % accounts.len();
                 let amount = rng.random_range(1..400);
-                match engine.invoke(&rule, &transfer(&accounts[from], &accounts[to], amount)).await {
+                match engine.invoke(&rule, &transfer(&accounts[from], &accounts[to], amount)).await.map_err(Error::from)
+                {
                     Ok(_) => committed += 1,
                     Err(Error::Rejected { .. }) => {}
                     Err(e) => return Err(anyhow::Error::from(e)),
@@ -317,7 +337,8 @@ async fn fencing_tokens_increase_per_model(backend: Backend) -> Result<()> {
         let out = env
             .engine
             .invoke(&env.rules.probe, &Invocation::new(action).model("Counter", "f").input(input.clone()))
-            .await?;
+            .await
+            .map_err(Error::from)?;
         assert!(out.fencing_tokens[0] > last, "tokens must strictly increase across actions");
         last = out.fencing_tokens[0];
     }
@@ -336,6 +357,7 @@ async fn list_and_dict_changes_keep_their_intent(backend: Backend) -> Result<()>
             env.engine
                 .invoke(&env.rules.probe, &Invocation::new("edit").model("Counter", "c").input(probe_ops(&ops)))
                 .await
+                .map_err(Error::from)
         }
     };
     let out = run(vec![json!({"op": "append", "model": 0, "field": "items", "item": "d"})]).await?;

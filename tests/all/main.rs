@@ -10,6 +10,7 @@ pub use support::*;
 mod assemblyscript;
 mod catalog;
 mod cli;
+mod exactly_once;
 mod examples;
 mod failures;
 mod group_commit;

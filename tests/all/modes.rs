@@ -60,7 +60,7 @@ async fn concurrent_pipelines_keep_every_append_and_the_exact_sum(backend: Backe
                     json!({"op": "increment", "model": 0, "field": "count", "delta": task + 1}),
                 ];
                 let inv = Invocation::new("any").model("Counter", "hot").mode(Mode::Pipeline).input(probe_ops(&ops));
-                engine.invoke(&probe, &inv).await?;
+                engine.invoke(&probe, &inv).await.map_err(Error::from)?;
             }
             anyhow::Ok(())
         }));
@@ -96,7 +96,8 @@ async fn pipeline_changes_keep_their_commutative_intent(backend: Backend) -> Res
             &env.rules.probe,
             &Invocation::new("any").model("Counter", "c").mode(Mode::Pipeline).input(probe_ops(&ops)),
         )
-        .await?;
+        .await
+        .map_err(Error::from)?;
     let changes = &out.changes[0].changes;
     assert!(changes.contains(&FieldChange::Increment { field: "count".into(), delta: 7 }), "{changes:?}");
     assert!(
@@ -124,7 +125,7 @@ async fn a_pipeline_batch_that_cannot_fully_apply_writes_nothing(backend: Backen
         json!({"op": "list_pop", "model": 0, "field": "items", "index": null}),
     ];
     let inv = Invocation::new("any").model("Counter", "c").mode(Mode::Pipeline).input(probe_ops(&ops));
-    let running = tokio::spawn(async move { gated_engine.invoke(&rules.probe, &inv).await });
+    let running = tokio::spawn(async move { gated_engine.invoke(&rules.probe, &inv).await.map_err(Error::from) });
     gate.wait_reached().await?;
     env.engine.set_field("Counter", "c", "items", FieldValue::List(Vec::new())).await?;
     let before = env.fingerprint(&[("Counter", "c")]).await?;
@@ -151,7 +152,7 @@ async fn concurrent_optimistic_increments_lose_nothing_and_report_retries(backen
         tasks.push(tokio::spawn(async move {
             let mut attempts = 0;
             for _ in 0..5 {
-                attempts += engine.invoke(&probe, &bump(Mode::Optimistic, "hot")).await?.attempts;
+                attempts += engine.invoke(&probe, &bump(Mode::Optimistic, "hot")).await.map_err(Error::from)?.attempts;
             }
             anyhow::Ok(attempts)
         }));
@@ -178,7 +179,9 @@ async fn a_provoked_conflict_is_retried_never_reported_as_success(backend: Backe
     env.engine.set_field("Counter", "c", "count", int(10)).await?;
     let (gated_engine, rules, gated) = env.gated_engine(|b| b)?;
     let mut gate = gated.arm();
-    let running = tokio::spawn(async move { gated_engine.invoke(&rules.probe, &bump(Mode::Optimistic, "c")).await });
+    let running = tokio::spawn(async move {
+        gated_engine.invoke(&rules.probe, &bump(Mode::Optimistic, "c")).await.map_err(Error::from)
+    });
     gate.wait_reached().await?;
     env.engine.increment("Counter", "c", "count", 100).await?; // bumps the version
     gate.open();
@@ -193,7 +196,9 @@ async fn optimistic_gives_up_with_a_typed_conflict(backend: Backend) -> Result<(
     let env = TestEnv::new(backend, "optimistic-give-up").await?;
     let (gated_engine, rules, gated) = env.gated_engine(|b| b.retry(RetryPolicy::default().attempts(3)))?;
     let gates: Vec<_> = (0..3).map(|_| gated.arm()).collect();
-    let running = tokio::spawn(async move { gated_engine.invoke(&rules.probe, &bump(Mode::Optimistic, "c")).await });
+    let running = tokio::spawn(async move {
+        gated_engine.invoke(&rules.probe, &bump(Mode::Optimistic, "c")).await.map_err(Error::from)
+    });
     let mut before = String::new();
     // Each attempt stops before its commit; another write lands; the attempt goes on and is
     // refused.
@@ -224,7 +229,7 @@ async fn optimistic_and_lock_mode_mixed_on_one_model_lose_nothing(backend: Backe
         let mode = if task % 2 == 0 { Mode::Optimistic } else { Mode::Lock };
         tasks.push(tokio::spawn(async move {
             for _ in 0..8 {
-                engine.invoke(&probe, &bump(mode, "m")).await?;
+                engine.invoke(&probe, &bump(mode, "m")).await.map_err(Error::from)?;
             }
             anyhow::Ok(())
         }));
@@ -243,7 +248,7 @@ async fn a_read_only_optimistic_run_commits_nothing(backend: Backend) -> Result<
         .model("Counter", "c")
         .mode(Mode::Optimistic)
         .input(probe_ops(&[json!({"op": "get", "model": 0, "field": "count"})]));
-    let out = env.engine.invoke(&env.rules.probe, &inv).await?;
+    let out = env.engine.invoke(&env.rules.probe, &inv).await.map_err(Error::from)?;
     assert_eq!(out.output, "[4]");
     assert!(!out.wrote_anything());
     assert_eq!(out.versions, vec![version]);
@@ -257,7 +262,13 @@ async fn retry_policy_retries_lock_timeouts_only_when_asked(backend: Backend) ->
             id: wasmtx::ModelId::new("Counter", "busy"),
             schema: env.engine.model_type("Counter")?,
         };
-        Ok(wasmtx::store::LockRequest { models: vec![target], action: "bump".into(), owner: "test".into(), lease })
+        Ok(wasmtx::store::LockRequest {
+            models: vec![target],
+            action: "bump".into(),
+            owner: "test".into(),
+            lease,
+            record: None,
+        })
     };
     let request = hold(Duration::from_secs(60))?;
     let wasmtx::store::LockAttempt::Acquired { leases, .. } = env.engine.store().try_lock_and_load(&request).await?
@@ -266,7 +277,8 @@ async fn retry_policy_retries_lock_timeouts_only_when_asked(backend: Backend) ->
     };
 
     // Default policy: a timeout is returned as is (typed, retryable), after one attempt's wait.
-    let err = env.engine.invoke(&env.rules.probe, &bump(Mode::Lock, "busy")).await.expect_err("held");
+    let err =
+        env.engine.invoke(&env.rules.probe, &bump(Mode::Lock, "busy")).await.map_err(Error::from).expect_err("held");
     assert!(matches!(err, Error::LockTimeout { .. }) && err.is_retryable(), "{err:?}");
     env.engine.store().release(&leases).await?;
 
@@ -281,7 +293,8 @@ async fn retry_policy_retries_lock_timeouts_only_when_asked(backend: Backend) ->
         .attempts(50)
         .backoff_between(Duration::from_millis(1), Duration::from_millis(5))
         .retry_on(RetryOn::ALL);
-    let outcome = env.engine.invoke(&env.rules.probe, &bump(Mode::Lock, "busy").retry(policy)).await?;
+    let outcome =
+        env.engine.invoke(&env.rules.probe, &bump(Mode::Lock, "busy").retry(policy)).await.map_err(Error::from)?;
     assert!(outcome.attempts >= 2, "the first attempt must have timed out");
     assert!(outcome.timings.wait >= Duration::from_millis(100));
 
@@ -290,7 +303,10 @@ async fn retry_policy_retries_lock_timeouts_only_when_asked(backend: Backend) ->
         .model("Counter", "busy")
         .input(probe_ops(&[json!({"op": "reject", "message": "no"})]))
         .retry(policy);
-    assert!(matches!(env.engine.invoke(&env.rules.probe, &reject).await, Err(Error::Rejected { .. })));
+    assert!(matches!(
+        env.engine.invoke(&env.rules.probe, &reject).await.map_err(Error::from),
+        Err(Error::Rejected { .. })
+    ));
     Ok(())
 }
 
@@ -307,6 +323,7 @@ async fn complete_level_in_pipeline_mode_counts_every_completion(backend: Backen
             engine
                 .invoke(&rule, &Invocation::new("play").model("GameUser", "p").mode(Mode::Pipeline).input(input))
                 .await
+                .map_err(Error::from)
         }));
     }
     for t in tasks {

@@ -122,7 +122,7 @@ async fn versions_are_numbered_deduplicated_activated_and_deleted(backend: Backe
     let active = registry.resolve("transfer").await?;
     ensure!(active.version.version == 2 && active.rule.digest() == second.version.digest);
     registry.engine().set_field("Account", "alice", "balance", FieldValue::Scalar(Scalar::Int(50))).await?;
-    let outcome = registry.engine().invoke(&active.rule, &transfer(20)).await?;
+    let outcome = registry.engine().invoke(&active.rule, &transfer(20)).await.map_err(wasmtx::Error::from)?;
     ensure!(outcome.output == "\"Transferred 20 successfully\"", "{}", outcome.output);
 
     let info = registry.rule("transfer").await?;
@@ -214,7 +214,7 @@ async fn a_second_instance_sees_activations_and_running_invocations_keep_their_v
 
     // An invocation that resolved v1 before the swap finishes on v1.
     b.engine().set_field("Account", "alice", "balance", FieldValue::Scalar(Scalar::Int(10))).await?;
-    let outcome = b.engine().invoke(&running.rule, &transfer(10)).await?;
+    let outcome = b.engine().invoke(&running.rule, &transfer(10)).await.map_err(wasmtx::Error::from)?;
     ensure!(outcome.wrote_anything() && running.rule.digest() == v1.version.digest);
 
     // Rolling back is an activation like any other.
@@ -366,7 +366,7 @@ async fn a_restarted_instance_loads_precompiled_rules_from_disk() -> Result<()> 
     let stats = second.stats();
     ensure!(stats.loaded_precompiled == 1 && stats.compiled == 0, "{stats:?}");
     second.engine().set_field("Account", "alice", "balance", FieldValue::Scalar(Scalar::Int(10))).await?;
-    second.engine().invoke(&active.rule, &transfer(5)).await?;
+    second.engine().invoke(&active.rule, &transfer(5)).await.map_err(wasmtx::Error::from)?;
 
     // A damaged file is dropped and the rule compiled again.
     let files: Vec<_> = walk(dir.path())?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
@@ -399,7 +399,8 @@ async fn embedded_stores_round_trip_through_their_dumps() -> Result<()> {
     let registry = Registry::open(engine.clone(), Arc::new(reg.clone()), RegistryConfig::default()).await?;
     registry.upload("transfer", &bank_transfer()?, false).await?;
     engine.set_field("Account", "alice", "balance", FieldValue::Scalar(Scalar::Int(40))).await?;
-    let outcome = engine.invoke(&registry.resolve("transfer").await?.rule, &transfer(15)).await?;
+    let outcome =
+        engine.invoke(&registry.resolve("transfer").await?.rule, &transfer(15)).await.map_err(wasmtx::Error::from)?;
 
     // Both dumps go through JSON, as the command-line tool keeps them.
     let models_json = serde_json::to_string(&store.dump())?;
@@ -412,7 +413,8 @@ async fn embedded_stores_round_trip_through_their_dumps() -> Result<()> {
     let alice = engine2.read_model("Account", "alice").await?;
     ensure!(alice == engine.read_model("Account", "alice").await?, "same values and version: {alice:?}");
     // Fencing tokens never go back: the next lock on alice gets a larger one.
-    let again = engine2.invoke(&restored.resolve("transfer").await?.rule, &transfer(5)).await?;
+    let again =
+        engine2.invoke(&restored.resolve("transfer").await?.rule, &transfer(5)).await.map_err(wasmtx::Error::from)?;
     ensure!(
         again.fencing_tokens[0] > outcome.fencing_tokens[0],
         "{:?} then {:?}",

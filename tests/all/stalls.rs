@@ -40,7 +40,7 @@ async fn a_looping_rule_leaves_the_only_host_thread_to_timers(backend: Backend) 
     };
     tokio::task::yield_now().await;
     let before = ticks.load(Ordering::Relaxed);
-    let result = env.engine.invoke(&env.rules.probe, &looping("spin", "spin", Mode::Lock)).await;
+    let result = env.engine.invoke(&env.rules.probe, &looping("spin", "spin", Mode::Lock)).await.map_err(Error::from);
     let during = ticks.load(Ordering::Relaxed) - before;
     timer.abort();
     ensure!(matches!(result, Err(Error::DeadlineExceeded { .. })), "the loop hits its deadline: {result:?}");
@@ -65,14 +65,14 @@ async fn a_trivial_invocation_does_not_wait_for_looping_rules(backend: Backend) 
     let loopers: Vec<_> = (0..4)
         .map(|i| {
             let (engine, probe) = (env.engine.clone(), env.rules.probe.clone());
-            tokio::spawn(
-                async move { engine.invoke(&probe, &looping(&format!("spin{i}"), "spin", Mode::Pipeline)).await },
-            )
+            tokio::spawn(async move {
+                engine.invoke(&probe, &looping(&format!("spin{i}"), "spin", Mode::Pipeline)).await.map_err(Error::from)
+            })
         })
         .collect();
     // Let every looper start running before the trivial invocation comes in.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let out = env.engine.invoke(&env.rules.probe, &bump("calm", "bump")).await?;
+    let out = env.engine.invoke(&env.rules.probe, &bump("calm", "bump")).await.map_err(Error::from)?;
     ensure!(out.attempts == 1, "the trivial invocation ran once");
     let finished = loopers.iter().filter(|l| l.is_finished()).count();
     ensure!(finished == 0, "{finished} looping rules finished before a trivial invocation could run");
@@ -110,11 +110,13 @@ async fn a_slot_wait_under_locks_counts_against_the_lease(backend: Backend) -> R
     .await?;
     let hog = {
         let (engine, probe) = (env.engine.clone(), env.rules.probe.clone());
-        tokio::spawn(async move { engine.invoke(&probe, &looping("hog", "hog", Mode::Pipeline)).await })
+        tokio::spawn(
+            async move { engine.invoke(&probe, &looping("hog", "hog", Mode::Pipeline)).await.map_err(Error::from) },
+        )
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     let before = env.fingerprint(&[("Counter", "locked")]).await?;
-    match env.engine.invoke(&env.rules.probe, &bump("locked", "bump")).await {
+    match env.engine.invoke(&env.rules.probe, &bump("locked", "bump")).await.map_err(Error::from) {
         Err(e @ Error::Overloaded { .. }) => ensure!(e.is_retryable(), "overloaded is retryable"),
         other => bail!("expected Overloaded while the only slot was busy, got {other:?}"),
     }
@@ -122,7 +124,7 @@ async fn a_slot_wait_under_locks_counts_against_the_lease(backend: Backend) -> R
     ensure!(env.fingerprint(&[("Counter", "locked")]).await? == before, "the refused invocation wrote something");
     ensure!(matches!(hog.await?, Err(Error::DeadlineExceeded { .. })), "the hog hit its deadline");
     ensure!(env.held_locks().await?.is_empty(), "the lock was released");
-    env.engine.invoke(&env.rules.probe, &bump("locked", "bump")).await?;
+    env.engine.invoke(&env.rules.probe, &bump("locked", "bump")).await.map_err(Error::from)?;
     Ok(())
 }
 
@@ -157,7 +159,7 @@ async fn a_cancelled_caller_stops_its_rule_and_frees_the_slot(backend: Backend) 
         .model("Counter", "calm")
         .mode(Mode::Pipeline)
         .input(probe_ops(&[json!({"op": "increment", "field": "count", "delta": 1})]));
-    match env.engine.invoke(&env.rules.probe, &calm).await {
+    match env.engine.invoke(&env.rules.probe, &calm).await.map_err(Error::from) {
         Ok(out) => ensure!(out.attempts == 1, "ran once"),
         Err(e) => bail!("the cancelled rule still held the only slot: {e}"),
     }

@@ -48,11 +48,20 @@ mod redis {
             action: "act".into(),
             owner: "o".into(),
             lease: std::time::Duration::from_secs(60),
+            record: None,
         };
         let commit = |models: Vec<ModelTarget>, changes: Vec<Vec<FieldChange>>| {
             let store = Arc::clone(&store);
             async move {
-                store.commit(CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded }).await
+                let records = wasmtx::store::CommitRecords::NONE;
+                store
+                    .commit(CommitRequest {
+                        models: &models,
+                        changes: &changes,
+                        guard: CommitGuard::Unguarded,
+                        records,
+                    })
+                    .await
             }
         };
         let expect_corrupt = |how: &str, result: Result<(), StoreError>| match result {

@@ -72,6 +72,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets how long idempotency records stay ([`EngineConfig::idempotency_retention`]).
+    #[must_use]
+    pub fn idempotency_retention(mut self, retention: Duration) -> Self {
+        self.config.idempotency_retention = retention;
+        self
+    }
+
     /// Sets the rule deadline.
     #[must_use]
     pub fn deadline(mut self, deadline: Duration) -> Self {

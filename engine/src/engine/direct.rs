@@ -121,7 +121,12 @@ impl Engine {
         let changes = [changes];
         let receipt = self
             .store()
-            .commit(CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded })
+            .commit(CommitRequest {
+                models: &models,
+                changes: &changes,
+                guard: CommitGuard::Unguarded,
+                records: crate::store::CommitRecords::NONE,
+            })
             .await?;
         Ok(receipt.versions.first().copied().unwrap_or_default())
     }

@@ -14,7 +14,7 @@ use tracing::{Instrument, debug_span};
 
 pub use self::builder::EngineBuilder;
 pub use self::config::EngineConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, InvocationError, Result};
 use crate::invocation::{Invocation, Outcome};
 use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::{ModelId, validate_action};
@@ -151,6 +151,10 @@ impl Engine {
 
     fn resolve(&self, invocation: &Invocation) -> Result<Plan> {
         validate_action(&invocation.action)?;
+        if let Some(key) = &invocation.idempotency_key {
+            crate::store::record::validate_key(key)
+                .map_err(|reason| Error::InvalidIdempotencyKey { key: key.clone(), reason })?;
+        }
         serde_json::from_str::<serde::de::IgnoredAny>(&invocation.input)
             .map_err(|e| Error::InvalidInput { reason: format!("input is not valid JSON: {e}") })?;
         let targets = invocation.models.iter().map(|id| self.target(id)).collect::<Result<Vec<_>>>()?;
@@ -183,8 +187,12 @@ impl Engine {
     /// ([`Error::Rejected`], [`Error::Access`], [`Error::Trapped`], [`Error::DeadlineExceeded`],
     /// [`Error::MemoryLimitExceeded`], [`Error::InvalidOutput`]); concurrency
     /// ([`Error::LockTimeout`], [`Error::LockLost`], [`Error::Conflict`],
-    /// [`Error::CannotApply`]); or a store failure. In every case nothing was written and the
-    /// invocation's locks were released (or will run out).
+    /// [`Error::CannotApply`]); idempotency ([`Error::InvalidIdempotencyKey`],
+    /// [`Error::IdempotencyKeyReused`], [`Error::InProgress`]); or a store failure. In every
+    /// case but [`Error::OutcomeUnknown`] nothing was written and the invocation's locks were
+    /// released (or will run out); that one says the commit was sent, its reply was lost, and
+    /// the store could not be asked afterwards. The error carries the invocation id and the
+    /// idempotency key: invoking again with that key is always safe.
     ///
     /// # Notes
     /// Safe to call concurrently. Invocations of the same (model, action) in this engine
@@ -193,8 +201,16 @@ impl Engine {
     /// under one lock hold, each on the state the previous one left, committed together in one
     /// round trip (at most [`EngineConfig::max_group`] per group); each still gets its own
     /// outcome or error, and only once the shared commit is durable.
-    pub async fn invoke(&self, rule: &Rule, invocation: &Invocation) -> Result<Outcome> {
-        let plan = self.resolve(invocation)?;
+    ///
+    /// Exactly once: every invocation runs under an idempotency key (the caller's,
+    /// [`Invocation::idempotency_key`], or else its invocation id, kept across the engine's
+    /// retries), recorded atomically with its commit for
+    /// [`EngineConfig::idempotency_retention`]. A repeat of a committed key writes nothing and
+    /// returns the first outcome with [`Outcome::replayed`] set; a commit whose reply was lost
+    /// is looked up before anything else is decided, so the engine's own retries never apply an
+    /// invocation twice.
+    pub async fn invoke(&self, rule: &Rule, invocation: &Invocation) -> Result<Outcome, InvocationError> {
+        let plan = self.resolve(invocation).map_err(InvocationError::before_start)?;
         let policy = invocation.retry.unwrap_or(self.inner.config.retry);
         let span = debug_span!("invoke", rule = rule.name(), action = %invocation.action, mode = %invocation.mode);
         self.inner.protocol.invoke(rule, invocation, &plan, policy).instrument(span).await

@@ -29,7 +29,8 @@ pub enum ErrorClass {
     /// It is over a size limit: HTTP 413.
     TooLarge,
     /// A rule refused: uploaded bytes that are not a usable rule, or an invocation the rule
-    /// rejected or failed (trap, deadline, memory cap): HTTP 422.
+    /// rejected or failed (trap, deadline, memory cap); or an idempotency key reused for a
+    /// different invocation: HTTP 422.
     Refused,
     /// The store is unreachable; retrying later may succeed: HTTP 503.
     Unavailable,
@@ -116,6 +117,10 @@ impl Error {
             Self::Conflict { .. } => "conflict",
             Self::CannotApply { .. } => "cannot_apply",
             Self::Overloaded { .. } => "overloaded",
+            Self::InvalidIdempotencyKey { .. } => "invalid_idempotency_key",
+            Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            Self::InProgress { .. } => "in_progress",
+            Self::OutcomeUnknown { .. } => "outcome_unknown",
             Self::Store(_) => "store",
         }
     }
@@ -133,7 +138,11 @@ impl Error {
             | Self::InvalidRuleName { .. }
             | Self::DuplicateModel { .. }
             | Self::InvalidInput { .. }
+            | Self::InvalidIdempotencyKey { .. }
             | Self::Schema(_) => ErrorClass::BadInput,
+            Self::IdempotencyKeyReused { .. } => ErrorClass::Refused,
+            Self::InProgress { .. } => ErrorClass::Conflict,
+            Self::OutcomeUnknown { .. } => ErrorClass::Unavailable,
             Self::InvalidRule(error) => rule_load_class(error),
             Self::Rejected { .. }
             | Self::Trapped { .. }
@@ -156,7 +165,11 @@ impl Error {
             Self::LockLost { .. } => Some(RetryClass::LockLost),
             Self::Conflict { .. } => Some(RetryClass::Conflict),
             Self::Overloaded { .. } => Some(RetryClass::Unavailable),
+            // The earlier call with the key held it for the whole acquire timeout, as a lock.
+            Self::InProgress { .. } => Some(RetryClass::LockTimeout),
             Self::Store(error) => error.retry_class(),
+            // Not retried blindly: the caller decides, with the key the error carries.
+            Self::OutcomeUnknown { .. } => None,
             Self::UnknownModelType { .. }
             | Self::InvalidKey { .. }
             | Self::InvalidAction { .. }
@@ -171,6 +184,8 @@ impl Error {
             | Self::DeadlineExceeded { .. }
             | Self::MemoryLimitExceeded { .. }
             | Self::InvalidOutput { .. }
+            | Self::InvalidIdempotencyKey { .. }
+            | Self::IdempotencyKeyReused { .. }
             | Self::CannotApply { .. } => None,
         }
     }
@@ -183,7 +198,17 @@ impl Error {
 
     /// The JSON error body of this error.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { kind: self.kind().to_owned(), message: self.to_string(), retryable: self.is_retryable() }
+        ErrorBody::new(self.kind(), self.to_string()).retryable(self.is_retryable())
+    }
+}
+
+impl super::InvocationError {
+    /// The JSON error body of this error, with the invocation id and idempotency key.
+    pub fn body(&self) -> ErrorBody {
+        let mut body = self.error.body();
+        body.invocation_id.clone_from(&self.invocation_id);
+        body.idempotency_key.clone_from(&self.idempotency_key);
+        body
     }
 }
 
@@ -191,7 +216,11 @@ impl StoreError {
     /// The class of the failure.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::LockLost { .. } | Self::Conflict { .. } | Self::CannotApply { .. } => ErrorClass::Conflict,
+            Self::LockLost { .. } | Self::Conflict { .. } | Self::CannotApply { .. } | Self::Recorded { .. } => {
+                ErrorClass::Conflict
+            }
+            // The store refused an attempt its caller had already given up on.
+            Self::CommitAborted { .. } => ErrorClass::Internal,
             Self::Unavailable(_) => ErrorClass::Unavailable,
             Self::InvalidUrl { .. } | Self::InvalidPrefix { .. } => ErrorClass::BadInput,
             Self::Corrupt { .. } | Self::Backend(_) => ErrorClass::Internal,
@@ -205,6 +234,8 @@ impl StoreError {
             Self::Conflict { .. } => Some(RetryClass::Conflict),
             Self::Unavailable(_) => Some(RetryClass::Unavailable),
             Self::CannotApply { .. }
+            | Self::Recorded { .. }
+            | Self::CommitAborted { .. }
             | Self::Corrupt { .. }
             | Self::InvalidUrl { .. }
             | Self::InvalidPrefix { .. }
@@ -238,6 +269,8 @@ impl RegistryError {
                 StoreError::LockLost { .. }
                 | StoreError::Conflict { .. }
                 | StoreError::CannotApply { .. }
+                | StoreError::Recorded { .. }
+                | StoreError::CommitAborted { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::InvalidUrl { .. }
                 | StoreError::InvalidPrefix { .. }
@@ -262,6 +295,8 @@ impl RegistryError {
                 StoreError::LockLost { .. }
                 | StoreError::Conflict { .. }
                 | StoreError::CannotApply { .. }
+                | StoreError::Recorded { .. }
+                | StoreError::CommitAborted { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::Backend(_),
             )
@@ -295,7 +330,7 @@ impl RegistryError {
 
     /// The JSON error body of this error.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { kind: self.kind().to_owned(), message: self.to_string(), retryable: self.is_retryable() }
+        ErrorBody::new(self.kind(), self.to_string()).retryable(self.is_retryable())
     }
 }
 
@@ -347,7 +382,8 @@ fn rule_load_kind(error: &RuleLoadError) -> &'static str {
 }
 
 /// The error body the HTTP API answers with and `wasmtx --json` prints on stderr:
-/// `{"error": {"kind", "message", "retryable"}}`.
+/// `{"error": {"kind", "message", "retryable"}}`, and for a failed invocation that started also
+/// `"invocation_id"` and `"idempotency_key"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ErrorBody {
@@ -357,12 +393,32 @@ pub struct ErrorBody {
     pub message: String,
     /// Whether the same request may succeed later.
     pub retryable: bool,
+    /// The failed invocation's id, once it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    /// The failed invocation's idempotency key, once it started: invoking again with it is
+    /// safe (it applies at most once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl ErrorBody {
     /// A body of the caller's own (a bad request shape, a missing token, ...): not retryable.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind: kind.into(), message: message.into(), retryable: false }
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+            retryable: false,
+            invocation_id: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// Says whether the same request may succeed later.
+    #[must_use]
+    pub fn retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
     }
 
     /// The JSON document: `{"error": {"kind", "message", "retryable"}}`.

@@ -15,8 +15,9 @@ use crate::store::StoreError;
 /// Result alias for engine operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Any failure of an invocation or of an engine call. Whatever the variant, an invocation that
-/// failed wrote nothing and released its locks.
+/// Any failure of an invocation or of an engine call. Whatever the variant but
+/// [`Error::OutcomeUnknown`], an invocation that failed wrote nothing and released its locks
+/// (or they run out).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -149,9 +150,87 @@ pub enum Error {
         /// How long the invocation waited for a slot.
         waited: Duration,
     },
+    /// An idempotency key that cannot be used.
+    #[error("invalid idempotency key {key:?}: {reason}")]
+    InvalidIdempotencyKey {
+        /// The key given.
+        key: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The idempotency key was used before by an invocation of another rule, action, model list
+    /// or input (kept for the retention time). Nothing was written.
+    #[error(
+        "idempotency key {key:?} was used before for a different invocation (rule, action, models or input); nothing was written"
+    )]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+    },
+    /// An invocation with the same idempotency key was still running in this engine for the
+    /// whole acquire timeout. Nothing was written; retrying later gets its outcome.
+    #[error("an invocation with idempotency key {key:?} is still in progress (waited {waited:?}); nothing was written")]
+    InProgress {
+        /// The key.
+        key: String,
+        /// How long this call waited for it.
+        waited: Duration,
+    },
+    /// A commit was sent but its reply was lost, and the store could not be asked afterwards
+    /// whether it applied: the invocation may or may not have been written. Invoking again with
+    /// the same idempotency key is safe: it applies at most once, and returns the outcome.
+    #[error(
+        "outcome unknown: the commit of idempotency key {key:?} was sent but its reply was lost ({reason}); invoke again with this key to learn the outcome: it cannot apply twice"
+    )]
+    OutcomeUnknown {
+        /// The invocation's idempotency key.
+        key: String,
+        /// What went wrong, last.
+        reason: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// A failed invocation: the error, with the ids a caller needs to find out about it later
+/// (and to retry it safely with the same idempotency key).
+///
+/// It dereferences to its [`Error`], so `err.kind()`, `err.is_retryable()` and matching on
+/// `*err` work as on the error itself.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+#[non_exhaustive]
+pub struct InvocationError {
+    /// What went wrong.
+    pub error: Error,
+    /// The invocation id (what the rule saw as `context.invocation-id`); `None` when the
+    /// invocation was refused before it started (bad input).
+    pub invocation_id: Option<String>,
+    /// The idempotency key it ran under (the caller's, or else its invocation id); `None` when
+    /// it was refused before it started.
+    pub idempotency_key: Option<String>,
+}
+
+impl InvocationError {
+    /// An error of an invocation that never started (bad input): no id, no key.
+    pub fn before_start(error: Error) -> Self {
+        Self { error, invocation_id: None, idempotency_key: None }
+    }
+}
+
+impl std::ops::Deref for InvocationError {
+    type Target = Error;
+
+    fn deref(&self) -> &Error {
+        &self.error
+    }
+}
+
+impl From<InvocationError> for Error {
+    fn from(e: InvocationError) -> Self {
+        e.error
+    }
 }
 
 impl From<StoreError> for Error {

@@ -73,7 +73,7 @@ impl FromStr for Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunContext {
-    /// A unique id for this invocation.
+    /// A unique id for this invocation, the same on every attempt.
     pub invocation_id: String,
     /// Start time, in milliseconds since the Unix epoch.
     pub now_ms: i64,
@@ -119,12 +119,25 @@ pub struct Invocation {
     /// The retry policy; `None` uses the engine's.
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
+    /// The caller's idempotency key: invocations with the same key (and the same first model
+    /// in lock order) apply at most once within the engine's record retention; a repeat gets
+    /// the first one's outcome ([`Outcome::replayed`]). `None`: the engine uses the invocation
+    /// id, which protects its own retries.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 impl Invocation {
     /// An invocation of `action` with no models yet, input `null`, in lock mode.
     pub fn new(action: impl Into<String>) -> Self {
-        Self { models: Vec::new(), action: action.into(), input: "null".into(), mode: Mode::Lock, retry: None }
+        Self {
+            models: Vec::new(),
+            action: action.into(),
+            input: "null".into(),
+            mode: Mode::Lock,
+            retry: None,
+            idempotency_key: None,
+        }
     }
 
     /// Declares one more model.
@@ -161,6 +174,16 @@ impl Invocation {
         self.retry = Some(policy);
         self
     }
+
+    /// Sets the caller's idempotency key (checked when the invocation runs: 1 to 256 bytes, no
+    /// whitespace or control characters). Send the same key again after a failure whose
+    /// outcome you do not know (a timeout, a dropped connection): the invocation applies at
+    /// most once, and the repeat returns its outcome.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
 }
 
 /// Where an invocation's time went.
@@ -188,8 +211,14 @@ impl Timings {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Outcome {
-    /// The invocation's unique id (also given to the rule).
+    /// The invocation's unique id (also given to the rule; the same on every attempt).
     pub invocation_id: String,
+    /// The idempotency key it was recorded under: the caller's, or else the invocation id.
+    pub idempotency_key: String,
+    /// Whether this call applied nothing because the key was committed before: the outcome is
+    /// then the first commit's (its invocation id, output, fencing tokens, versions and
+    /// attempts), and `changes` is empty, since this call wrote nothing.
+    pub replayed: bool,
     /// The rule's output (JSON text).
     pub output: String,
     /// What was written, per model in invocation order (empty lists for unchanged models).
@@ -213,7 +242,7 @@ impl Outcome {
         serde_json::from_str(&self.output)
     }
 
-    /// Whether the invocation wrote anything.
+    /// Whether this call wrote anything (never for a replay).
     pub fn wrote_anything(&self) -> bool {
         self.changes.iter().any(|m| !m.changes.is_empty())
     }

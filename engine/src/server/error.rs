@@ -5,8 +5,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::Error;
 use crate::error::class::{ErrorBody, ErrorClass, Origin};
+use crate::error::{Error, InvocationError};
 use crate::registry::RegistryError;
 
 /// An error answer of the HTTP API.
@@ -29,8 +29,9 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    /// The answer to an engine error of an invocation.
-    pub fn invocation(error: &Error) -> Self {
+    /// The answer to a failed invocation (its body names the invocation id and idempotency
+    /// key once it started).
+    pub fn invocation(error: &InvocationError) -> Self {
         Self::of(error.class(Origin::Invocation), error.body())
     }
 

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 use tracing::{Instrument, info_span};
@@ -34,17 +35,31 @@ pub(super) struct InvokeRequest {
     max_attempts: Option<u32>,
 }
 
+/// The request header that carries the caller's idempotency key.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 pub(super) async fn invoke(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let request: InvokeRequest = super::parse_json(&body.map_err(|e| ApiError::body(&e))?)?;
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII"))?
+                .to_owned(),
+        ),
+    };
     let engine = state.registry.engine();
     let known = |t: &str| engine.model_type(t).is_ok();
     let mut invocation = Invocation::new(request.action.unwrap_or_else(|| name.clone()))
         .mode(request.mode)
         .input(request.input.to_string());
+    invocation.idempotency_key = idempotency_key;
     for model in &request.models {
         invocation.models.push(model.resolve(known).map_err(ApiError::bad_request)?);
     }
@@ -65,19 +80,20 @@ pub(super) async fn invoke(
     let started = Instant::now();
     let result = engine.invoke(&active.rule, &invocation).instrument(span.clone()).await;
     let elapsed = started.elapsed();
-    state.metrics.record_invocation(&name, invocation.mode, elapsed, result.as_ref());
+    state.metrics.record_invocation(&name, invocation.mode, elapsed, result.as_ref().map_err(|e| &e.error));
     let _entered = span.enter();
     match result {
         Ok(outcome) => {
             tracing::info!(
                 elapsed_ms = elapsed.as_secs_f64() * 1000.0,
                 attempts = outcome.attempts,
+                replayed = outcome.replayed,
                 "invocation committed"
             );
             Ok(Json(invocation_json(&active, &outcome)))
         }
         Err(e) => {
-            tracing::info!(error = %e, kind = e.kind(), "invocation failed");
+            tracing::info!(error = %e, kind = e.kind(), invocation_id = e.invocation_id.as_deref(), "invocation failed");
             Err(ApiError::invocation(&e))
         }
     }

@@ -10,7 +10,7 @@
 //! | `PUT /v1/rules/{name}/active` | activate a version: `{"version": n}` |
 //! | `DELETE /v1/rules/{name}/versions/{version}` | delete an inactive version |
 //! | `DELETE /v1/rules/{name}` | delete a rule with every version |
-//! | `POST /v1/rules/{name}/invoke` | run the active version: `{"models": ["Account:alice", ...], "action", "mode", "input", "max_attempts"}` |
+//! | `POST /v1/rules/{name}/invoke` | run the active version: `{"models": ["Account:alice", ...], "action", "mode", "input", "max_attempts"}`, optional `Idempotency-Key` header |
 //! | `GET /v1/models` | every model schema |
 //! | `PUT /v1/models/{type}` | define a schema (JSON body; TOML with a toml `Content-Type`) |
 //! | `GET /v1/models/{type}` | one schema |

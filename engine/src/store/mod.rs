@@ -1,8 +1,9 @@
 //! Storage backends behind one small trait.
 //!
 //! The engine speaks to a store only through [`Store`]: take locks and load state in one step,
-//! load without locks, commit a change set under a guard (leases, versions or nothing), release,
-//! and watch for releases. Two implementations pass one conformance suite:
+//! load without locks, commit a change set under a guard (leases, versions or nothing) with its
+//! idempotency records ([`record`]), resolve a commit whose reply was lost, release, and watch
+//! for releases. Two implementations pass one conformance suite:
 //! [`RedisStore`](redis::RedisStore), the real one, and [`MemoryStore`](memory::MemoryStore), an
 //! embedded store with the same semantics for quick starts and rule unit tests.
 
@@ -17,9 +18,11 @@ use crate::model::ids::{LockId, ModelId};
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod memory;
+pub mod record;
 pub mod redis;
 mod release_bus;
 
+pub use record::{CommitRecords, RecordEntry, RecordRef, StoredRecord};
 pub use release_bus::{ReleaseBus, ReleaseWatch};
 
 /// A request to take one action's locks on several models and load them, all or nothing.
@@ -35,6 +38,10 @@ pub struct LockRequest {
     pub owner: String,
     /// How long the locks live if their holder never commits or releases them.
     pub lease: Duration,
+    /// The idempotency key of the invocation, if any: when it is already recorded as committed
+    /// (beside the first model), nothing is locked and the record comes back
+    /// ([`LockAttempt::Recorded`]).
+    pub record: Option<String>,
 }
 
 /// What one attempt to take locks gave.
@@ -54,6 +61,17 @@ pub enum LockAttempt {
         /// When that lock's lease runs out, if the store knows.
         expires_in: Option<Duration>,
     },
+    /// The request's idempotency key is recorded as committed: nothing was taken or loaded.
+    Recorded(StoredRecord),
+}
+
+/// What a load that checks an idempotency record gave.
+#[derive(Debug, Clone)]
+pub enum Loaded {
+    /// The key is not recorded: one snapshot per model, in request order.
+    Snapshots(Vec<ModelSnapshot>),
+    /// The key is recorded as committed: nothing was loaded.
+    Recorded(StoredRecord),
 }
 
 /// A held lock: proof of ownership checked by the commit.
@@ -106,6 +124,9 @@ pub struct CommitRequest<'a> {
     pub changes: &'a [Vec<FieldChange>],
     /// The precondition.
     pub guard: CommitGuard<'a>,
+    /// The idempotency records to check and write (kept beside `models[0]`):
+    /// [`CommitRecords::NONE`] for none.
+    pub records: CommitRecords<'a>,
 }
 
 /// The result of an applied commit.
@@ -130,22 +151,52 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// [`StoreError`] if the store fails or holds data that does not fit the schema.
     async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError>;
 
-    /// Loads models without locking them (pipeline and optimistic modes), with their versions.
+    /// Loads models without locks (pipeline and optimistic modes, direct reads), with their
+    /// versions, as one consistent snapshot.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails or holds data that does not fit the schema.
     async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError>;
 
-    /// Checks the guard, then applies every change (and releases the guard's leases), in one
-    /// atomic step. The guard is checked first (leases, then versions), then whether every
-    /// change applies, then everything is written.
+    /// As [`Store::load`], unless `key` is recorded as committed beside `models[0]` (then the
+    /// record comes back and nothing is loaded), in the same step. With no model there is no
+    /// record to find.
     ///
     /// # Errors
+    /// [`StoreError`] if the store fails or holds data that does not fit the schema.
+    async fn load_unless_recorded(&self, models: &[ModelTarget], key: &str) -> Result<Loaded, StoreError>;
+
+    /// Checks the records and the guard, then applies every change, writes the records (and
+    /// releases the guard's leases), in one atomic step. First the records (none may be
+    /// recorded as committed, and the attempt must not have been resolved as aborted), then the
+    /// guard (leases, then versions), then whether every change applies, then everything is
+    /// written.
+    ///
+    /// # Errors
+    /// [`StoreError::Recorded`] when an invocation of the commit is recorded already,
+    /// [`StoreError::CommitAborted`] when [`Store::resolve`] declared this attempt aborted,
     /// [`StoreError::LockLost`] or [`StoreError::Conflict`] when the guard fails,
-    /// [`StoreError::CannotApply`] when a change does not fit the stored data: in all three
+    /// [`StoreError::CannotApply`] when a change does not fit the stored data: in all these
     /// cases nothing was written, and no lease was released (a lock-mode holder refused with
-    /// `Conflict` still holds its locks, and may load again, recompute and commit).
+    /// `Conflict` still holds its locks, and may load again, recompute and commit). Any other
+    /// error after the request was sent (a lost connection, a reply timeout) leaves the outcome
+    /// unknown: [`Store::resolve`] tells.
     async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError>;
+
+    /// After a commit attempt whose reply was lost, tells for each key (kept beside `anchor`)
+    /// whether it is recorded as committed, and makes the answer final: a key that is not
+    /// recorded gets `commit_id` marked as aborted (for `retention`), so that the attempt, if it
+    /// is still on its way, writes nothing when it arrives. One atomic step.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails: the outcome then stays unknown.
+    async fn resolve(
+        &self,
+        anchor: &ModelId,
+        keys: &[&str],
+        commit_id: &str,
+        retention: Duration,
+    ) -> Result<Vec<Option<StoredRecord>>, StoreError>;
 
     /// Releases the locks of these leases that are still held with their tokens, writing
     /// nothing else, and wakes their waiters.
@@ -176,6 +227,22 @@ pub enum StoreError {
     LockLost {
         /// The lock.
         lock: LockId,
+    },
+    /// An invocation of the commit (`index` in its records) is already recorded as committed:
+    /// it was applied before. Nothing was written.
+    #[error("invocation {index} of the commit is already recorded as committed; nothing was written")]
+    Recorded {
+        /// The entry's index in [`CommitRecords::entries`].
+        index: usize,
+        /// The record.
+        record: StoredRecord,
+    },
+    /// The commit attempt was declared aborted by [`Store::resolve`] before it arrived.
+    /// Nothing was written.
+    #[error("commit attempt {commit_id} was declared aborted before it arrived; nothing was written")]
+    CommitAborted {
+        /// The attempt's id.
+        commit_id: String,
     },
     /// A model's version changed since it was loaded. Nothing was written.
     #[error("model {model} changed since it was loaded (version {expected} is now {found}); nothing was written")]

@@ -269,6 +269,7 @@ impl RuleHarness {
             models: &models,
             changes: &changes,
             guard: CommitGuard::Unguarded,
+            records: crate::store::CommitRecords::NONE,
         }))
         .map_err(Error::from)?;
         Ok(())
@@ -393,6 +394,7 @@ impl RuleHarness {
         }
         let started = Instant::now();
         let (result, logs) = self.block_on_captured(self.engine.invoke(rule, invocation));
+        let result = result.map_err(Error::from);
         Run { rule: rule.name().to_owned(), invocation: invocation.clone(), result, logs, elapsed: started.elapsed() }
     }
 

@@ -10,7 +10,7 @@ use super::local_queue::LocalTurn;
 use crate::error::Error;
 use crate::model::change::ModelSnapshot;
 use crate::model::ids::LockId;
-use crate::store::{LockAttempt, LockLease, LockRequest};
+use crate::store::{LockAttempt, LockLease, LockRequest, StoredRecord};
 
 /// The longest a waiter sleeps without re-trying, in case a release announcement was lost
 /// (a dropped Pub/Sub connection, say). Releases normally wake waiters at once.
@@ -31,13 +31,29 @@ pub(super) struct Acquired {
     pub turn: LocalTurn,
 }
 
+/// What waiting for an invocation's locks gave.
+#[derive(Debug)]
+pub(super) enum Acquisition {
+    /// The locks are held and the models loaded.
+    Held(Acquired),
+    /// The request's idempotency key is recorded as committed: nothing was taken.
+    Recorded {
+        /// The record.
+        record: StoredRecord,
+        /// Time spent before the attempt that found it.
+        waited: Duration,
+        /// That attempt's round trip.
+        load: Duration,
+    },
+}
+
 impl Protocol {
     /// Takes every lock of `request` within the acquire timeout, waking on releases.
     ///
     /// # Errors
     /// [`Error::LockTimeout`] when a lock stays held for the whole timeout, or the store's
     /// error.
-    pub(super) async fn acquire(&self, request: &LockRequest) -> Result<Acquired, Error> {
+    pub(super) async fn acquire(&self, request: &LockRequest) -> Result<Acquisition, Error> {
         let start = Instant::now();
         self.acquire_until(request, start, start + self.settings.acquire_timeout).await
     }
@@ -52,7 +68,7 @@ impl Protocol {
         request: &LockRequest,
         start: Instant,
         deadline: Instant,
-    ) -> Result<Acquired, Error> {
+    ) -> Result<Acquisition, Error> {
         let locks: Vec<LockId> =
             request.models.iter().map(|m| LockId { model: m.id.clone(), action: request.action.clone() }).collect();
         let timed_out = |index: usize| Error::LockTimeout {
@@ -67,12 +83,19 @@ impl Protocol {
             let attempt_start = Instant::now();
             match self.store.try_lock_and_load(request).await? {
                 LockAttempt::Acquired { leases, snapshots } => {
-                    return Ok(Acquired {
+                    return Ok(Acquisition::Held(Acquired {
                         leases,
                         snapshots,
                         waited: attempt_start - start,
                         load: attempt_start.elapsed(),
                         turn,
+                    }));
+                }
+                LockAttempt::Recorded(record) => {
+                    return Ok(Acquisition::Recorded {
+                        record,
+                        waited: attempt_start - start,
+                        load: attempt_start.elapsed(),
                     });
                 }
                 LockAttempt::Busy { model_index, expires_in } => {

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::idempotency::{Idempotency, replay};
 use super::{Plan, Protocol};
 use crate::error::{Error, Result};
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
@@ -10,6 +11,7 @@ use crate::model::change::{FieldChange, ModelChanges, ModelSnapshot, ModelTarget
 use crate::model::ids::ModelId;
 use crate::rule::Rule;
 use crate::runtime::{RuleRun, RunOutput};
+use crate::store::Loaded;
 
 /// How many times one lock hold runs a rule again because other writers kept changing its
 /// models; past it the invocation fails with a retryable [`Error::Conflict`] (and releases).
@@ -69,22 +71,30 @@ impl Protocol {
         held_since + budget
     }
 
-    /// Loads the models without locks in one round trip and runs the rule over them.
+    /// Loads the models without locks in one round trip (unless the key is recorded as
+    /// committed: then the replay) and runs the rule over them.
     pub(super) async fn load_and_run(
         &self,
         rule: &Rule,
         invocation: &Invocation,
         plan: &Plan,
+        idem: &Idempotency,
         context: &RunContext,
-    ) -> Result<LoadedRun> {
+    ) -> Result<Result<LoadedRun, Outcome>> {
         let load_start = Instant::now();
-        let loaded = self.store.load(&plan.sorted).await?;
+        let loaded = match self.store.load_unless_recorded(&plan.sorted, &idem.key).await? {
+            Loaded::Snapshots(loaded) => loaded,
+            Loaded::Recorded(record) => {
+                let timings = Timings { load: load_start.elapsed(), ..Timings::default() };
+                return replay(plan, idem, &record, timings).map(Err);
+            }
+        };
         let load = load_start.elapsed();
         let snapshots = plan.to_caller_order(&loaded);
         // No lock is held: the slot wait is bounded like a lock wait would be.
         let slot_deadline = tokio::time::Instant::now() + self.settings.acquire_timeout;
         let (output, run) = self.run_rule(rule, invocation, plan, context, &snapshots, slot_deadline).await?;
-        Ok(LoadedRun { loaded, output, load, run })
+        Ok(Ok(LoadedRun { loaded, output, load, run }))
     }
 }
 
@@ -101,8 +111,10 @@ pub(super) struct LoadedRun {
 }
 
 /// Assembles a committed invocation's outcome; `changes` in caller order.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn outcome(
     plan: &Plan,
+    idem: &Idempotency,
     context: RunContext,
     output: String,
     changes: Vec<Vec<FieldChange>>,
@@ -112,6 +124,8 @@ pub(super) fn outcome(
 ) -> Outcome {
     Outcome {
         invocation_id: context.invocation_id,
+        idempotency_key: idem.key.clone(),
+        replayed: false,
         output,
         changes: plan
             .targets

@@ -43,7 +43,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::acquire::Acquisition;
 use super::flow::outcome;
+use super::idempotency::{CommitFailure, Committed, Idempotency, payload, replay};
 use super::{Plan, Protocol};
 use crate::error::{Error, Result};
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
@@ -52,7 +54,7 @@ use crate::model::ids::LockId;
 use crate::rule::Rule;
 use crate::runtime::ModelWorkspace;
 use crate::runtime::changes::diff;
-use crate::store::{CommitGuard, CommitRequest, LockRequest, StoreError};
+use crate::store::{CommitGuard, CommitRecords, CommitRequest, LockRequest, RecordEntry, StoreError};
 
 /// The locks of an invocation in the global lock order: what decides which invocations may
 /// share a group.
@@ -87,6 +89,7 @@ pub(super) struct Member {
     pub rule: Rule,
     pub invocation: Invocation,
     pub plan: Plan,
+    pub idem: Idempotency,
     pub context: RunContext,
     /// When it entered the line: its acquire deadline and its wait time count from here.
     pub arrived: Instant,
@@ -284,11 +287,13 @@ impl Pass {
     }
 }
 
-/// One group: lock and load for `head`, run it and whoever joins, commit once, answer all. A
-/// commit refused because another writer changed a model since the load (another action, a
-/// pipeline, a direct write) runs the same members again on fresh state under the locks still
-/// held ([`Protocol::reload_under_locks`]); nobody has been answered yet, so every member's
-/// result is the one of the run that commits.
+/// One group: lock and load for `head`, run it and whoever joins, commit once with every
+/// member's record, answer all. A commit refused because another writer changed a model since
+/// the load (another action, a pipeline, a direct write) runs the same members again on fresh
+/// state under the locks still held ([`Protocol::reload_under_locks`]); one refused because a
+/// member's key was committed before answers that member with the replay and runs the others
+/// again without it. Nobody has been answered before the commit, so every member's result is
+/// the one of the run that commits.
 async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
     let settings = protocol.settings;
     let request = LockRequest {
@@ -296,9 +301,15 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
         action: head.invocation.action.clone(),
         owner: head.context.invocation_id.clone(),
         lease: settings.lease,
+        record: Some(head.idem.key.clone()),
     };
     let acquired = match protocol.acquire_until(&request, head.arrived, head.deadline(protocol)).await {
-        Ok(acquired) => acquired,
+        Ok(Acquisition::Held(acquired)) => acquired,
+        Ok(Acquisition::Recorded { record, waited, load }) => {
+            let timings = Timings { wait: waited, load, ..Timings::default() };
+            let _ = head.reply.send(replay(&head.plan, &head.idem, &record, timings));
+            return;
+        }
         Err(e) => {
             // Only the head's deadline was used; the others get their own attempt.
             let _ = head.reply.send(Err(e));
@@ -330,40 +341,51 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
     let mut reruns = 0;
     loop {
         debug!(size = members.len(), succeeded = pass.succeeded, reruns, "group ran");
-        if pass.succeeded == 0 {
-            // Every run failed: nothing to write, and each saw the stored state, so each error
-            // stands. Free the locks as a single failed invocation does.
-            protocol.release_after_failure(&acquired.leases, "every run of the group failed").await;
-            drop(acquired.turn);
-            for (member, result) in members.into_iter().zip(pass.results) {
-                let _ = member.reply.send(Err(result.err().unwrap_or_else(stopped)));
-            }
+        if members.is_empty() {
+            protocol.release_after_failure(&acquired.leases, "every member of the group was a replay").await;
             return;
         }
-
         let changes = match &pass.state {
             Some(last) => compose(&targets, &first, last),
             None => vec![Vec::new(); targets.len()],
         };
         let versions: Vec<u64> = first.iter().map(|s| s.version).collect();
-        let commit_start = Instant::now();
-        let committed = protocol
-            .store
-            .commit(CommitRequest {
-                models: &targets,
-                changes: &changes,
-                guard: CommitGuard::Leases { leases: &acquired.leases, versions: &versions },
+        // Every member's record: written for the runs that succeeded, only checked for the
+        // others (a failed run writes nothing, but must learn that its key committed before).
+        let payloads: Vec<Option<String>> = members
+            .iter()
+            .zip(&pass.results)
+            .map(|(m, result)| {
+                result.as_ref().ok().map(|ran| {
+                    let tokens = m.plan.to_caller_order(&tokens);
+                    payload(&m.idem, &m.context.invocation_id, &ran.output, &tokens, m.context.attempt)
+                })
             })
-            .await;
+            .collect();
+        let entries: Vec<RecordEntry<'_>> = members
+            .iter()
+            .zip(&payloads)
+            .map(|(m, p)| RecordEntry { key: &m.idem.key, payload: p.as_deref() })
+            .collect();
+        let commit_start = Instant::now();
+        let request = CommitRequest {
+            models: &targets,
+            changes: &changes,
+            guard: CommitGuard::Leases { leases: &acquired.leases, versions: &versions },
+            records: CommitRecords::NONE,
+        };
+        let committed = protocol.commit(request, &entries, &members[0].idem).await;
         let commit = commit_start.elapsed();
+        drop(entries);
         let error = match committed {
-            Ok(receipt) => {
+            Ok(Committed::Applied(receipt)) => {
                 drop(acquired.turn);
                 for (member, result) in members.into_iter().zip(pass.results) {
                     let reply = result.map(|ran| {
                         let waited = member.arrived.elapsed().saturating_sub(load + ran.run + commit);
                         outcome(
                             &member.plan,
+                            &member.idem,
                             member.context,
                             ran.output,
                             ran.changes,
@@ -376,7 +398,23 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
                 }
                 return;
             }
-            Err(StoreError::Conflict { model, .. }) => {
+            Ok(Committed::Recorded { index, record }) if index < members.len() => {
+                // That member was committed before: answer it, and run the others again on
+                // the state without its run.
+                let member = members.remove(index);
+                let timings = Timings { load, commit, ..Timings::default() };
+                let _ = member.reply.send(replay(&member.plan, &member.idem, &record, timings));
+                pass = Pass::default();
+                for member in &mut members {
+                    member.context.attempt += 1;
+                    pass.run(protocol, member, &first, slot_deadline).await;
+                }
+                continue;
+            }
+            Ok(Committed::Recorded { .. }) => {
+                Error::Store(StoreError::Backend("the commit named a record outside the group".into()))
+            }
+            Err(CommitFailure::Store(StoreError::Conflict { model, .. })) => {
                 let attempts = members[0].context.attempt;
                 match protocol.reload_under_locks(&targets, model, reruns, attempts, held_since).await {
                     Ok((fresh, reload)) => {
@@ -395,11 +433,24 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
             }
             Err(e) => Error::from(e),
         };
-        // Nothing of the group was written. Free what we may still hold.
+        // Nothing of the group was written (or, for an unknown outcome, it may all have been).
         protocol.release_after_failure(&acquired.leases, "group commit refused").await;
         drop(acquired.turn);
+        if pass.succeeded == 0 {
+            // Every run failed on the stored state and had nothing to write: each error stands.
+            for (member, result) in members.into_iter().zip(pass.results) {
+                let _ = member.reply.send(Err(result.err().unwrap_or_else(stopped)));
+            }
+            return;
+        }
         for member in members {
-            let _ = member.reply.send(Err(error.clone()));
+            let error = match &error {
+                Error::OutcomeUnknown { reason, .. } => {
+                    Error::OutcomeUnknown { key: member.idem.key.clone(), reason: reason.clone() }
+                }
+                other => other.clone(),
+            };
+            let _ = member.reply.send(Err(error));
         }
         return;
     }

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::acquire::Acquisition;
 use super::flow::outcome;
 use super::group::{self, Joined, Member};
+use super::idempotency::{CommitFailure, Committed, Idempotency, payload, replay};
 use super::{Plan, Protocol};
 use crate::error::Result;
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
 use crate::rule::Rule;
-use crate::store::{CommitGuard, CommitRequest, LockRequest, StoreError};
+use crate::store::{CommitGuard, CommitRecords, CommitRequest, LockRequest, RecordEntry, StoreError};
 
 /// Runs one lock-mode invocation. With group commit on (`max_group > 1`), an invocation whose
 /// lock set is already being served in this engine queues behind it and runs in the next
@@ -19,20 +21,28 @@ pub(super) async fn run(
     rule: &Rule,
     invocation: &Invocation,
     plan: &Plan,
+    idem: &Idempotency,
     context: RunContext,
 ) -> Result<Outcome> {
     // Groups run on a task of their own: without a Tokio runtime to spawn it on, run alone.
     let runtime = match tokio::runtime::Handle::try_current() {
         Ok(runtime) if protocol.settings.max_group > 1 => runtime,
-        _ => return run_alone(protocol, rule, invocation, plan, context).await,
+        _ => return run_alone(protocol, rule, invocation, plan, idem, context).await,
     };
     let arrived = tokio::time::Instant::now();
-    let joined = group::join(protocol, runtime, group::key(plan, &invocation.action), context, |context, reply| {
-        Member { rule: rule.clone(), invocation: invocation.clone(), plan: plan.clone(), context, arrived, reply }
-    });
+    let joined =
+        group::join(protocol, runtime, group::key(plan, &invocation.action), context, |context, reply| Member {
+            rule: rule.clone(),
+            invocation: invocation.clone(),
+            plan: plan.clone(),
+            idem: idem.clone(),
+            context,
+            arrived,
+            reply,
+        });
     match joined {
         Joined::Lead(guard, context) => {
-            let result = run_alone(protocol, rule, invocation, plan, context).await;
+            let result = run_alone(protocol, rule, invocation, plan, idem, context).await;
             drop(guard);
             result
         }
@@ -40,7 +50,9 @@ pub(super) async fn run(
     }
 }
 
-/// Lock-and-load, run, then a fenced commit that releases the locks: two round trips. A commit
+/// Lock-and-load, run, then a fenced commit that releases the locks and records the
+/// invocation: two round trips. A key recorded as committed already is replayed (found by the
+/// lock-and-load, or by the commit when another mode committed it in between). A commit
 /// refused because another writer changed a model since the load (another action's lock, a
 /// pipeline, a direct write) is not reported: the rule runs again on fresh state under the
 /// locks it still holds ([`Protocol::reload_under_locks`]). On any failure after the locks were
@@ -50,6 +62,7 @@ async fn run_alone(
     rule: &Rule,
     invocation: &Invocation,
     plan: &Plan,
+    idem: &Idempotency,
     mut context: RunContext,
 ) -> Result<Outcome> {
     let request = LockRequest {
@@ -57,13 +70,20 @@ async fn run_alone(
         action: invocation.action.clone(),
         owner: context.invocation_id.clone(),
         lease: protocol.settings.lease,
+        record: Some(idem.key.clone()),
     };
-    let acquired = protocol.acquire(&request).await?;
+    let acquired = match protocol.acquire(&request).await? {
+        Acquisition::Held(acquired) => acquired,
+        Acquisition::Recorded { record, waited, load } => {
+            return replay(plan, idem, &record, Timings { wait: waited, load, ..Timings::default() });
+        }
+    };
     let held_since = tokio::time::Instant::now();
     let mut loaded = acquired.snapshots;
     let mut load_time = acquired.load;
     let mut run_time = Duration::ZERO;
     let mut reruns = 0;
+    let tokens: Vec<u64> = plan.to_caller_order(&acquired.leases.iter().map(|l| l.token).collect::<Vec<_>>());
     loop {
         let snapshots = plan.to_caller_order(&loaded);
         let slot_deadline = protocol.slot_deadline_under_locks(held_since);
@@ -80,17 +100,24 @@ async fn run_alone(
         let commit_start = Instant::now();
         let sorted_changes = plan.to_lock_order(&changes);
         let versions: Vec<u64> = loaded.iter().map(|s| s.version).collect();
-        let committed = protocol
-            .store
-            .commit(CommitRequest {
-                models: &plan.sorted,
-                changes: &sorted_changes,
-                guard: CommitGuard::Leases { leases: &acquired.leases, versions: &versions },
-            })
-            .await;
-        let receipt = match committed {
-            Ok(receipt) => receipt,
-            Err(StoreError::Conflict { model, .. }) => {
+        let recorded = payload(idem, &context.invocation_id, &output.output, &tokens, context.attempt);
+        let entries = [RecordEntry { key: &idem.key, payload: Some(&recorded) }];
+        let request = CommitRequest {
+            models: &plan.sorted,
+            changes: &sorted_changes,
+            guard: CommitGuard::Leases { leases: &acquired.leases, versions: &versions },
+            records: CommitRecords::NONE,
+        };
+        let receipt = match protocol.commit(request, &entries, idem).await {
+            Ok(Committed::Applied(receipt)) => receipt,
+            Ok(Committed::Recorded { record, .. }) => {
+                // Another mode committed the key meanwhile: nothing of this run was written.
+                protocol.release_after_failure(&acquired.leases, "the invocation was committed meanwhile").await;
+                let timings =
+                    Timings { wait: acquired.waited, load: load_time, run: run_time, commit: commit_start.elapsed() };
+                return replay(plan, idem, &record, timings);
+            }
+            Err(CommitFailure::Store(StoreError::Conflict { model, .. })) => {
                 match protocol.reload_under_locks(&plan.sorted, model, reruns, context.attempt, held_since).await {
                     Ok((fresh, reload)) => {
                         loaded = fresh;
@@ -106,7 +133,8 @@ async fn run_alone(
                 }
             }
             Err(e) => {
-                // Nothing was written. Free what we may still hold (a no-op for lost locks).
+                // Nothing was written (or, for an unknown outcome, the locks are ours or run
+                // out). Free what we may still hold (a no-op for lost locks).
                 protocol.release_after_failure(&acquired.leases, "commit refused").await;
                 return Err(e.into());
             }
@@ -114,13 +142,13 @@ async fn run_alone(
         let commit_time = commit_start.elapsed();
         // Local followers may go now that the store released the locks.
         drop(acquired.turn);
-        let tokens: Vec<u64> = acquired.leases.iter().map(|l| l.token).collect();
         return Ok(outcome(
             plan,
+            idem,
             context,
             output.output,
             changes,
-            plan.to_caller_order(&tokens),
+            tokens,
             plan.to_caller_order(&receipt.versions),
             Timings { wait: acquired.waited, load: load_time, run: run_time, commit: commit_time },
         ));

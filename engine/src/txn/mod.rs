@@ -10,12 +10,14 @@
 //! - [`optimistic`]: load with versions, run, commit only if the versions still hold.
 //!
 //! Files, one job each: `plan` (an invocation resolved into lock order), `flow` (the steps the
-//! flows share: running the rule, assembling the outcome), `acquire` and `local_queue` (taking
-//! locks), one file per mode, and `group` (group commit).
+//! flows share: running the rule, assembling the outcome), `idempotency` (keys, records,
+//! replays, lost commit replies), `acquire` and `local_queue` (taking locks), one file per
+//! mode, and `group` (group commit).
 
 mod acquire;
 mod flow;
 mod group;
+mod idempotency;
 mod local_queue;
 mod lock_mode;
 mod optimistic;
@@ -30,9 +32,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use self::idempotency::Idempotency;
 pub(crate) use self::plan::Plan;
 use crate::engine::EngineConfig;
-use crate::error::Result;
+use crate::error::{Error, InvocationError, Result};
 use crate::invocation::{Invocation, Mode, Outcome, RetryPolicy, RunContext};
 use crate::rule::Rule;
 use crate::runtime::RuleRuntime;
@@ -49,6 +52,8 @@ pub(crate) struct Settings {
     pub max_group: usize,
     /// The rule deadline (a group stops growing before one more run could outlast its lease).
     pub rule_deadline: Duration,
+    /// How long idempotency records stay.
+    pub record_retention: Duration,
 }
 
 impl Settings {
@@ -59,6 +64,7 @@ impl Settings {
             acquire_timeout: config.acquire_timeout,
             max_group: config.max_group,
             rule_deadline: config.runtime.deadline,
+            record_retention: config.idempotency_retention,
         }
     }
 }
@@ -71,6 +77,7 @@ pub(crate) struct Protocol {
     settings: Settings,
     queue: local_queue::LocalLockQueue,
     groups: group::GroupLines,
+    inflight: idempotency::InFlight,
     /// This engine instance's id: the first half of every invocation id (and lock owner).
     instance: String,
     sequence: AtomicU64,
@@ -95,6 +102,7 @@ impl Protocol {
             settings,
             queue: local_queue::LocalLockQueue::default(),
             groups: group::GroupLines::default(),
+            inflight: idempotency::InFlight::default(),
             instance: format!("{:016x}", rand::random::<u64>()),
             sequence: AtomicU64::new(0),
         }
@@ -111,32 +119,50 @@ impl Protocol {
     }
 
     /// Runs `rule` on the planned models in the invocation's mode, retrying retryable
-    /// failures per `policy`.
+    /// failures per `policy`, under one invocation id and idempotency key for every attempt.
     ///
     /// # Errors
-    /// As [`Engine::invoke`](crate::Engine::invoke): the last attempt's error.
+    /// As [`Engine::invoke`](crate::Engine::invoke): the last attempt's error, with the
+    /// invocation id and key.
     pub(crate) async fn invoke(
         self: &Arc<Self>,
         rule: &Rule,
         invocation: &Invocation,
         plan: &Plan,
         policy: RetryPolicy,
-    ) -> Result<Outcome> {
+    ) -> Result<Outcome, InvocationError> {
+        let invocation_id = self.next_invocation_id();
+        let idem = Idempotency::of(rule, invocation, &invocation_id);
+        let fail = |error: Error| InvocationError {
+            error,
+            invocation_id: Some(invocation_id.clone()),
+            idempotency_key: Some(idem.key.clone()),
+        };
         let started = Instant::now();
+        // Another call with this key running in this engine goes first; this one then finds
+        // its record (or runs, if it failed).
+        let _hold = match plan.sorted.first() {
+            Some(anchor) => Some(
+                self.hold_key(&anchor.id, &idem.key, started + self.settings.acquire_timeout).await.map_err(fail)?,
+            ),
+            None => None,
+        };
         let mut attempt = 1;
         loop {
             let before = started.elapsed();
-            let context = self.context(invocation, attempt);
+            let context = self.context(invocation, &invocation_id, attempt);
             let result = match invocation.mode {
-                Mode::Lock => lock_mode::run(self, rule, invocation, plan, context).await,
-                Mode::Pipeline => pipeline::run(self, rule, invocation, plan, context).await,
-                Mode::Optimistic => optimistic::run(self, rule, invocation, plan, context).await,
+                Mode::Lock => lock_mode::run(self, rule, invocation, plan, &idem, context).await,
+                Mode::Pipeline => pipeline::run(self, rule, invocation, plan, &idem, context).await,
+                Mode::Optimistic => optimistic::run(self, rule, invocation, plan, &idem, context).await,
             };
             match result {
                 Ok(mut outcome) => {
                     // The flow counted its own re-runs (a lock-mode rule run again on fresh
                     // state) from `attempt` on.
-                    outcome.attempts = outcome.attempts.max(attempt);
+                    if !outcome.replayed {
+                        outcome.attempts = outcome.attempts.max(attempt);
+                    }
                     outcome.timings.wait += before;
                     return Ok(outcome);
                 }
@@ -145,19 +171,24 @@ impl Protocol {
                     tokio::time::sleep(policy.backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(fail(e)),
             }
         }
     }
 
-    /// What the rule's attempt number `attempt` sees: a fresh invocation id, the time.
-    fn context(&self, invocation: &Invocation, attempt: u32) -> RunContext {
+    /// A fresh invocation id: this engine's instance id and a sequence number.
+    fn next_invocation_id(&self) -> String {
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{seq}", self.instance)
+    }
+
+    /// What the rule's attempt number `attempt` sees: the invocation id, the time.
+    fn context(&self, invocation: &Invocation, invocation_id: &str, attempt: u32) -> RunContext {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         RunContext {
-            invocation_id: format!("{}-{seq}", self.instance),
+            invocation_id: invocation_id.to_owned(),
             now_ms,
             action: invocation.action.clone(),
             mode: invocation.mode,

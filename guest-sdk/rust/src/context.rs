@@ -21,10 +21,11 @@ impl Context {
         Self { inner }
     }
 
-    /// A unique id for this invocation, for logs. It stays the same when the rule runs again on
-    /// fresh state under the same locks (another writer changed a model meanwhile; see
-    /// [`Context::attempt`]); a new attempt of the whole invocation (after a lock timeout, a lost
-    /// lock or an optimistic conflict) gets a new one.
+    /// A unique id for this invocation, for logs. It stays the same on every run of the
+    /// invocation: when the rule runs again on fresh state under the same locks, and on every
+    /// attempt the engine makes after a lock timeout, a lost lock or a conflict (see
+    /// [`Context::attempt`]). Unless the caller gave its own idempotency key, it is also the key
+    /// the engine records the commit under.
     pub fn invocation_id(&self) -> &str {
         &self.inner.invocation_id
     }

@@ -1,19 +1,38 @@
 //! A real store with a gate before commits: lets a test stop an invocation between its load
 //! (or rule run) and its commit, act meanwhile (let a lease run out, write from another
-//! client), then let the commit go. Every other call goes straight to the wrapped store.
+//! client), then let the commit go. It also loses commit replies on request (the commit
+//! applied but its caller hears `Unavailable`, or it never arrived), and can fail the
+//! resolves that follow. Every other call goes straight to the wrapped store.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
-use wasmtx::store::{CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, ReleaseWatch};
-use wasmtx::{LockId, ModelSnapshot, ModelTarget, Store, StoreError};
+use wasmtx::store::{
+    CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, ReleaseWatch, StoredRecord,
+};
+use wasmtx::{LockId, ModelId, ModelSnapshot, ModelTarget, Store, StoreError};
+
+/// What happens to the reply of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReply {
+    /// The commit applies, then its reply is lost (as when the connection drops right after
+    /// the request was sent).
+    AfterApplying,
+    /// The request never reaches the store, and no reply comes.
+    BeforeArriving,
+}
 
 /// A store whose next commit(s) wait at a gate the test opens.
 #[derive(Debug)]
 pub struct GatedStore {
     inner: Arc<dyn Store>,
     gates: Mutex<Vec<Gate>>,
+    lost_replies: Mutex<VecDeque<LostReply>>,
+    failing_resolves: AtomicU32,
+    resolves: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -49,7 +68,28 @@ impl GateHandle {
 impl GatedStore {
     /// Wraps a store with no gate armed.
     pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
-        Arc::new(Self { inner, gates: Mutex::new(Vec::new()) })
+        Arc::new(Self {
+            inner,
+            gates: Mutex::new(Vec::new()),
+            lost_replies: Mutex::new(VecDeque::new()),
+            failing_resolves: AtomicU32::new(0),
+            resolves: AtomicU32::new(0),
+        })
+    }
+
+    /// Loses the reply of the next commit that has no lost reply planned yet.
+    pub fn lose_reply(&self, how: LostReply) {
+        self.lost_replies.lock().unwrap_or_else(PoisonError::into_inner).push_back(how);
+    }
+
+    /// Makes the next `n` resolves fail as if the store were unreachable.
+    pub fn fail_resolves(&self, n: u32) {
+        self.failing_resolves.store(n, Ordering::SeqCst);
+    }
+
+    /// How many resolves were asked for.
+    pub fn resolves(&self) -> u32 {
+        self.resolves.load(Ordering::SeqCst)
     }
 
     /// Arms a gate for the next commit that has none yet (gates are used in arming order).
@@ -69,6 +109,24 @@ impl Store for GatedStore {
     async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError> {
         self.inner.load(models).await
     }
+    async fn load_unless_recorded(&self, models: &[ModelTarget], key: &str) -> Result<Loaded, StoreError> {
+        self.inner.load_unless_recorded(models, key).await
+    }
+    async fn resolve(
+        &self,
+        anchor: &ModelId,
+        keys: &[&str],
+        commit_id: &str,
+        retention: std::time::Duration,
+    ) -> Result<Vec<Option<StoredRecord>>, StoreError> {
+        self.resolves.fetch_add(1, Ordering::SeqCst);
+        let failing = self.failing_resolves.load(Ordering::SeqCst);
+        if failing > 0 {
+            self.failing_resolves.store(failing - 1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable("the test cut the connection".into()));
+        }
+        self.inner.resolve(anchor, keys, commit_id, retention).await
+    }
     async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError> {
         let gate = {
             let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
@@ -78,7 +136,15 @@ impl Store for GatedStore {
             let _ = gate.reached.send(());
             let _ = gate.open.await;
         }
-        self.inner.commit(request).await
+        let lost = self.lost_replies.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+        match lost {
+            None => self.inner.commit(request).await,
+            Some(LostReply::AfterApplying) => {
+                let applied = self.inner.commit(request).await;
+                Err(StoreError::Unavailable(format!("the test lost the reply ({})", applied.is_ok())))
+            }
+            Some(LostReply::BeforeArriving) => Err(StoreError::Unavailable("the test lost the request".into())),
+        }
     }
     async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError> {
         self.inner.release(leases).await

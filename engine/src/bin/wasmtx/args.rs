@@ -248,6 +248,10 @@ pub struct InvokeArgs {
     /// Total attempts for retryable failures [default: the engine's policy].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: Option<u32>,
+    /// An idempotency key: invoking again with the same key (after a timeout, say) applies
+    /// nothing and prints the first outcome, marked as a replay.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 /// `wasmtx serve`.

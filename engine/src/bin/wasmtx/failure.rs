@@ -4,7 +4,7 @@
 use std::fmt;
 
 use wasmtx::registry::RegistryError;
-use wasmtx::{Error, ErrorBody, ErrorClass, Origin, StoreError};
+use wasmtx::{Error, ErrorBody, ErrorClass, InvocationError, Origin, StoreError};
 
 /// A command's failure.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ impl Failure {
     }
 
     /// An engine error of an invocation.
-    pub fn invocation(error: &Error) -> Self {
+    pub fn invocation(error: &InvocationError) -> Self {
         Self { class: error.class(Origin::Invocation), body: error.body() }
     }
 

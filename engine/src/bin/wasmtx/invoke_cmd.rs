@@ -35,20 +35,22 @@ pub async fn run(args: InvokeArgs, workspace: &Workspace, out: Output) -> Result
     if let Some(max_attempts) = args.max_attempts {
         invocation = invocation.retry(engine.config().retry.attempts(max_attempts));
     }
+    invocation.idempotency_key.clone_from(&args.idempotency_key);
     let active = workspace.registry.resolve(&args.rule).await?;
     let outcome = engine.invoke(&active.rule, &invocation).await.map_err(|e| Failure::invocation(&e))?;
     let report = invocation_json(&active, &outcome);
     out.show(&report, || {
         let mut text = format!("{}\n", report["output"]);
         text.push_str(&format!(
-            "rule {} v{} (sha256 {}), {} mode, {} attempt{}, {:.2} ms\n",
+            "rule {} v{} (sha256 {}), {} mode, {} attempt{}, {:.2} ms{}\n",
             args.rule,
             active.version.version,
             short_digest(&active.version.digest),
             mode,
             outcome.attempts,
             if outcome.attempts == 1 { "" } else { "s" },
-            outcome.timings.total().as_secs_f64() * 1000.0
+            outcome.timings.total().as_secs_f64() * 1000.0,
+            if outcome.replayed { ", replayed: committed before, nothing written now" } else { "" }
         ));
         for (i, model) in outcome.changes.iter().enumerate() {
             let version = outcome.versions.get(i).map(|v| format!(" (version {v})")).unwrap_or_default();

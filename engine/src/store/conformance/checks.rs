@@ -7,7 +7,7 @@ use super::fixture::*;
 use super::{CheckError, Context as _, bail, ensure};
 use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
 use crate::model::value::{FieldValue, Scalar};
-use crate::store::{CommitGuard, CommitRequest, Store, StoreError};
+use crate::store::{CommitGuard, CommitRecords, CommitRequest, Store, StoreError};
 
 type Result<T> = std::result::Result<T, CheckError>;
 
@@ -478,7 +478,14 @@ pub async fn unguarded_increments_and_appends_all_count(store: Arc<dyn Store>, n
         let (store, m) = (Arc::clone(&fx.store), m.clone());
         tokio::spawn(async move {
             let changes = [vec![increment("count", 1), append(&[&format!("w{i}")])]];
-            store.commit(CommitRequest { models: &[m], changes: &changes, guard: CommitGuard::Unguarded }).await
+            store
+                .commit(CommitRequest {
+                    models: &[m],
+                    changes: &changes,
+                    guard: CommitGuard::Unguarded,
+                    records: CommitRecords::NONE,
+                })
+                .await
         })
     });
     for writer in futures_util::future::join_all(writers).await {

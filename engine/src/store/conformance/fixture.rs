@@ -11,7 +11,9 @@ use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
 use crate::model::schema::ModelSchema;
 use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
-use crate::store::{CommitGuard, CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, Store, StoreError};
+use crate::store::{
+    CommitGuard, CommitReceipt, CommitRecords, CommitRequest, LockAttempt, LockLease, LockRequest, Store, StoreError,
+};
 
 type Result<T> = std::result::Result<T, CheckError>;
 
@@ -102,6 +104,7 @@ impl Fx {
             action: action.to_owned(),
             owner: owner.to_owned(),
             lease,
+            record: None,
         }
     }
 
@@ -127,6 +130,7 @@ impl Fx {
                 Ok(Held::new(leases, snapshots))
             }
             LockAttempt::Busy { model_index, .. } => bail!("`{action}` on model #{model_index} is busy"),
+            LockAttempt::Recorded(record) => bail!("a request without a record key found {record:?}"),
         }
     }
 
@@ -142,6 +146,7 @@ impl Fx {
         loop {
             match self.store.try_lock_and_load(&request).await? {
                 LockAttempt::Acquired { leases, snapshots } => return Ok(Held::new(leases, snapshots)),
+                LockAttempt::Recorded(record) => bail!("a request without a record key found {record:?}"),
                 LockAttempt::Busy { expires_in, .. } => {
                     ensure!(tokio::time::Instant::now() < deadline, "the lock was still held after {WAIT_BOUND:?}");
                     let left = expires_in.unwrap_or(SHORT_LEASE).min(SHORT_LEASE);
@@ -164,6 +169,7 @@ impl Fx {
                 self.store.release(&leases).await?;
                 bail!("`{action}` was taken by {owner} although it should be busy")
             }
+            LockAttempt::Recorded(record) => bail!("a request without a record key found {record:?}"),
         }
     }
 
@@ -173,8 +179,19 @@ impl Fx {
         changes: Vec<Vec<FieldChange>>,
         guard: CommitGuard<'_>,
     ) -> std::result::Result<CommitReceipt, StoreError> {
+        self.commit_with(models, changes, guard, CommitRecords::NONE).await
+    }
+
+    /// As [`Fx::commit`], with records.
+    pub(super) async fn commit_with(
+        &self,
+        models: &[&ModelTarget],
+        changes: Vec<Vec<FieldChange>>,
+        guard: CommitGuard<'_>,
+        records: CommitRecords<'_>,
+    ) -> std::result::Result<CommitReceipt, StoreError> {
         let models: Vec<ModelTarget> = models.iter().map(|&m| m.clone()).collect();
-        self.store.commit(CommitRequest { models: &models, changes: &changes, guard }).await
+        self.store.commit(CommitRequest { models: &models, changes: &changes, guard, records }).await
     }
 
     /// An unguarded commit to one model; returns its new version.
@@ -231,6 +248,7 @@ impl Fx {
                         .await?;
                     return Ok(leases[0].token);
                 }
+                LockAttempt::Recorded(record) => bail!("a request without a record key found {record:?}"),
                 LockAttempt::Busy { .. } => {
                     ensure!(tokio::time::Instant::now() < deadline, "{owner} never got the lock");
                     // Releases wake us at once; the bound only covers a lost wake-up.

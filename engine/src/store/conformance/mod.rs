@@ -17,10 +17,12 @@
 //! and `rt-multi-thread` features). [`CHECKS`] and [`run_all`] run the same checks from code.
 //!
 //! Files: this one (the runner and its error), `checks` (the contract, one function per
-//! clause), `fixture` (the test schema and store helpers the checks share).
+//! clause), `records` (the idempotency records' clauses), `fixture` (the test schema and store
+//! helpers the checks share).
 
 mod checks;
 mod fixture;
+mod records;
 
 use std::fmt;
 use std::future::Future;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::checks::*;
+pub use self::records::*;
 use crate::store::{Store, StoreError};
 
 /// The future of one check.
@@ -171,6 +174,11 @@ macro_rules! __conformance_check_names {
             changes_that_do_not_fit_the_schema_are_refused,
             delete_resets_to_defaults_bumps_the_version_and_keeps_locks,
             concurrent_lock_commit_cycles_lose_no_update,
+            a_committed_key_is_found_by_every_step_and_never_applies_again,
+            records_are_per_first_model_and_key_and_checked_entries_are_not_written,
+            a_resolved_attempt_never_applies_and_the_next_attempt_does,
+            a_refused_commit_records_nothing,
+            records_expire_after_their_retention,
         }
     };
 }

@@ -16,10 +16,11 @@ use async_trait::async_trait;
 
 use self::state::State;
 use super::{
-    CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch, Store, StoreError,
+    CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch, Store,
+    StoreError, StoredRecord,
 };
 use crate::model::change::{ModelSnapshot, ModelTarget};
-use crate::model::ids::LockId;
+use crate::model::ids::{LockId, ModelId};
 
 mod data;
 mod dump;
@@ -57,8 +58,8 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// A copy of every model's stored data, version and fencing counter (not the locks), to
-    /// persist the store; [`MemoryStore::from_dump`] makes a store from it again.
+    /// A copy of every model's stored data, version and fencing counter, and of every live
+    /// committed idempotency record (not the locks), to persist the store; [`MemoryStore::from_dump`] makes a store from it again.
     pub fn dump(&self) -> MemoryDump {
         MemoryDump::of(&self.state())
     }
@@ -106,10 +107,24 @@ impl Store for MemoryStore {
         self.state().load(models)
     }
 
+    async fn load_unless_recorded(&self, models: &[ModelTarget], key: &str) -> Result<Loaded, StoreError> {
+        self.state().load_unless_recorded(models, key, Instant::now())
+    }
+
     async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError> {
         let (receipt, released) = self.state().commit(&request, Instant::now())?;
         self.announce(&released);
         Ok(receipt)
+    }
+
+    async fn resolve(
+        &self,
+        anchor: &ModelId,
+        keys: &[&str],
+        commit_id: &str,
+        retention: std::time::Duration,
+    ) -> Result<Vec<Option<StoredRecord>>, StoreError> {
+        Ok(self.state().resolve(anchor, keys, commit_id, retention, Instant::now()))
     }
 
     async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError> {
@@ -138,7 +153,7 @@ mod tests {
     use crate::model::ids::ModelId;
     use crate::model::schema::ModelSchema;
     use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
-    use crate::store::CommitGuard;
+    use crate::store::{CommitGuard, CommitRecords};
 
     fn target(key: &str) -> ModelTarget {
         let schema = ModelSchema::builder("Counter")
@@ -155,6 +170,7 @@ mod tests {
             action: "bump".into(),
             owner: owner.into(),
             lease,
+            record: None,
         }
     }
 
@@ -162,6 +178,7 @@ mod tests {
         match attempt {
             LockAttempt::Acquired { leases, snapshots } => (leases, snapshots),
             LockAttempt::Busy { model_index, .. } => panic!("model {model_index} was busy"),
+            LockAttempt::Recorded(record) => panic!("unexpected record {record:?}"),
         }
     }
 
@@ -187,7 +204,8 @@ mod tests {
 
         let changes = [set_n(1)];
         let guard = CommitGuard::Leases { leases: &first, versions: &[0] };
-        let late = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard };
+        let late =
+            CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard, records: CommitRecords::NONE };
         assert!(matches!(state.commit(&late, t0 + lease), Err(StoreError::LockLost { .. })));
         assert_eq!(state.load(std::slice::from_ref(&a))?[0].version, 0, "the lost commit wrote nothing");
         Ok(())
@@ -201,7 +219,8 @@ mod tests {
         let (leases, _) = acquired(state.try_lock_and_load(&request(&[&a], "one", Duration::from_millis(5)), t0)?);
         let changes = [set_n(1)];
         let guard = CommitGuard::Leases { leases: &leases, versions: &[0] };
-        let commit = CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard };
+        let commit =
+            CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard, records: CommitRecords::NONE };
         assert!(matches!(state.commit(&commit, t0 + Duration::from_millis(5)), Err(StoreError::LockLost { .. })));
         Ok(())
     }
@@ -226,7 +245,12 @@ mod tests {
         let (a, b) = (target("a"), target("b"));
         let models = [a.clone(), b.clone()];
         let changes = [set_n(5), vec![FieldChange::ListPop { field: "log".into(), index: None }]];
-        let commit = CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded };
+        let commit = CommitRequest {
+            models: &models,
+            changes: &changes,
+            guard: CommitGuard::Unguarded,
+            records: CommitRecords::NONE,
+        };
         let err = state.commit(&commit, Instant::now()).expect_err("pop from an empty list");
         assert!(
             matches!(&err, StoreError::CannotApply { model, field, .. } if *model == b.id && field == "log"),
@@ -244,7 +268,12 @@ mod tests {
         let models = [a.clone(), a.clone()];
         let inc = |delta| vec![FieldChange::Increment { field: "n".into(), delta }];
         let changes = [inc(2), inc(3)];
-        let commit = CommitRequest { models: &models, changes: &changes, guard: CommitGuard::Unguarded };
+        let commit = CommitRequest {
+            models: &models,
+            changes: &changes,
+            guard: CommitGuard::Unguarded,
+            records: CommitRecords::NONE,
+        };
         state.commit(&commit, Instant::now())?;
         assert_eq!(state.load(std::slice::from_ref(&a))?[0].values[0], FieldValue::Scalar(Scalar::Int(5)));
         Ok(())
@@ -259,6 +288,7 @@ mod tests {
             models: std::slice::from_ref(&a),
             changes: &changes,
             guard: CommitGuard::Versions { versions: &[], action: "a" },
+            records: CommitRecords::NONE,
         };
         assert!(matches!(state.commit(&commit, Instant::now()), Err(StoreError::Backend(_))));
     }

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use super::data::{ModelData, Undecodable};
 use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
-use crate::store::{CommitGuard, CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, StoreError};
+use crate::store::record::RecordRef;
+use crate::store::{
+    CommitGuard, CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, StoreError, StoredRecord,
+};
 
 /// The shortest lease: Redis' `PX` takes whole milliseconds and at least one.
 const MIN_LEASE: Duration = Duration::from_millis(1);
@@ -16,7 +19,7 @@ const MAX_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Expired locks are swept once the lock table has at least this many entries.
 const MIN_SWEEP: usize = 64;
 
-/// Models, locks and fencing counters.
+/// Models, locks, fencing counters and idempotency records.
 #[derive(Debug)]
 pub(super) struct State {
     models: HashMap<ModelId, ModelEntry>,
@@ -24,6 +27,24 @@ pub(super) struct State {
     /// Sweep expired locks when the lock table reaches this size (twice the live size after
     /// the last sweep), so that locks nobody touches again do not pile up.
     sweep_at: usize,
+    /// Idempotency records by (anchor model, key).
+    records: HashMap<(ModelId, String), Record>,
+    /// As `sweep_at`, for records.
+    sweep_records_at: usize,
+}
+
+/// An idempotency record: committed, or naming commit attempts declared aborted.
+#[derive(Debug, Clone)]
+pub(super) struct Record {
+    pub state: RecordState,
+    pub expires_at: Instant,
+}
+
+/// What a record says.
+#[derive(Debug, Clone)]
+pub(super) enum RecordState {
+    Committed(StoredRecord),
+    Aborted(Vec<String>),
 }
 
 /// One model: kept forever once locked or written, since its version and fencing counter
@@ -67,17 +88,49 @@ impl State {
         let models = models.into_iter().map(|(id, version, fence, data)| (id, ModelEntry { version, fence, data }));
         Self { models: models.collect(), ..Self::default() }
     }
+
+    /// Every committed record still live at `now`: (anchor, key, record, time left).
+    pub fn committed_records(&self, now: Instant) -> Vec<(ModelId, String, StoredRecord, Duration)> {
+        let mut out: Vec<_> = self
+            .records
+            .iter()
+            .filter_map(|((anchor, key), r)| match &r.state {
+                RecordState::Committed(record) if r.expires_at > now => {
+                    Some((anchor.clone(), key.clone(), record.clone(), r.expires_at - now))
+                }
+                RecordState::Committed(_) | RecordState::Aborted(_) => None,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+
+    /// Keeps a committed record (restoring a dump).
+    pub fn restore_record(&mut self, anchor: ModelId, key: String, record: StoredRecord, expires_at: Instant) {
+        self.records.insert((anchor, key), Record { state: RecordState::Committed(record), expires_at });
+    }
 }
 
 impl Default for State {
     fn default() -> Self {
-        Self { models: HashMap::new(), locks: HashMap::new(), sweep_at: MIN_SWEEP }
+        Self {
+            models: HashMap::new(),
+            locks: HashMap::new(),
+            sweep_at: MIN_SWEEP,
+            records: HashMap::new(),
+            sweep_records_at: MIN_SWEEP,
+        }
     }
 }
 
 impl State {
     /// Takes every lock of the request and loads every model, or takes nothing.
     pub fn try_lock_and_load(&mut self, request: &LockRequest, now: Instant) -> Result<LockAttempt, StoreError> {
+        if let Some((key, anchor)) = request.record.as_deref().zip(request.models.first()) {
+            if let Some(record) = self.committed(RecordRef { anchor: &anchor.id, key }, now) {
+                return Ok(LockAttempt::Recorded(record));
+            }
+        }
         for (model_index, target) in request.models.iter().enumerate() {
             let lock = LockId { model: target.id.clone(), action: request.action.clone() };
             if let Some(held) = self.live_lock(&lock, now) {
@@ -112,14 +165,57 @@ impl State {
         models.iter().map(|target| self.snapshot(target)).collect()
     }
 
-    /// Checks the guard, then every change, then applies them all; returns the receipt and
-    /// the locks it released (to announce).
+    /// As [`State::load`], unless `key` is recorded as committed beside the first model.
+    pub fn load_unless_recorded(&self, models: &[ModelTarget], key: &str, now: Instant) -> Result<Loaded, StoreError> {
+        if let Some(anchor) = models.first() {
+            if let Some(record) = self.committed(RecordRef { anchor: &anchor.id, key }, now) {
+                return Ok(Loaded::Recorded(record));
+            }
+        }
+        self.load(models).map(Loaded::Snapshots)
+    }
+
+    /// For each key: the committed record, or `None` after marking `commit_id` as aborted in
+    /// it.
+    pub fn resolve(
+        &mut self,
+        anchor: &ModelId,
+        keys: &[&str],
+        commit_id: &str,
+        retention: Duration,
+        now: Instant,
+    ) -> Vec<Option<StoredRecord>> {
+        let expires_at = now + retention.clamp(MIN_LEASE, MAX_LEASE);
+        keys.iter()
+            .map(|&key| {
+                if let Some(record) = self.committed(RecordRef { anchor, key }, now) {
+                    return Some(record);
+                }
+                let slot = self
+                    .records
+                    .entry((anchor.clone(), key.to_owned()))
+                    .or_insert_with(|| Record { state: RecordState::Aborted(Vec::new()), expires_at });
+                if slot.expires_at <= now {
+                    slot.state = RecordState::Aborted(Vec::new());
+                }
+                slot.expires_at = expires_at;
+                if let RecordState::Aborted(ids) = &mut slot.state {
+                    ids.push(commit_id.to_owned());
+                }
+                None
+            })
+            .collect()
+    }
+
+    /// Checks the records and the guard, then every change, then applies them all and writes
+    /// the records; returns the receipt and the locks it released (to announce).
     pub fn commit(
         &mut self,
         request: &CommitRequest<'_>,
         now: Instant,
     ) -> Result<(CommitReceipt, Vec<LockId>), StoreError> {
         check_shape(request)?;
+        self.check_records(request, now)?;
         self.check_guard(request, now)?;
         let staged = self.stage_changes(request)?;
         for (id, data) in staged {
@@ -136,7 +232,53 @@ impl State {
                 .collect(),
             CommitGuard::Versions { .. } | CommitGuard::Unguarded => Vec::new(),
         };
+        self.write_records(request, &versions, now);
         Ok((CommitReceipt { versions }, released))
+    }
+
+    fn committed(&self, at: RecordRef<'_>, now: Instant) -> Option<StoredRecord> {
+        let record = self.records.get(&(at.anchor.clone(), at.key.to_owned()))?;
+        match &record.state {
+            RecordState::Committed(stored) if record.expires_at > now => Some(stored.clone()),
+            RecordState::Committed(_) | RecordState::Aborted(_) => None,
+        }
+    }
+
+    fn check_records(&self, request: &CommitRequest<'_>, now: Instant) -> Result<(), StoreError> {
+        let Some(anchor) = request.models.first() else { return Ok(()) };
+        for (index, entry) in request.records.entries.iter().enumerate() {
+            let Some(record) = self.records.get(&(anchor.id.clone(), entry.key.to_owned())) else { continue };
+            if record.expires_at <= now {
+                continue;
+            }
+            match &record.state {
+                RecordState::Committed(stored) => {
+                    return Err(StoreError::Recorded { index, record: stored.clone() });
+                }
+                RecordState::Aborted(ids) if ids.iter().any(|id| id == request.records.commit_id) => {
+                    return Err(StoreError::CommitAborted { commit_id: request.records.commit_id.to_owned() });
+                }
+                RecordState::Aborted(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn write_records(&mut self, request: &CommitRequest<'_>, versions: &[u64], now: Instant) {
+        let Some(anchor) = request.models.first() else { return };
+        let expires_at = now + request.records.retention.clamp(MIN_LEASE, MAX_LEASE);
+        for entry in request.records.entries {
+            let Some(payload) = entry.payload else { continue };
+            let record = StoredRecord { versions: versions.to_vec(), payload: payload.to_owned() };
+            self.records.insert(
+                (anchor.id.clone(), entry.key.to_owned()),
+                Record { state: RecordState::Committed(record), expires_at },
+            );
+        }
+        if self.records.len() >= self.sweep_records_at {
+            self.records.retain(|_, r| r.expires_at > now);
+            self.sweep_records_at = (self.records.len() * 2).max(MIN_SWEEP);
+        }
     }
 
     /// Drops the locks still held with these leases' tokens; returns the ones dropped.

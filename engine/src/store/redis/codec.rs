@@ -7,7 +7,7 @@ use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
 use crate::model::ids::ModelId;
 use crate::model::schema::ModelSchema;
 use crate::model::value::{FieldType, FieldValue, Scalar};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredRecord};
 
 /// The collection (list and dict) fields of a schema with their keys, in schema order, and
 /// the `kinds` string the loading scripts expect.
@@ -129,6 +129,11 @@ impl Reply {
         }
     }
 
+    /// A committed record (`'RECORDED'` replies).
+    pub fn record(&mut self) -> Result<StoredRecord, StoreError> {
+        decode_record(&self.text()?)
+    }
+
     pub fn bytes_list(&mut self) -> Result<Vec<Vec<u8>>, StoreError> {
         match self.next()? {
             Value::Array(items) => items
@@ -204,6 +209,20 @@ pub(super) fn wrong_type(reply: &mut Reply, targets: &[ModelTarget]) -> StoreErr
         field: key.rsplit(':').next().unwrap_or_default().to_owned(),
         reason: format!("key `{key}` holds a Redis {found}, not the type the schema needs"),
     }
+}
+
+/// Decodes a committed record's text, `C<version>,...` + newline + payload.
+pub(super) fn decode_record(text: &str) -> Result<StoredRecord, StoreError> {
+    let bad =
+        || StoreError::Backend(format!("malformed idempotency record {:?}", text.chars().take(80).collect::<String>()));
+    let body = text.strip_prefix('C').ok_or_else(bad)?;
+    let (versions, payload) = body.split_once('\n').ok_or_else(bad)?;
+    let versions = if versions.is_empty() {
+        Vec::new()
+    } else {
+        versions.split(',').map(|v| v.parse::<u64>().map_err(|_| bad())).collect::<Result<_, _>>()?
+    };
+    Ok(StoredRecord { versions, payload: payload.to_owned() })
 }
 
 /// Converts a Redis error into a store error, keeping connection trouble retryable.

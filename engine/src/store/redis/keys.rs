@@ -8,6 +8,7 @@
 //! | `<prefix>:{T:k}:dict:<field>` | HASH | one dict field |
 //! | `<prefix>:{T:k}:meta` | HASH | `fence` (last fencing token), `version` |
 //! | `<prefix>:{T:k}:lock:<action>` | STRING, with a TTL | `<token>:<owner>` of the holder, then `:w` once someone waits |
+//! | `<prefix>:{T:k}:done:<idempotency key>` | STRING, with a TTL | an invocation's [record](crate::store::record) (kept beside its first model in lock order): `C<v1>,<v2>,...` (each model's version after the commit), a newline, the engine's payload; or `A <commit id> ... ` (commit attempts declared aborted) |
 //!
 //! `T`, `k`, `<field>` and `<action>` are written [escaped](escape): `%` as `%25`, `:` as `%3A`,
 //! `{` as `%7B` and `}` as `%7D`, every other character as it is. An escaped name holds no `:`,
@@ -106,6 +107,11 @@ impl KeyLayout {
         format!("{}:lock:{}", self.data(id), escape(action))
     }
 
+    /// The idempotency record of `key`, kept beside its invocation's first model (`anchor`).
+    pub fn record(&self, anchor: &ModelId, key: &str) -> String {
+        format!("{}:done:{}", self.data(anchor), escape(key))
+    }
+
     /// The Pub/Sub channel where releases are announced.
     pub fn released_channel(&self) -> String {
         format!("{}:released", self.prefix)
@@ -125,6 +131,7 @@ mod tests {
             keys.data(&id),
             keys.meta(&id),
             keys.lock(&id, "transfer"),
+            keys.record(&id, "order-1"),
             keys.collection(&id, "log", FieldType::List(ScalarKind::Str)).unwrap_or_default(),
             keys.collection(&id, "tags", FieldType::Dict(ScalarKind::Str)).unwrap_or_default(),
         ];
@@ -161,6 +168,7 @@ mod tests {
         Dict(ModelId, String),
         Meta(ModelId),
         Lock(ModelId, String),
+        Record(ModelId, String),
     }
 
     fn unescape(text: &str) -> Option<String> {
@@ -195,6 +203,7 @@ mod tests {
                     "list" => Named::List(id, part(name)?),
                     "dict" => Named::Dict(id, part(name)?),
                     "lock" => Named::Lock(id, part(name)?),
+                    "done" => Named::Record(id, part(name)?),
                     _ => return None,
                 }
             }
@@ -234,6 +243,7 @@ mod tests {
             let (field, action) = (name(&mut rng), name(&mut rng));
             check(keys.data(&id), Named::Data(id.clone()));
             check(keys.meta(&id), Named::Meta(id.clone()));
+            check(keys.record(&id, &action), Named::Record(id.clone(), action.clone()));
             check(keys.lock(&id, &action), Named::Lock(id.clone(), action));
             let list = keys.collection(&id, &field, FieldType::List(ScalarKind::Str));
             check(list.unwrap_or_default(), Named::List(id.clone(), field.clone()));

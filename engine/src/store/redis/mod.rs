@@ -15,17 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
 use self::codec::{Reply, collections, decode_model, encode_changes, wrong_type};
 pub use self::keys::{DEFAULT_PREFIX, KeyLayout};
+use super::record::retention_ms;
 use super::{
-    CommitGuard, CommitReceipt, CommitRequest, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch, Store,
-    StoreError,
+    CommitGuard, CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch,
+    Store, StoreError, StoredRecord,
 };
 use crate::model::change::{ModelSnapshot, ModelTarget};
-use crate::model::ids::LockId;
+use crate::model::ids::{LockId, ModelId};
 
 mod codec;
 pub mod keys;
@@ -41,6 +42,7 @@ struct Scripts {
     lock_and_load: Script,
     load: Script,
     commit: Script,
+    resolve: Script,
     release: Script,
     delete: Script,
 }
@@ -51,19 +53,45 @@ fn scripts() -> &'static Scripts {
         lock_and_load: Script::new(scripts::LOCK_AND_LOAD),
         load: Script::new(scripts::LOAD),
         commit: Script::new(scripts::COMMIT),
+        resolve: Script::new(scripts::RESOLVE),
         release: Script::new(scripts::RELEASE),
         delete: Script::new(scripts::DELETE),
     })
 }
+
+/// How long connecting to Redis may take, by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a reply may take, by default: far above any healthy script call (a commit of the
+/// largest change set runs in milliseconds), well below the default lock lease.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Configures and connects a [`RedisStore`].
 #[derive(Debug, Clone)]
 pub struct RedisStoreBuilder {
     url: String,
     prefix: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
 }
 
 impl RedisStoreBuilder {
+    /// How long connecting (and each reconnect attempt) may take (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the store waits for any reply (default [`DEFAULT_RESPONSE_TIMEOUT`]). A commit
+    /// whose reply does not come in time has an unknown outcome: the engine then asks the
+    /// store what happened ([`Store::resolve`]) before it answers its caller.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
     /// Puts every key under `prefix` instead of `wasmtx` (to share a Redis between
     /// applications or test runs).
     #[must_use]
@@ -82,7 +110,10 @@ impl RedisStoreBuilder {
         keys::validate_prefix(&self.prefix)?;
         let client = redis::Client::open(self.url.as_str())
             .map_err(|e| StoreError::InvalidUrl { url: crate::backend::redact(&self.url), reason: e.to_string() })?;
-        let conn = ConnectionManager::new(client.clone()).await.map_err(redis_error)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(redis_error)?;
         let keys = KeyLayout::new(self.prefix);
         let bus = ReleaseBus::new();
         let listener = {
@@ -121,7 +152,12 @@ impl Drop for Inner {
 impl RedisStore {
     /// Starts configuring a store for the Redis at `url` (`redis://host:port/db`).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder { url: url.into(), prefix: DEFAULT_PREFIX.to_owned() }
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
     }
 
     /// Connects with the default prefix.
@@ -143,6 +179,28 @@ impl RedisStore {
 
     fn lock_value(lease: &LockLease) -> String {
         format!("{}:{}", lease.token, lease.owner)
+    }
+
+    /// The load script, with the record check when `key` is given (and there is a model).
+    async fn load_with(&self, models: &[ModelTarget], key: Option<&str>) -> Result<Loaded, StoreError> {
+        let keys = &self.inner.keys;
+        let record = key.zip(models.first());
+        let mut inv = scripts().load.prepare_invoke();
+        inv.arg(models.len()).arg(if record.is_some() { "1" } else { "0" });
+        let layouts = push_models(&mut inv, keys, models, None);
+        if let Some((key, anchor)) = record {
+            inv.key(keys.record(&anchor.id, key));
+        }
+        let value: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let mut reply = Reply::new(value)?;
+        match reply.text()?.as_str() {
+            "OK" => Ok(Loaded::Snapshots(
+                models.iter().zip(&layouts).map(|(t, c)| decode_model(&mut reply, t, c)).collect::<Result<_, _>>()?,
+            )),
+            "RECORDED" => Ok(Loaded::Recorded(reply.record()?)),
+            "WRONGTYPE" => Err(wrong_type(&mut reply, models)),
+            other => Err(StoreError::Backend(format!("unexpected load reply {other}"))),
+        }
     }
 }
 
@@ -179,11 +237,17 @@ impl Store for RedisStore {
         let keys = &self.inner.keys;
         let lease_ms = u64::try_from(request.lease.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut inv = scripts().lock_and_load.prepare_invoke();
+        let record = request.record.as_deref().zip(request.models.first());
         inv.arg(&request.owner).arg(lease_ms).arg(&request.action).arg(request.models.len());
+        inv.arg(if record.is_some() { "1" } else { "0" });
         let layouts = push_models(&mut inv, keys, &request.models, Some(&request.action));
+        if let Some((key, anchor)) = record {
+            inv.key(keys.record(&anchor.id, key));
+        }
         let value: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
         let mut reply = Reply::new(value)?;
         match reply.text()?.as_str() {
+            "RECORDED" => Ok(LockAttempt::Recorded(reply.record()?)),
             "OK" => {
                 let mut leases = Vec::with_capacity(layouts.len());
                 let mut snapshots = Vec::with_capacity(layouts.len());
@@ -211,17 +275,15 @@ impl Store for RedisStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(models = models.len()))]
     async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError> {
-        let keys = &self.inner.keys;
-        let mut inv = scripts().load.prepare_invoke();
-        inv.arg(models.len());
-        let layouts = push_models(&mut inv, keys, models, None);
-        let value: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
-        let mut reply = Reply::new(value)?;
-        match reply.text()?.as_str() {
-            "OK" => models.iter().zip(&layouts).map(|(t, c)| decode_model(&mut reply, t, c)).collect(),
-            "WRONGTYPE" => Err(wrong_type(&mut reply, models)),
-            other => Err(StoreError::Backend(format!("unexpected load reply {other}"))),
+        match self.load_with(models, None).await? {
+            Loaded::Snapshots(snapshots) => Ok(snapshots),
+            Loaded::Recorded(_) => Err(StoreError::Backend("a load without a record key found a record".into())),
         }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(models = models.len()))]
+    async fn load_unless_recorded(&self, models: &[ModelTarget], key: &str) -> Result<Loaded, StoreError> {
+        self.load_with(models, Some(key)).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(models = request.models.len()))]
@@ -245,6 +307,15 @@ impl Store for RedisStore {
         };
         let mut inv = scripts().commit.prepare_invoke();
         inv.arg(guard).arg(request.models.len()).arg(keys.released_channel());
+        let records = request.records;
+        let anchor = request.models.first().filter(|_| !records.entries.is_empty());
+        let record_count = if anchor.is_some() { records.entries.len() } else { 0 };
+        inv.arg(record_count).arg(records.commit_id).arg(retention_ms(records.retention));
+        if let Some(anchor) = anchor {
+            for entry in records.entries {
+                inv.key(keys.record(&anchor.id, entry.key)).arg(entry.payload.unwrap_or_default());
+            }
+        }
         for (i, target) in request.models.iter().enumerate() {
             let changes = request.changes.get(i).map_or(&[][..], Vec::as_slice);
             let part = encode_changes(keys, target, changes);
@@ -282,6 +353,11 @@ impl Store for RedisStore {
                     .collect::<Result<_, _>>()?;
                 Ok(CommitReceipt { versions })
             }
+            "RECORDED" => {
+                let index = usize::try_from(reply.int()? - 1).unwrap_or(usize::MAX);
+                Err(StoreError::Recorded { index, record: reply.record()? })
+            }
+            "ABORTED" => Err(StoreError::CommitAborted { commit_id: records.commit_id.to_owned() }),
             "LOST" => {
                 let target = model_at(&mut reply)?;
                 Err(StoreError::LockLost { lock: LockId { model: target.id.clone(), action } })
@@ -295,8 +371,7 @@ impl Store for RedisStore {
                     }
                     CommitGuard::Unguarded => 0,
                 };
-                let model =
-                    request.models.get(i).map(|t| t.id.clone()).unwrap_or_else(|| crate::ModelId::new("?", "?"));
+                let model = request.models.get(i).map(|t| t.id.clone()).unwrap_or_else(|| ModelId::new("?", "?"));
                 Err(StoreError::Conflict { model, expected, found: u64::try_from(found).unwrap_or_default() })
             }
             "CANNOT" => {
@@ -308,6 +383,23 @@ impl Store for RedisStore {
             "WRONGTYPE" => Err(wrong_type(&mut reply, request.models)),
             other => Err(StoreError::Backend(format!("unexpected commit reply {other}"))),
         }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(%anchor, records = keys.len()))]
+    async fn resolve(
+        &self,
+        anchor: &ModelId,
+        keys: &[&str],
+        commit_id: &str,
+        retention: Duration,
+    ) -> Result<Vec<Option<StoredRecord>>, StoreError> {
+        let mut inv = scripts().resolve.prepare_invoke();
+        for key in keys {
+            inv.key(self.inner.keys.record(anchor, key));
+        }
+        inv.arg(commit_id).arg(retention_ms(retention));
+        let values: Vec<Option<String>> = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        values.iter().map(|v| v.as_deref().map(codec::decode_record).transpose()).collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(locks = leases.len()))]

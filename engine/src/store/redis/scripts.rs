@@ -4,13 +4,14 @@
 //! before its first write, because Redis does not roll a script back when a command in it
 //! fails: a refused commit must write nothing.
 
-/// Takes one action's lock on every model and loads them, all or nothing.
+/// Takes one action's lock on every model and loads them, all or nothing, unless the
+/// invocation is recorded as committed.
 ///
-/// KEYS per model: `lock, meta, data, coll_1..coll_c`.
-/// ARGV: `owner, lease_ms, action, n`, then per model `c, kinds`.
-/// Returns `{'BUSY', model, pttl}` (after flagging a waiter so the release is announced),
-/// `{'WRONGTYPE', model, key, found}`, or `{'OK', then per model token, version, scalars,
-/// collections...}`.
+/// KEYS per model: `lock, meta, data, coll_1..coll_c`, then the record key when `has_record`.
+/// ARGV: `owner, lease_ms, action, n, has_record ('1' or '0')`, then per model `c, kinds`.
+/// Returns `{'RECORDED', record}` (nothing taken), `{'BUSY', model, pttl}` (after flagging a
+/// waiter so the release is announced), `{'WRONGTYPE', model, key, found}`, or `{'OK', then per
+/// model token, version, scalars, collections...}`.
 ///
 /// Reads come first (they also check the key types), then each lock is taken with `SET NX`
 /// after drawing its fencing token; a busy lock gives back the locks this call already took.
@@ -19,11 +20,15 @@
 pub const LOCK_AND_LOAD: &str = concat!(
     r#"
 local owner, lease, n = ARGV[1], ARGV[2], tonumber(ARGV[4])
+if ARGV[5] == '1' then
+  local r = redis.call('GET', KEYS[#KEYS])
+  if r and string.sub(r, 1, 1) == 'C' then return {'RECORDED', r} end
+end
 "#,
     include_str!("lua/read_typed.lua"),
     include_str!("lua/load_helpers.lua"),
     r#"
-local models, k, a = {}, 1, 5
+local models, k, a = {}, 1, 6
 for i = 1, n do
   local c, kinds = tonumber(ARGV[a]), ARGV[a + 1]
   local colls = {}
@@ -53,16 +58,23 @@ return out
 "#
 );
 
-/// Loads models without locks, as one consistent snapshot.
+/// Loads models without locks, as one consistent snapshot, unless the invocation is recorded
+/// as committed.
 ///
-/// KEYS per model: `meta, data, coll_1..coll_c`. ARGV: `n`, then per model `c, kinds`.
-/// Returns `{'WRONGTYPE', ...}` or `{'OK', then per model version, scalars, collections...}`.
+/// KEYS per model: `meta, data, coll_1..coll_c`, then the record key when `has_record`.
+/// ARGV: `n, has_record ('1' or '0')`, then per model `c, kinds`.
+/// Returns `{'RECORDED', record}`, `{'WRONGTYPE', ...}` or `{'OK', then per model version,
+/// scalars, collections...}`.
 pub const LOAD: &str = concat!(
     include_str!("lua/read_typed.lua"),
     include_str!("lua/load_helpers.lua"),
     r#"
 local n = tonumber(ARGV[1])
-local models, k, a = {}, 1, 2
+if ARGV[2] == '1' then
+  local r = redis.call('GET', KEYS[#KEYS])
+  if r and string.sub(r, 1, 1) == 'C' then return {'RECORDED', r} end
+end
+local models, k, a = {}, 1, 3
 for i = 1, n do
   local c, kinds = tonumber(ARGV[a]), ARGV[a + 1]
   local colls = {}
@@ -83,14 +95,21 @@ return out
 /// Checks a guard, checks that every change applies, applies them all, bumps versions and
 /// releases locks: the only script that writes model data.
 ///
-/// KEYS per model: `lock, meta, data, coll_1..coll_c` (the collections the changes touch).
-/// ARGV: `guard ('L' leases | 'V' versions | 'U' none), n, channel`, then per model
+/// KEYS: the `r` record keys, then per model `lock, meta, data, coll_1..coll_c` (the
+/// collections the changes touch).
+/// ARGV: `guard ('L' leases | 'V' versions | 'U' none), n, channel, r, commit_id,
+/// retention_ms`, then one payload per record (empty: only check it), then per model
 /// `lock_value, version, c, op_count` (`lock_value` the lease's `token:owner` under 'L',
 /// `version` the version loaded under 'L' and 'V'), then per op `name, slot, field, argc,
 /// args...` where slot 0 is the scalar hash and slot j the j-th collection. Under 'L' the
 /// versions are checked only when the commit writes something (a read-only run only releases).
-/// Returns `{'OK', version...}`, `{'LOST', model}`, `{'CONFLICT', model, found}`,
-/// `{'WRONGTYPE', model, key, found}` or `{'CANNOT', model, field, reason}`.
+/// Returns `{'OK', version...}`, `{'RECORDED', record_index, record}`, `{'ABORTED'}`,
+/// `{'LOST', model}`, `{'CONFLICT', model, found}`, `{'WRONGTYPE', model, key, found}` or
+/// `{'CANNOT', model, field, reason}`.
+///
+/// A record is written as `C<version>,<version>...` (every model's version after the commit,
+/// request order), a newline and its payload, with a TTL of `retention_ms`; a record that holds
+/// `A <id> <id> ... ` names aborted attempts (see [`RESOLVE`]).
 ///
 /// A lease guard matches the lock value `token:owner`, or `token:owner:w` once a waiter
 /// flagged itself; the release announces only flagged locks.
@@ -110,6 +129,25 @@ for i, lock in ipairs(KEYS) do
   end
 end
 return 'OK'
+"#;
+
+/// Resolves commit attempt `commit_id` whose reply was lost: returns, per record key, the
+/// committed record or `false`, and marks the attempt as aborted in every record that is not
+/// committed, so that it can no longer apply.
+///
+/// KEYS: the record keys. ARGV: `commit_id, retention_ms`.
+pub const RESOLVE: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local r = redis.call('GET', key)
+  if r and string.sub(r, 1, 1) == 'C' then
+    out[i] = r
+  else
+    redis.call('SET', key, (r or 'A ') .. ARGV[1] .. ' ', 'PX', ARGV[2])
+    out[i] = false
+  end
+end
+return out
 "#;
 
 /// Deletes a model's data keys and bumps its version (locks and fencing counter stay).

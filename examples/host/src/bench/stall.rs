@@ -96,7 +96,7 @@ pub async fn run(server: &RedisUnderTest, rules: &RuleArtifacts, loopers: usize,
                 .mode(Mode::Pipeline)
                 .input(probe(r#"{"op": "loop"}"#));
             while !stop.load(Ordering::Relaxed) {
-                match engine.invoke(&rule, &spin).await {
+                match engine.invoke(&rule, &spin).await.map_err(|failed| failed.error) {
                     Err(Error::DeadlineExceeded { .. }) => runs.fetch_add(1, Ordering::Relaxed),
                     other => anyhow::bail!("a looping rule ended otherwise: {other:?}"),
                 };

@@ -338,8 +338,8 @@ impl Workload {
     ///
     /// # Errors
     /// Any error but a rejection.
-    pub fn engine_done(self, result: wasmtx::Result<Outcome>) -> Result<Done> {
-        match result {
+    pub fn engine_done(self, result: Result<Outcome, wasmtx::InvocationError>) -> Result<Done> {
+        match result.map_err(|failed| failed.error) {
             Ok(outcome) => {
                 let leveled = self == Self::LevelUp && outcome.output.starts_with("\"Leveled up");
                 Ok(Done::Applied { leveled })

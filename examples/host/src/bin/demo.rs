@@ -82,6 +82,7 @@ async fn main() -> Result<()> {
             &Invocation::new("transfer").model("Account", "bob").model("Account", "alice").input(r#"{"amount": 1000}"#),
         )
         .await
+        .map_err(|failed| failed.error)
     {
         Err(Error::Rejected { message }) => {
             println!("   a transfer of 1000 from bob is rejected: {message:?}; nothing was written")
@@ -134,7 +135,7 @@ async fn main() -> Result<()> {
                     .model("Account", from)
                     .model("Account", to)
                     .input(format!(r#"{{"amount": {amount}}}"#));
-                match engine.invoke(&transfer, &inv).await {
+                match engine.invoke(&transfer, &inv).await.map_err(|failed| failed.error) {
                     Ok(_) => done += 1,
                     Err(Error::Rejected { .. }) => rejected += 1,
                     Err(e) => return Err(e),

@@ -1,9 +1,22 @@
 -- Commit: check the guard, check every change applies, apply all, bump versions, release.
 -- See scripts.rs (COMMIT) for the KEYS/ARGV layout. Nothing is written before the last check.
 local guard, n, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local nrec, commit_id, retention = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local CHUNK = 4000
 
-local models, k, a, writes = {}, 1, 4, false
+-- 0. The idempotency records: none may be committed already, and this attempt must not have
+-- been declared aborted by a resolve (its reply was lost and the engine moved on).
+local records = {}
+for r = 1, nrec do
+  local held = redis.call('GET', KEYS[r])
+  if held then
+    if string.sub(held, 1, 1) == 'C' then return {'RECORDED', r, held} end
+    if string.find(held, ' ' .. commit_id .. ' ', 1, true) then return {'ABORTED'} end
+  end
+  records[r] = {key = KEYS[r], payload = ARGV[6 + r]}
+end
+
+local models, k, a, writes = {}, 1 + nrec, 7 + nrec, false
 for i = 1, n do
   local m = {lock = KEYS[k], meta = KEYS[k + 1], keys = {[0] = KEYS[k + 2]}, held = ARGV[a], version = ARGV[a + 1],
     ops = {}}
@@ -251,7 +264,7 @@ end
 
 for _, key in ipairs(pending_keys) do flush(key) end
 
--- 4. Versions and release.
+-- 4. Versions, release and records.
 local out = {'OK'}
 for _, m in ipairs(models) do
   if #m.ops > 0 then
@@ -262,6 +275,14 @@ for _, m in ipairs(models) do
   if guard == 'L' then
     redis.call('DEL', m.lock)
     if m.flagged then redis.call('PUBLISH', channel, m.lock) end
+  end
+end
+if nrec > 0 then
+  local versions = {}
+  for x = 2, #out do versions[x - 1] = tostring(out[x]) end
+  local head = 'C' .. table.concat(versions, ',') .. '\n'
+  for _, r in ipairs(records) do
+    if r.payload ~= '' then redis.call('SET', r.key, head .. r.payload, 'PX', retention) end
   end
 end
 return out
