@@ -18,6 +18,7 @@ mod harness;
 mod isolation;
 mod lock_mode;
 mod modes;
+mod redis_library;
 mod registry;
 mod server;
 mod stalls;

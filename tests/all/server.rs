@@ -318,9 +318,13 @@ async fn shutdown_lets_in_flight_invocations_finish() -> Result<()> {
     env.set_balance(&server, "alice", 100).await?;
 
     // Another holder has alice's `transfer` lock for 800 ms: the invocation waits for it.
+    // (The lock is the `~l:transfer` field of alice's data hash, with a deadline by the
+    // server's clock: see the README's storage layout.)
     let mut conn = env.redis.client().await?;
-    let lock = format!("{}:{{Account:alice}}:lock:transfer", env.redis.prefix);
-    let _: () = redis::cmd("SET").arg(&lock).arg("1:someone-else").arg("PX").arg(800).query_async(&mut conn).await?;
+    let data = format!("{}:{{Account:alice}}", env.redis.prefix);
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+    let held = format!("999:{}:someone-else", secs * 1000 + micros / 1000 + 800);
+    let _: () = redis::cmd("HSET").arg(&data).arg("~l:transfer").arg(held).query_async(&mut conn).await?;
     let in_flight = tokio::spawn({
         let (http, url) = (env.http.clone(), server.at("/v1/rules/bank-transfer/invoke"));
         async move {
@@ -332,9 +336,9 @@ async fn shutdown_lets_in_flight_invocations_finish() -> Result<()> {
     });
     // The waiter flags itself on the lock (a `:w` suffix to its value) once it found it busy.
     poll(Duration::from_secs(5), "the invocation waits for the lock", || {
-        let (mut conn, lock) = (conn.clone(), lock.clone());
+        let (mut conn, data) = (conn.clone(), data.clone());
         async move {
-            let value: Option<String> = redis::cmd("GET").arg(&lock).query_async(&mut conn).await?;
+            let value: Option<String> = redis::cmd("HGET").arg(&data).arg("~l:transfer").query_async(&mut conn).await?;
             Ok(value.filter(|v| v.ends_with(":w")).map(drop))
         }
     })
@@ -345,11 +349,7 @@ async fn shutdown_lets_in_flight_invocations_finish() -> Result<()> {
     ensure!(status == StatusCode::OK && outcome["output"] == "Transferred 5 successfully", "{status} {outcome}");
     let code = server.wait_exit(Duration::from_secs(10))?;
     ensure!(code == Some(0), "exit code {code:?}");
-    let balance: String = redis::cmd("HGET")
-        .arg(format!("{}:{{Account:alice}}", env.redis.prefix))
-        .arg("balance")
-        .query_async(&mut conn)
-        .await?;
+    let balance: String = redis::cmd("HGET").arg(&data).arg("balance").query_async(&mut conn).await?;
     ensure!(balance == "95");
     Ok(())
 }

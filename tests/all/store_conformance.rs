@@ -103,14 +103,137 @@ mod redis {
         }
         ensure!(fixture.dump().await? == before_colls, "the refused collection changes wrote to Redis");
 
-        // The metadata hash is a list: nothing can be loaded or locked.
-        let meta = model("meta");
-        let _: () = redis::cmd("RPUSH").arg(keys.meta(&meta.id)).arg("x").query_async(&mut conn).await?;
-        let before_meta = fixture.dump().await?;
-        expect_corrupt("load with a bad meta", store.load(std::slice::from_ref(&meta)).await.map(drop))?;
-        expect_corrupt("lock with a bad meta", store.try_lock_and_load(&lock(&[&meta])).await.map(drop))?;
-        ensure!(fixture.dump().await? == before_meta, "the refused loads wrote to Redis");
+        // The engine's version or fencing field holds text: nothing can be loaded, locked or
+        // committed.
+        for field in ["~v", "~f"] {
+            let m = model(&format!("engine-field{field}"));
+            let _: () = redis::cmd("HSET").arg(keys.data(&m.id)).arg(field).arg("x").query_async(&mut conn).await?;
+            let before = fixture.dump().await?;
+            expect_corrupt("load with a bad engine field", store.load(std::slice::from_ref(&m)).await.map(drop))?;
+            expect_corrupt("lock with a bad engine field", store.try_lock_and_load(&lock(&[&m])).await.map(drop))?;
+            if field == "~v" {
+                expect_corrupt(
+                    "commit with a bad version",
+                    commit(vec![m.clone()], vec![vec![set(1)]]).await.map(drop),
+                )?;
+            }
+            ensure!(fixture.dump().await? == before, "the refused steps wrote to Redis ({field})");
+        }
         ensure!(fixture.held_locks().await?.is_empty(), "a refusal left a lock behind");
+        Ok(())
+    }
+
+    /// The README's storage-layout table is the contract with other clients, both ways: a
+    /// model written by a plain client following it (scalars as text in the data hash, a list, a
+    /// dict, the version bumped in the same `MULTI`) reads back with every value and the
+    /// version; and a model written by the engine reads back the same way, its lock visible as
+    /// the `~l:<action>` field while held and empty once the commit released it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_layout_table_is_readable_and_writable_by_a_plain_client() -> Result<()> {
+        use std::collections::BTreeMap;
+
+        use wasmtx::FieldValue;
+        use wasmtx::store::CommitRecords;
+
+        let fixture = crate::RedisFixture::new("layout").await?;
+        let (store, keys) = (fixture.store.clone(), KeyLayout::new(fixture.prefix.clone()));
+        let mut conn = fixture.client().await?;
+        let schema = Arc::new(
+            ModelSchema::builder("Account")
+                .field("balance", FieldType::Scalar(ScalarKind::Int))
+                .field("holder", FieldType::Scalar(ScalarKind::Str))
+                .field("rate", FieldType::Scalar(ScalarKind::Float))
+                .field("open", FieldType::Scalar(ScalarKind::Bool))
+                .field("log", FieldType::List(ScalarKind::Str))
+                .field("limits", FieldType::Dict(ScalarKind::Int))
+                .build()?,
+        );
+        let target = |key: &str| ModelTarget { id: ModelId::new("Account", key), schema: Arc::clone(&schema) };
+
+        // Written by hand, exactly as the table says (the key `alice:1` is escaped).
+        let alice = target("alice:1");
+        let data = format!("{}:{{Account:alice%3A1}}", fixture.prefix);
+        ensure!(keys.data(&alice.id) == data, "the data key is {}", keys.data(&alice.id));
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&data)
+            .arg(&["balance", "70", "holder", "Alice A.", "rate", "0.25", "open", "true"])
+            .ignore()
+            .cmd("RPUSH")
+            .arg(format!("{data}:list:log"))
+            .arg(&["opened", "funded"])
+            .ignore()
+            .cmd("HSET")
+            .arg(format!("{data}:dict:limits"))
+            .arg(&["daily", "500"])
+            .ignore()
+            .cmd("HINCRBY")
+            .arg(&data)
+            .arg("~v")
+            .arg(1)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        let loaded = store.load(std::slice::from_ref(&alice)).await?.remove(0);
+        let field = |name: &str| loaded.values[schema.field_index(name).unwrap_or(usize::MAX)].clone();
+        ensure!(loaded.version == 1, "version {}", loaded.version);
+        ensure!(field("balance") == FieldValue::Scalar(Scalar::Int(70)), "{:?}", field("balance"));
+        ensure!(field("holder") == FieldValue::Scalar(Scalar::Str("Alice A.".into())), "{:?}", field("holder"));
+        ensure!(field("rate") == FieldValue::Scalar(Scalar::Float(0.25)), "{:?}", field("rate"));
+        ensure!(field("open") == FieldValue::Scalar(Scalar::Bool(true)), "{:?}", field("open"));
+        ensure!(field("log") == FieldValue::List(vec!["opened".into(), "funded".into()]), "{:?}", field("log"));
+        let limits = BTreeMap::from([("daily".to_owned(), Scalar::Int(500))]);
+        ensure!(field("limits") == FieldValue::Dict(limits), "{:?}", field("limits"));
+
+        // Written by the engine, read by hand: the lock is the `~l:<action>` field while held.
+        let bob = target("bob");
+        let lock = LockRequest {
+            models: vec![bob.clone()],
+            action: "pay".into(),
+            owner: "engine-1".into(),
+            lease: std::time::Duration::from_secs(60),
+            record: None,
+        };
+        let wasmtx::store::LockAttempt::Acquired { leases, .. } = store.try_lock_and_load(&lock).await? else {
+            bail!("the lock was busy")
+        };
+        let held: String = redis::cmd("HGET").arg(keys.data(&bob.id)).arg("~l:pay").query_async(&mut conn).await?;
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let parts: Vec<&str> = held.splitn(3, ':').collect();
+        ensure!(parts.len() == 3 && parts[0] == leases[0].token.to_string() && parts[2] == "engine-1", "lock {held}");
+        let deadline: u64 = parts[1].parse()?;
+        ensure!(deadline > secs * 1000 + micros / 1000, "the deadline {deadline} is not ahead");
+        let changes = vec![vec![
+            FieldChange::Set { field: "holder".into(), value: Scalar::Str("Bob".into()) },
+            FieldChange::Increment { field: "balance".into(), delta: 30 },
+            FieldChange::ListAppend { field: "log".into(), items: vec!["paid".into()] },
+        ]];
+        let versions = [0];
+        store
+            .commit(CommitRequest {
+                models: std::slice::from_ref(&bob),
+                changes: &changes,
+                guard: CommitGuard::Leases { leases: &leases, versions: &versions },
+                records: CommitRecords::NONE,
+            })
+            .await?;
+        let mut hash: Vec<(String, String)> =
+            redis::cmd("HGETALL").arg(keys.data(&bob.id)).query_async(&mut conn).await?;
+        hash.sort();
+        let expected: Vec<(String, String)> =
+            [("balance", "30"), ("holder", "Bob"), ("~f", "1"), ("~l:pay", ""), ("~v", "1")]
+                .iter()
+                .map(|(f, v)| ((*f).to_owned(), (*v).to_owned()))
+                .collect();
+        ensure!(hash == expected, "the data hash after the commit: {hash:?}");
+        let log: Vec<String> = redis::cmd("LRANGE")
+            .arg(format!("{}:list:log", keys.data(&bob.id)))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        ensure!(log == ["paid"], "{log:?}");
         Ok(())
     }
 }

@@ -223,7 +223,7 @@ impl StoreError {
             Self::CommitAborted { .. } => ErrorClass::Internal,
             Self::Unavailable(_) => ErrorClass::Unavailable,
             Self::InvalidUrl { .. } | Self::InvalidPrefix { .. } => ErrorClass::BadInput,
-            Self::Corrupt { .. } | Self::Backend(_) => ErrorClass::Internal,
+            Self::Corrupt { .. } | Self::Incompatible { .. } | Self::Backend(_) => ErrorClass::Internal,
         }
     }
 
@@ -239,6 +239,7 @@ impl StoreError {
             | Self::Corrupt { .. }
             | Self::InvalidUrl { .. }
             | Self::InvalidPrefix { .. }
+            | Self::Incompatible { .. }
             | Self::Backend(_) => None,
         }
     }
@@ -274,6 +275,7 @@ impl RegistryError {
                 | StoreError::Corrupt { .. }
                 | StoreError::InvalidUrl { .. }
                 | StoreError::InvalidPrefix { .. }
+                | StoreError::Incompatible { .. }
                 | StoreError::Backend(_),
             ) => "store",
             Self::Internal(_) => "internal",
@@ -298,6 +300,7 @@ impl RegistryError {
                 | StoreError::Recorded { .. }
                 | StoreError::CommitAborted { .. }
                 | StoreError::Corrupt { .. }
+                | StoreError::Incompatible { .. }
                 | StoreError::Backend(_),
             )
             | Self::Corrupt(_)

@@ -83,6 +83,10 @@ pub struct LockLease {
     pub token: u64,
     /// The owner string given when taking it.
     pub owner: String,
+    /// By this process's clock, the lease lasts at least until then: the store started it no
+    /// earlier than when the request was sent. (A store may skip reading its own clock at
+    /// commit while this instant is comfortably ahead.)
+    pub held_until: std::time::Instant,
 }
 
 /// What must still hold for a commit to apply.
@@ -293,6 +297,13 @@ pub enum StoreError {
         /// The URL, any password hidden.
         url: String,
         /// Why it is refused.
+        reason: String,
+    },
+    /// The server cannot run this engine's store protocol: a Redis before 7.0 (no Functions),
+    /// or a newer version of the wasmtx library loaded by a newer engine. Nothing was written.
+    #[error("incompatible store server: {reason}")]
+    Incompatible {
+        /// Why.
         reason: String,
     },
     /// Any other backend failure.

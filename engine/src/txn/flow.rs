@@ -82,7 +82,11 @@ impl Protocol {
         context: &RunContext,
     ) -> Result<Result<LoadedRun, Outcome>> {
         let load_start = Instant::now();
-        let loaded = match self.store.load_unless_recorded(&plan.sorted, &idem.key).await? {
+        let loaded = match idem.lookup(context.attempt) {
+            Some(key) => self.store.load_unless_recorded(&plan.sorted, key).await?,
+            None => Loaded::Snapshots(self.store.load(&plan.sorted).await?),
+        };
+        let loaded = match loaded {
             Loaded::Snapshots(loaded) => loaded,
             Loaded::Recorded(record) => {
                 let timings = Timings { load: load_start.elapsed(), ..Timings::default() };

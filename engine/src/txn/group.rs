@@ -301,7 +301,7 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
         action: head.invocation.action.clone(),
         owner: head.context.invocation_id.clone(),
         lease: settings.lease,
-        record: Some(head.idem.key.clone()),
+        record: head.idem.lookup(head.context.attempt).map(str::to_owned),
     };
     let acquired = match protocol.acquire_until(&request, head.arrived, head.deadline(protocol)).await {
         Ok(Acquisition::Held(acquired)) => acquired,

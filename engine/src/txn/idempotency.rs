@@ -47,6 +47,8 @@ pub(crate) struct Idempotency {
     /// A digest of what makes the invocation what it is: rule name, action, models (in the
     /// caller's order) and input (as parsed JSON, so whitespace does not count).
     pub fingerprint: String,
+    /// Whether the caller gave the key (else it is the invocation id, fresh in this process).
+    pub from_caller: bool,
 }
 
 impl Idempotency {
@@ -69,7 +71,15 @@ impl Idempotency {
         part(input.as_bytes());
         let digest = hash.finalize();
         let fingerprint = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        Self { key, fingerprint }
+        Self { key, fingerprint, from_caller: invocation.idempotency_key.is_some() }
+    }
+
+    /// The key to look up before running attempt `attempt`: `None` when it cannot be recorded
+    /// yet (the engine's own fresh invocation id, on its first attempt: nobody else knows it, and
+    /// no attempt of it committed), which spares the store a read on the common path. The
+    /// commit checks the record in every case.
+    pub(crate) fn lookup(&self, attempt: u32) -> Option<&str> {
+        (self.from_caller || attempt > 1).then_some(self.key.as_str())
     }
 }
 
@@ -238,8 +248,11 @@ impl From<CommitFailure> for Error {
 /// not even in one lock-mode group.
 #[derive(Debug, Default)]
 pub(super) struct InFlight {
-    keys: Mutex<HashMap<(ModelId, String), Arc<tokio::sync::Mutex<()>>>>,
+    keys: Mutex<HashMap<KeyOfModel, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// An idempotency key, with the model its record is kept beside.
+type KeyOfModel = (ModelId, String);
 
 /// A running invocation's hold on its key; dropping it lets the next one with the key go.
 pub(super) struct KeyHold {

@@ -70,7 +70,7 @@ async fn run_alone(
         action: invocation.action.clone(),
         owner: context.invocation_id.clone(),
         lease: protocol.settings.lease,
-        record: Some(idem.key.clone()),
+        record: idem.lookup(context.attempt).map(str::to_owned),
     };
     let acquired = match protocol.acquire(&request).await? {
         Acquisition::Held(acquired) => acquired,

@@ -6,6 +6,7 @@
 //! find; [`RedisFixture::keys`] lists them for before/after comparisons.
 
 pub mod gated;
+pub mod private_redis;
 pub mod process;
 
 use std::sync::Arc;
@@ -128,15 +129,29 @@ impl RedisFixture {
         Ok(out)
     }
 
-    /// The keys of locks currently held under this prefix.
+    /// The locks currently held under this prefix, as `<data key> <lock field>`: the data hash
+    /// fields `~l:<action>` that are set and not past their deadline (by the server's clock).
     ///
     /// # Errors
     /// If Redis fails.
     pub async fn held_locks(&self) -> Result<Vec<String>> {
         let mut conn = self.client().await?;
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*:lock:*", self.prefix)).query_async(&mut conn).await?;
-        Ok(keys)
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let mut held = Vec::new();
+        for (key, ty, _) in self.dump().await? {
+            if ty != "hash" || key.contains(":dict:") {
+                continue;
+            }
+            let pairs: Vec<(String, String)> = redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await?;
+            for (field, value) in pairs {
+                let deadline = value.split(':').nth(1).and_then(|d| d.parse::<u64>().ok());
+                if field.starts_with("~l:") && deadline.is_some_and(|d| d > now_ms) {
+                    held.push(format!("{key} {field}"));
+                }
+            }
+        }
+        Ok(held)
     }
 }
 
@@ -293,26 +308,26 @@ impl TestEnv {
         Ok((engine, rules, gated))
     }
 
-    /// Everything stored about these models except protocol counters: on Redis every data
-    /// key under the prefix plus each model's version (locks and the fencing counter are left
-    /// out: taking a lock bumps the counter by design); on the memory store each
-    /// model's loaded state and version.
+    /// Everything stored about these models except protocol counters: on Redis every key
+    /// under the prefix, data hashes without their lock and fencing fields (taking a lock
+    /// writes them by design; the version `~v` stays); on the memory store each model's loaded
+    /// state and version.
     ///
     /// # Errors
     /// If the store fails.
     pub async fn fingerprint(&self, models: &[(&str, &str)]) -> Result<String> {
         let mut out = String::new();
         if let Some(redis) = &self.redis {
+            let mut conn = redis.client().await?;
             for (key, ty, content) in redis.dump().await? {
-                if key.contains(":lock:") {
-                    continue;
-                }
-                if key.ends_with(":meta") {
-                    let mut conn = redis.client().await?;
-                    let version: Option<String> =
-                        redis::cmd("HGET").arg(&key).arg("version").query_async(&mut conn).await?;
-                    if let Some(version) = version {
-                        out.push_str(&format!("{key} version={version}\n"));
+                if ty == "hash" && !key.contains(":dict:") {
+                    // A data hash: its fields without the lock and fencing fields.
+                    let mut pairs: Vec<(String, String)> =
+                        redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await?;
+                    pairs.retain(|(field, _)| !field.starts_with("~l:") && field != "~f");
+                    pairs.sort();
+                    if !pairs.is_empty() {
+                        out.push_str(&format!("{key} hash {pairs:?}\n"));
                     }
                     continue;
                 }

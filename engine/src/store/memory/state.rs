@@ -126,10 +126,10 @@ impl Default for State {
 impl State {
     /// Takes every lock of the request and loads every model, or takes nothing.
     pub fn try_lock_and_load(&mut self, request: &LockRequest, now: Instant) -> Result<LockAttempt, StoreError> {
-        if let Some((key, anchor)) = request.record.as_deref().zip(request.models.first()) {
-            if let Some(record) = self.committed(RecordRef { anchor: &anchor.id, key }, now) {
-                return Ok(LockAttempt::Recorded(record));
-            }
+        if let Some((key, anchor)) = request.record.as_deref().zip(request.models.first())
+            && let Some(record) = self.committed(RecordRef { anchor: &anchor.id, key }, now)
+        {
+            return Ok(LockAttempt::Recorded(record));
         }
         for (model_index, target) in request.models.iter().enumerate() {
             let lock = LockId { model: target.id.clone(), action: request.action.clone() };
@@ -151,6 +151,7 @@ impl State {
                     lock: LockId { model: target.id.clone(), action: request.action.clone() },
                     token: entry.fence,
                     owner: request.owner.clone(),
+                    held_until: expires_at,
                 };
                 let held = HeldLock { token: lease.token, owner: lease.owner.clone(), expires_at };
                 self.locks.insert(lease.lock.clone(), held);
@@ -167,10 +168,10 @@ impl State {
 
     /// As [`State::load`], unless `key` is recorded as committed beside the first model.
     pub fn load_unless_recorded(&self, models: &[ModelTarget], key: &str, now: Instant) -> Result<Loaded, StoreError> {
-        if let Some(anchor) = models.first() {
-            if let Some(record) = self.committed(RecordRef { anchor: &anchor.id, key }, now) {
-                return Ok(Loaded::Recorded(record));
-            }
+        if let Some(anchor) = models.first()
+            && let Some(record) = self.committed(RecordRef { anchor: &anchor.id, key }, now)
+        {
+            return Ok(Loaded::Recorded(record));
         }
         self.load(models).map(Loaded::Snapshots)
     }

@@ -1,4 +1,4 @@
-//! Translating between the engine's types and the scripts' KEYS/ARGV and replies.
+//! Translating between the engine's types and the library functions' keys, arguments and replies.
 
 use redis::Value;
 
@@ -10,7 +10,7 @@ use crate::model::value::{FieldType, FieldValue, Scalar};
 use crate::store::{StoreError, StoredRecord};
 
 /// The collection (list and dict) fields of a schema with their keys, in schema order, and
-/// the `kinds` string the loading scripts expect.
+/// the `kinds` string the loading functions expect.
 pub(super) struct Collections {
     pub keys: Vec<String>,
     pub kinds: String,
@@ -30,7 +30,7 @@ pub(super) fn collections(layout: &KeyLayout, target: &ModelTarget) -> Collectio
     out
 }
 
-/// The arguments of one model's part of the commit script.
+/// The arguments of one model's part of the commit function.
 pub(super) struct CommitPart {
     /// Collection keys the changes touch (slot j = `keys[j - 1]`).
     pub keys: Vec<String>,
@@ -92,7 +92,7 @@ pub(super) fn encode_changes(layout: &KeyLayout, target: &ModelTarget, changes: 
     part
 }
 
-/// Walks a script reply array.
+/// Walks a function reply array.
 pub(super) struct Reply {
     items: std::vec::IntoIter<Value>,
 }
@@ -106,7 +106,7 @@ impl Reply {
     }
 
     pub fn next(&mut self) -> Result<Value, StoreError> {
-        self.items.next().ok_or_else(|| StoreError::Backend("script reply too short".into()))
+        self.items.next().ok_or_else(|| StoreError::Backend("function reply too short".into()))
     }
 
     pub fn text(&mut self) -> Result<String, StoreError> {
@@ -157,7 +157,10 @@ fn corrupt(id: &ModelId, field: &str, reason: String) -> StoreError {
     StoreError::Corrupt { model: id.clone(), field: field.to_owned(), reason }
 }
 
-/// Reads one model's `version, scalars, collections...` from a loading script's reply.
+/// The data hash field that holds the version (see [`super::keys`]).
+const VERSION_FIELD: &[u8] = b"~v";
+
+/// Reads one model's `data hash, collections...` from a loading function's reply.
 pub(super) fn decode_model(
     reply: &mut Reply,
     target: &ModelTarget,
@@ -165,9 +168,15 @@ pub(super) fn decode_model(
 ) -> Result<ModelSnapshot, StoreError> {
     let schema: &ModelSchema = &target.schema;
     let mut snapshot = ModelSnapshot::defaults(schema);
-    snapshot.version = u64::try_from(reply.int()?).unwrap_or_default();
     let scalars = reply.bytes_list()?;
     for pair in scalars.chunks_exact(2) {
+        if pair[0] == VERSION_FIELD {
+            snapshot.version = std::str::from_utf8(&pair[1])
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| corrupt(&target.id, "~v", "the version is not a number".into()))?;
+            continue;
+        }
         let name = String::from_utf8_lossy(&pair[0]);
         // Hash fields the schema does not know (removed from it, or written by someone else)
         // are left alone.
@@ -209,6 +218,15 @@ pub(super) fn wrong_type(reply: &mut Reply, targets: &[ModelTarget]) -> StoreErr
         field: key.rsplit(':').next().unwrap_or_default().to_owned(),
         reason: format!("key `{key}` holds a Redis {found}, not the type the schema needs"),
     }
+}
+
+/// Maps a `{'CORRUPT', model, field, reason}` reply (an engine field of the data hash that does
+/// not hold what it must) to an error.
+pub(super) fn corrupt_field(reply: &mut Reply, targets: &[ModelTarget]) -> StoreError {
+    let model = reply.int().ok().and_then(|i| usize::try_from(i - 1).ok()).and_then(|i| targets.get(i));
+    let field = reply.text().unwrap_or_default();
+    let reason = reply.text().unwrap_or_default();
+    StoreError::Corrupt { model: model.map(|t| t.id.clone()).unwrap_or_else(|| ModelId::new("?", "?")), field, reason }
 }
 
 /// Decodes a committed record's text, `C<version>,...` + newline + payload.

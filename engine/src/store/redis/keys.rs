@@ -1,25 +1,33 @@
 //! Where a model lives in Redis. Every key of one model shares the hash tag `{Type:key}`, so a
-//! model (its data, locks, fencing counter and version) sits in one Redis Cluster slot.
+//! model (its data, locks, fencing counter, version and records) sits in one Redis Cluster slot.
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `<prefix>:{T:k}` | HASH | the scalar fields, one hash field each |
+//! | `<prefix>:{T:k}` | HASH | the scalar fields, one hash field each, and the engine's fields (below) |
 //! | `<prefix>:{T:k}:list:<field>` | LIST | one list field |
 //! | `<prefix>:{T:k}:dict:<field>` | HASH | one dict field |
-//! | `<prefix>:{T:k}:meta` | HASH | `fence` (last fencing token), `version` |
-//! | `<prefix>:{T:k}:lock:<action>` | STRING, with a TTL | `<token>:<owner>` of the holder, then `:w` once someone waits |
 //! | `<prefix>:{T:k}:done:<idempotency key>` | STRING, with a TTL | an invocation's [record](crate::store::record) (kept beside its first model in lock order): `C<v1>,<v2>,...` (each model's version after the commit), a newline, the engine's payload; or `A <commit id> ... ` (commit attempts declared aborted) |
 //!
-//! `T`, `k`, `<field>` and `<action>` are written [escaped](escape): `%` as `%25`, `:` as `%3A`,
-//! `{` as `%7B` and `}` as `%7D`, every other character as it is. An escaped name holds no `:`,
-//! `{` or `}`, so a key names exactly one model and one of its parts (the layout is injective):
-//! type `Acct:admin` with key `root` lives under `{Acct%3Aadmin:root}`, type `Acct` with key
-//! `admin:root` under `{Acct:admin%3Aroot}`. Names without those four characters (the common
-//! case) read as they are.
+//! The engine's fields in the data hash start with `~`, which no schema field name can:
 //!
-//! Releases are announced on the channel `<prefix>:released` with the lock key as message, and
-//! only when someone waits (the lock value's `:w` suffix, set by a waiter that found the lock busy;
-//! it expires with the lock), so uncontended commits publish nothing.
+//! | field | holds |
+//! |---|---|
+//! | `~v` | the version (missing: 0), bumped by every commit that changes the model |
+//! | `~f` | the last fencing token drawn for the model (any action) |
+//! | `~l:<action>` | that action's lock: `<token>:<deadline>:<owner>` (deadline in Unix ms, by the server's clock), then `:w` once someone waits; free when empty, missing or past its deadline |
+//!
+//! `T`, `k`, `<field>` and `<action>` are written [escaped](escape) in keys: `%` as `%25`, `:`
+//! as `%3A`, `{` as `%7B` and `}` as `%7D`, every other character as it is. An escaped name holds
+//! no `:`, `{` or `}`, so a key names exactly one model and one of its parts (the layout is
+//! injective): type `Acct:admin` with key `root` lives under `{Acct%3Aadmin:root}`, type `Acct`
+//! with key `admin:root` under `{Acct:admin%3Aroot}`. Names without those four characters (the
+//! common case) read as they are. (Action names in `~l:<action>` need no escaping: a hash field
+//! belongs to one key already.)
+//!
+//! Releases are announced on the channel `<prefix>:released` with the lock's name
+//! ([`KeyLayout::lock`], `<prefix>:{T:k}:lock:<action>`) as message, and only when someone waits
+//! (the lock value's `:w` suffix, set by a waiter that found the lock busy), so uncontended
+//! commits publish nothing.
 
 use std::borrow::Cow;
 
@@ -66,6 +74,16 @@ pub fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The data hash field that holds `action`'s lock.
+pub fn lock_field(action: &str) -> String {
+    format!("~l:{action}")
+}
+
+/// What a lock's name ([`KeyLayout::lock`]) adds to the model's data key.
+pub(super) fn lock_suffix(action: &str) -> String {
+    format!(":lock:{}", escape(action))
+}
+
 /// Builds the Redis keys of models under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLayout {
@@ -97,14 +115,10 @@ impl KeyLayout {
         }
     }
 
-    /// The model's metadata hash (fencing counter, version, waiter flags).
-    pub fn meta(&self, id: &ModelId) -> String {
-        format!("{}:meta", self.data(id))
-    }
-
-    /// The lock of one action on the model.
+    /// The name of one action's lock on the model: the message its release is announced with.
+    /// (The lock itself is the data hash field [`lock_field`].)
     pub fn lock(&self, id: &ModelId, action: &str) -> String {
-        format!("{}:lock:{}", self.data(id), escape(action))
+        format!("{}{}", self.data(id), lock_suffix(action))
     }
 
     /// The idempotency record of `key`, kept beside its invocation's first model (`anchor`).
@@ -129,7 +143,6 @@ mod tests {
         let id = ModelId::new("Account", "alice");
         let all = [
             keys.data(&id),
-            keys.meta(&id),
             keys.lock(&id, "transfer"),
             keys.record(&id, "order-1"),
             keys.collection(&id, "log", FieldType::List(ScalarKind::Str)).unwrap_or_default(),
@@ -166,7 +179,6 @@ mod tests {
         Data(ModelId),
         List(ModelId, String),
         Dict(ModelId, String),
-        Meta(ModelId),
         Lock(ModelId, String),
         Record(ModelId, String),
     }
@@ -196,7 +208,6 @@ mod tests {
         let part = |text: &str| unescape(text);
         Some(match suffix {
             "" => Named::Data(id),
-            ":meta" => Named::Meta(id),
             s => {
                 let (kind, name) = s.strip_prefix(':')?.split_once(':')?;
                 match kind {
@@ -242,7 +253,6 @@ mod tests {
             let id = ModelId::new(name(&mut rng), name(&mut rng));
             let (field, action) = (name(&mut rng), name(&mut rng));
             check(keys.data(&id), Named::Data(id.clone()));
-            check(keys.meta(&id), Named::Meta(id.clone()));
             check(keys.record(&id, &action), Named::Record(id.clone(), action.clone()));
             check(keys.lock(&id, &action), Named::Lock(id.clone(), action));
             let list = keys.collection(&id, &field, FieldType::List(ScalarKind::Str));

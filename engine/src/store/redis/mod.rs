@@ -1,24 +1,26 @@
-//! The Redis store: models as native Redis types, locks and commits as Lua scripts.
+//! The Redis store: models as native Redis types, the protocol as one Redis Functions library.
 //!
-//! Every protocol step is one script, so one round trip: lock-and-load, load, commit (guard,
-//! checks, writes, version bumps and release together), release, delete. The layout of the
-//! keys is documented in [`keys`]. Waiters are woken through one Pub/Sub subscription per store
-//! (see [`ReleaseBus`]); a lock whose holder vanished is freed by its lease (TTL).
+//! Every protocol step is one function call, so one round trip: lock-and-load, load, commit
+//! (guard, checks, records, writes, version bumps and release together), release, resolve,
+//! delete ([`functions`], `library.lua`). The layout of the keys is documented in [`keys`].
+//! Waiters are woken through one Pub/Sub subscription per store (see [`ReleaseBus`]); a lock
+//! whose holder vanished is free once its deadline passed.
 //!
 //! # Notes
-//! The store talks to one Redis server by URL (it does not follow a Sentinel failover by itself);
-//! there is no Redis Cluster client yet. The key layout is ready for one (each model's keys share a slot),
-//! but a multi-model invocation runs one script over the keys of several models, which a cluster
-//! would allow only for models in one slot.
+//! The store talks to one Redis server (7.0 or later) by URL (it does not follow a Sentinel
+//! failover by itself); there is no Redis Cluster client yet. The key layout is ready for one
+//! (each model's keys share a slot), but a multi-model invocation runs one function over the
+//! keys of several models, which a cluster would allow only for models in one slot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
 
-use self::codec::{Reply, collections, decode_model, encode_changes, wrong_type};
+use self::codec::{Reply, collections, corrupt_field, decode_model, encode_changes, wrong_type};
+use self::functions::FunctionCall;
 pub use self::keys::{DEFAULT_PREFIX, KeyLayout};
 use super::record::retention_ms;
 use super::{
@@ -29,35 +31,12 @@ use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
 
 mod codec;
+mod functions;
 pub mod keys;
-mod scripts;
 mod subscription;
 
 pub(crate) use self::codec::redis_error;
 pub(crate) use self::subscription::{Delivery, spawn_subscription};
-
-/// The scripts, hashed once per process.
-#[derive(Debug)]
-struct Scripts {
-    lock_and_load: Script,
-    load: Script,
-    commit: Script,
-    resolve: Script,
-    release: Script,
-    delete: Script,
-}
-
-fn scripts() -> &'static Scripts {
-    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
-    SCRIPTS.get_or_init(|| Scripts {
-        lock_and_load: Script::new(scripts::LOCK_AND_LOAD),
-        load: Script::new(scripts::LOAD),
-        commit: Script::new(scripts::COMMIT),
-        resolve: Script::new(scripts::RESOLVE),
-        release: Script::new(scripts::RELEASE),
-        delete: Script::new(scripts::DELETE),
-    })
-}
 
 /// How long connecting to Redis may take, by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -100,12 +79,15 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects, and subscribes to release announcements before returning.
+    /// Connects, makes sure the server runs this engine's version of the store library
+    /// (loading or replacing it if needed), and subscribes to release announcements before
+    /// returning.
     ///
     /// # Errors
     /// [`StoreError::InvalidPrefix`] for a prefix the layout cannot use,
     /// [`StoreError::InvalidUrl`] for a malformed URL, [`StoreError::Unavailable`] if Redis
-    /// cannot be reached.
+    /// cannot be reached, [`StoreError::Incompatible`] for a server before Redis 7.0 or one
+    /// that runs a newer library version.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         keys::validate_prefix(&self.prefix)?;
         let client = redis::Client::open(self.url.as_str())
@@ -113,7 +95,8 @@ impl RedisStoreBuilder {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout));
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(redis_error)?;
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(redis_error)?;
+        functions::ensure_loaded(&mut conn).await?;
         let keys = KeyLayout::new(self.prefix);
         let bus = ReleaseBus::new();
         let listener = {
@@ -124,7 +107,8 @@ impl RedisStoreBuilder {
             })
             .await?
         };
-        Ok(RedisStore { inner: Arc::new(Inner { conn, keys, bus, listener }) })
+        let response_timeout = self.response_timeout;
+        Ok(RedisStore { inner: Arc::new(Inner { conn, keys, bus, listener, response_timeout }) })
     }
 }
 
@@ -141,6 +125,7 @@ struct Inner {
     keys: KeyLayout,
     bus: ReleaseBus,
     listener: tokio::task::JoinHandle<()>,
+    response_timeout: Duration,
 }
 
 impl Drop for Inner {
@@ -177,21 +162,17 @@ impl RedisStore {
         self.inner.conn.clone()
     }
 
-    fn lock_value(lease: &LockLease) -> String {
-        format!("{}:{}", lease.token, lease.owner)
-    }
-
-    /// The load script, with the record check when `key` is given (and there is a model).
+    /// The load function, with the record check when `key` is given (and there is a model).
     async fn load_with(&self, models: &[ModelTarget], key: Option<&str>) -> Result<Loaded, StoreError> {
         let keys = &self.inner.keys;
         let record = key.zip(models.first());
-        let mut inv = scripts().load.prepare_invoke();
-        inv.arg(models.len()).arg(if record.is_some() { "1" } else { "0" });
-        let layouts = push_models(&mut inv, keys, models, None);
+        let mut call = FunctionCall::new("wasmtx_load");
+        call.arg(models.len()).arg(if record.is_some() { "1" } else { "0" });
+        let layouts = push_models(&mut call, keys, models);
         if let Some((key, anchor)) = record {
-            inv.key(keys.record(&anchor.id, key));
+            call.key(keys.record(&anchor.id, key));
         }
-        let value: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let value: Value = call.invoke(&mut self.conn()).await?;
         let mut reply = Reply::new(value)?;
         match reply.text()?.as_str() {
             "OK" => Ok(Loaded::Snapshots(
@@ -199,32 +180,24 @@ impl RedisStore {
             )),
             "RECORDED" => Ok(Loaded::Recorded(reply.record()?)),
             "WRONGTYPE" => Err(wrong_type(&mut reply, models)),
+            "CORRUPT" => Err(corrupt_field(&mut reply, models)),
             other => Err(StoreError::Backend(format!("unexpected load reply {other}"))),
         }
     }
 }
 
-/// Adds each model's keys (its lock first when `lock_action` is given, then meta, data and
-/// collections) and its `c, kinds` layout to a loading script's call; returns the layouts
-/// for decoding the reply.
-fn push_models(
-    inv: &mut redis::ScriptInvocation<'_>,
-    keys: &KeyLayout,
-    models: &[ModelTarget],
-    lock_action: Option<&str>,
-) -> Vec<codec::Collections> {
+/// Adds each model's keys (data, then collections) and its `c, kinds` layout to a loading
+/// function's call; returns the layouts for decoding the reply.
+fn push_models(call: &mut FunctionCall, keys: &KeyLayout, models: &[ModelTarget]) -> Vec<codec::Collections> {
     models
         .iter()
         .map(|target| {
             let colls = collections(keys, target);
-            if let Some(action) = lock_action {
-                inv.key(keys.lock(&target.id, action));
-            }
-            inv.key(keys.meta(&target.id)).key(keys.data(&target.id));
+            call.key(keys.data(&target.id));
             for k in &colls.keys {
-                inv.key(k);
+                call.key(k);
             }
-            inv.arg(colls.keys.len()).arg(&colls.kinds);
+            call.arg(colls.keys.len()).arg(&colls.kinds);
             colls
         })
         .collect()
@@ -236,15 +209,16 @@ impl Store for RedisStore {
     async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError> {
         let keys = &self.inner.keys;
         let lease_ms = u64::try_from(request.lease.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut inv = scripts().lock_and_load.prepare_invoke();
+        let mut call = FunctionCall::new("wasmtx_lock_and_load");
         let record = request.record.as_deref().zip(request.models.first());
-        inv.arg(&request.owner).arg(lease_ms).arg(&request.action).arg(request.models.len());
-        inv.arg(if record.is_some() { "1" } else { "0" });
-        let layouts = push_models(&mut inv, keys, &request.models, Some(&request.action));
+        call.arg(&request.owner).arg(lease_ms).arg(keys::lock_field(&request.action)).arg(request.models.len());
+        call.arg(if record.is_some() { "1" } else { "0" });
+        let layouts = push_models(&mut call, keys, &request.models);
         if let Some((key, anchor)) = record {
-            inv.key(keys.record(&anchor.id, key));
+            call.key(keys.record(&anchor.id, key));
         }
-        let value: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let sent = std::time::Instant::now();
+        let value: Value = call.invoke(&mut self.conn()).await?;
         let mut reply = Reply::new(value)?;
         match reply.text()?.as_str() {
             "RECORDED" => Ok(LockAttempt::Recorded(reply.record()?)),
@@ -257,6 +231,7 @@ impl Store for RedisStore {
                         lock: LockId { model: target.id.clone(), action: request.action.clone() },
                         token,
                         owner: request.owner.clone(),
+                        held_until: sent + Duration::from_millis(lease_ms),
                     });
                     snapshots.push(decode_model(&mut reply, target, colls)?);
                 }
@@ -269,6 +244,7 @@ impl Store for RedisStore {
                 Ok(LockAttempt::Busy { model_index, expires_in })
             }
             "WRONGTYPE" => Err(wrong_type(&mut reply, &request.models)),
+            "CORRUPT" => Err(corrupt_field(&mut reply, &request.models)),
             other => Err(StoreError::Backend(format!("unexpected lock reply {other}"))),
         }
     }
@@ -305,40 +281,52 @@ impl Store for RedisStore {
             CommitGuard::Versions { action, .. } => ("V", action.to_owned()),
             CommitGuard::Unguarded => ("U", String::new()),
         };
-        let mut inv = scripts().commit.prepare_invoke();
-        inv.arg(guard).arg(request.models.len()).arg(keys.released_channel());
+        // The lease certainly lasts while the commit is on its way (a reply later than the
+        // response timeout is resolved, which stops a late commit): no need for the server's
+        // clock then.
+        let check_clock = match request.guard {
+            CommitGuard::Leases { leases, .. } => {
+                let latest = std::time::Instant::now() + self.inner.response_timeout;
+                leases.iter().any(|l| latest >= l.held_until)
+            }
+            CommitGuard::Versions { .. } | CommitGuard::Unguarded => false,
+        };
+        let mut call = FunctionCall::new("wasmtx_commit");
+        call.arg(guard).arg(request.models.len()).arg(keys.released_channel());
+        call.arg(keys::lock_field(&action)).arg(keys::lock_suffix(&action));
+        call.arg(if check_clock { "1" } else { "0" });
         let records = request.records;
         let anchor = request.models.first().filter(|_| !records.entries.is_empty());
         let record_count = if anchor.is_some() { records.entries.len() } else { 0 };
-        inv.arg(record_count).arg(records.commit_id).arg(retention_ms(records.retention));
+        call.arg(record_count).arg(records.commit_id).arg(retention_ms(records.retention));
         if let Some(anchor) = anchor {
             for entry in records.entries {
-                inv.key(keys.record(&anchor.id, entry.key)).arg(entry.payload.unwrap_or_default());
+                call.key(keys.record(&anchor.id, entry.key)).arg(entry.payload.unwrap_or_default());
             }
         }
         for (i, target) in request.models.iter().enumerate() {
             let changes = request.changes.get(i).map_or(&[][..], Vec::as_slice);
             let part = encode_changes(keys, target, changes);
-            // The lock value a lease must still hold (lock mode), and the version the model
-            // must still be at (lock and optimistic modes).
-            let (lock_value, version) = match request.guard {
+            // The token a lease must still hold (lock mode), and the version the model must
+            // still be at (lock and optimistic modes).
+            let (token, version) = match request.guard {
                 CommitGuard::Leases { leases, versions } => {
-                    (leases.get(i).map(Self::lock_value).unwrap_or_default(), versions.get(i).copied())
+                    (leases.get(i).map(|l| l.token.to_string()).unwrap_or_default(), versions.get(i).copied())
                 }
                 CommitGuard::Versions { versions, .. } => (String::new(), versions.get(i).copied()),
                 CommitGuard::Unguarded => (String::new(), None),
             };
-            inv.key(keys.lock(&target.id, &action)).key(keys.meta(&target.id)).key(keys.data(&target.id));
+            call.key(keys.data(&target.id));
             for k in &part.keys {
-                inv.key(k);
+                call.key(k);
             }
-            inv.arg(lock_value).arg(version.map(|v| v.to_string()).unwrap_or_default());
-            inv.arg(part.keys.len()).arg(part.op_count);
+            call.arg(token).arg(version.map(|v| v.to_string()).unwrap_or_default());
+            call.arg(part.keys.len()).arg(part.op_count);
             for op in &part.ops {
-                inv.arg(op.as_slice());
+                call.arg(op.as_slice());
             }
         }
-        let value: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let value: Value = call.invoke(&mut self.conn()).await?;
         let mut reply = Reply::new(value)?;
         let model_at = |reply: &mut Reply| -> Result<&ModelTarget, StoreError> {
             let i = usize::try_from(reply.int()? - 1).unwrap_or(usize::MAX);
@@ -381,6 +369,7 @@ impl Store for RedisStore {
                 Err(StoreError::CannotApply { model: target.id.clone(), field, reason })
             }
             "WRONGTYPE" => Err(wrong_type(&mut reply, request.models)),
+            "CORRUPT" => Err(corrupt_field(&mut reply, request.models)),
             other => Err(StoreError::Backend(format!("unexpected commit reply {other}"))),
         }
     }
@@ -393,12 +382,12 @@ impl Store for RedisStore {
         commit_id: &str,
         retention: Duration,
     ) -> Result<Vec<Option<StoredRecord>>, StoreError> {
-        let mut inv = scripts().resolve.prepare_invoke();
+        let mut call = FunctionCall::new("wasmtx_resolve");
         for key in keys {
-            inv.key(self.inner.keys.record(anchor, key));
+            call.key(self.inner.keys.record(anchor, key));
         }
-        inv.arg(commit_id).arg(retention_ms(retention));
-        let values: Vec<Option<String>> = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        call.arg(commit_id).arg(retention_ms(retention));
+        let values: Vec<Option<String>> = call.invoke(&mut self.conn()).await?;
         values.iter().map(|v| v.as_deref().map(codec::decode_record).transpose()).collect()
     }
 
@@ -408,13 +397,18 @@ impl Store for RedisStore {
             return Ok(());
         }
         let keys = &self.inner.keys;
-        let mut inv = scripts().release.prepare_invoke();
-        inv.arg(keys.released_channel());
-        for lease in leases {
-            inv.key(keys.lock(&lease.lock.model, &lease.lock.action));
-            inv.arg(Self::lock_value(lease));
+        // One call per action (an invocation's leases share one).
+        let mut actions: Vec<&str> = leases.iter().map(|l| l.lock.action.as_str()).collect();
+        actions.sort_unstable();
+        actions.dedup();
+        for action in actions {
+            let mut call = FunctionCall::new("wasmtx_release");
+            call.arg(keys.released_channel()).arg(keys::lock_field(action)).arg(keys::lock_suffix(action));
+            for lease in leases.iter().filter(|l| l.lock.action == action) {
+                call.key(keys.data(&lease.lock.model)).arg(lease.token);
+            }
+            let _: Value = call.invoke(&mut self.conn()).await?;
         }
-        let _: Value = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
         Ok(())
     }
 
@@ -422,12 +416,12 @@ impl Store for RedisStore {
     async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
         let keys = &self.inner.keys;
         let colls = collections(keys, model);
-        let mut inv = scripts().delete.prepare_invoke();
-        inv.key(keys.meta(&model.id)).key(keys.data(&model.id));
+        let mut call = FunctionCall::new("wasmtx_delete");
+        call.key(keys.data(&model.id));
         for k in &colls.keys {
-            inv.key(k);
+            call.key(k);
         }
-        let version: i64 = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let version: i64 = call.invoke(&mut self.conn()).await?;
         Ok(u64::try_from(version).unwrap_or_default())
     }
 

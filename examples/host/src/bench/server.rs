@@ -132,9 +132,9 @@ impl ServerStats {
             .sum()
     }
 
-    /// Script calls (`EVALSHA` and `EVAL`): one round trip each.
+    /// Script and function calls (`EVALSHA`, `EVAL`, `FCALL`): one round trip each.
     pub fn script_calls(&self) -> u64 {
-        self.calls("evalsha") + self.calls("eval")
+        self.calls("evalsha") + self.calls("eval") + self.calls("fcall")
     }
 }
 

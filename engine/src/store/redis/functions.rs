@@ -1,0 +1,188 @@
+//! The store's Redis Functions library (`library.lua`): loading it, checking its version, and
+//! calling its functions.
+//!
+//! The library is named `wasmtx` and states its version (`local VERSION`, also returned by
+//! `FCALL wasmtx_version 0`). On connect the store reads the loaded code (`FUNCTION LIST
+//! WITHCODE`): the same code is kept; a missing library is loaded (`FUNCTION LOAD`); one of an
+//! older version, or of the same version from another build, is replaced (`FUNCTION LOAD
+//! REPLACE`); a newer one (loaded by a newer engine) is refused, since this engine would run
+//! code whose protocol it does not know. Functions are part of the dataset, so
+//! unlike `EVALSHA` scripts they survive a failover to a replica and `SCRIPT FLUSH`; after a
+//! `FUNCTION FLUSH` (or a restart of a server that keeps nothing on disk) the first call finds
+//! no function, loads the library again and repeats the call, which did not run.
+//!
+//! # Notes
+//! Functions need Redis 7.0 or later (as does `SET ... NX GET`, which the commit uses); an
+//! older server is refused at connect with [`StoreError::Incompatible`].
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, ToRedisArgs, Value};
+
+use super::codec::redis_error;
+use crate::store::StoreError;
+
+/// The library's source.
+pub(super) const LIBRARY: &str = include_str!("library.lua");
+
+/// The version this engine speaks; the library's `VERSION` must say the same (a unit test
+/// checks). Bump both on every change of the library.
+pub(super) const LIBRARY_VERSION: u32 = 2;
+
+/// One call of a library function: `FCALL name numkeys keys... args...`.
+#[derive(Debug)]
+pub(super) struct FunctionCall {
+    name: &'static str,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl FunctionCall {
+    pub(super) fn new(name: &'static str) -> Self {
+        Self { name, keys: Vec::new(), args: Vec::new() }
+    }
+
+    pub(super) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
+
+    pub(super) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    fn command(&self) -> Cmd {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(self.name).arg(self.keys.len());
+        for key in &self.keys {
+            cmd.arg(key.as_slice());
+        }
+        for arg in &self.args {
+            cmd.arg(arg.as_slice());
+        }
+        cmd
+    }
+
+    /// Runs the call; loads the library and runs it once more if the server has no such
+    /// function (then the first call did not run).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] for connection trouble (the outcome of a writing call is
+    /// then unknown), [`StoreError::Incompatible`] if the library cannot be loaded,
+    /// [`StoreError::Backend`] for any other failure.
+    pub(super) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut (impl ConnectionLike + Send),
+    ) -> Result<T, StoreError> {
+        let command = self.command();
+        match command.query_async::<T>(conn).await {
+            Err(e) if is_missing_function(&e) => {
+                ensure_loaded(conn).await?;
+                command.query_async::<T>(conn).await.map_err(redis_error)
+            }
+            other => other.map_err(redis_error),
+        }
+    }
+}
+
+fn is_missing_function(e: &redis::RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
+/// Makes sure the server runs this engine's library (see the module docs): the same code is
+/// kept, a missing library loaded, one of an older or the same version (another build)
+/// replaced, a newer one refused.
+///
+/// # Errors
+/// [`StoreError::Incompatible`] for a server without Functions (before Redis 7.0) or a newer
+/// library; [`StoreError::Unavailable`] or [`StoreError::Backend`] if the server fails.
+pub(super) async fn ensure_loaded(conn: &mut (impl ConnectionLike + Send)) -> Result<(), StoreError> {
+    let listed: Result<Value, _> =
+        redis::cmd("FUNCTION").arg("LIST").arg("LIBRARYNAME").arg("wasmtx").arg("WITHCODE").query_async(conn).await;
+    let loaded = match listed {
+        Ok(value) => loaded_code(value),
+        Err(e) if is_unknown_command(&e) => return Err(no_functions(&e)),
+        Err(e) => return Err(redis_error(e)),
+    };
+    let replace = match loaded {
+        None => false,
+        Some(code) if code == LIBRARY => return Ok(()),
+        Some(code) => match version_of(&code) {
+            Some(v) if v > LIBRARY_VERSION => {
+                return Err(StoreError::Incompatible {
+                    reason: format!(
+                        "the server runs version {v} of the wasmtx library, loaded by a newer engine; this engine \
+                         speaks version {LIBRARY_VERSION}: upgrade it"
+                    ),
+                });
+            }
+            _ => true,
+        },
+    };
+    let mut load = redis::cmd("FUNCTION");
+    load.arg("LOAD");
+    if replace {
+        load.arg("REPLACE");
+    }
+    match load.arg(LIBRARY).query_async::<Value>(conn).await {
+        Ok(_) => Ok(()),
+        // Another engine loaded it at the same moment.
+        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) if is_unknown_command(&e) => Err(no_functions(&e)),
+        Err(e) => Err(redis_error(e)),
+    }
+}
+
+/// The code of the library named `wasmtx` in a `FUNCTION LIST ... WITHCODE` reply (the name
+/// filter is a pattern: other libraries may match it too).
+fn loaded_code(value: Value) -> Option<String> {
+    let Value::Array(libraries) = value else { return None };
+    libraries.into_iter().find_map(|library| {
+        let mut fields = match library {
+            Value::Array(items) => items.into_iter().collect::<Vec<_>>(),
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => return None,
+        }
+        .into_iter();
+        let (mut name, mut code) = (None, None);
+        while let (Some(key), Some(value)) = (fields.next(), fields.next()) {
+            let text = |v: Value| redis::from_redis_value::<String>(v).ok();
+            match text(key).as_deref() {
+                Some("library_name") => name = text(value),
+                Some("library_code") => code = text(value),
+                _ => {}
+            }
+        }
+        (name.as_deref() == Some("wasmtx")).then_some(code).flatten()
+    })
+}
+
+/// The version a library's code states (`local VERSION = '<n>'`).
+fn version_of(code: &str) -> Option<u32> {
+    let rest = code.split_once("local VERSION = '")?.1;
+    rest.split_once('\'')?.0.parse().ok()
+}
+
+fn is_unknown_command(e: &redis::RedisError) -> bool {
+    e.to_string().contains("unknown command")
+}
+
+fn no_functions(e: &redis::RedisError) -> StoreError {
+    StoreError::Incompatible {
+        reason: format!("the server has no Redis Functions (Redis 7.0 or later is needed): {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_names_itself_and_states_the_version_the_engine_speaks() {
+        assert!(LIBRARY.starts_with("#!lua name=wasmtx\n"));
+        assert_eq!(version_of(LIBRARY), Some(LIBRARY_VERSION));
+        for name in ["lock_and_load", "load", "commit", "release", "resolve", "delete", "version"] {
+            assert!(LIBRARY.contains(&format!("'wasmtx_{name}'")), "{name} is registered");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The Redis store's Functions library, on a private server (these tests replace and flush the
+//! server's functions, which the shared one must keep): loaded at connect, loaded again after a
+//! `FUNCTION FLUSH`, an older version replaced, a newer one refused with a typed error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail, ensure};
+use wasmtx::store::redis::RedisStore;
+use wasmtx::store::{CommitGuard, CommitRecords, CommitRequest, LockAttempt, LockRequest};
+use wasmtx::{
+    FieldChange, FieldType, FieldValue, ModelId, ModelSchema, ModelTarget, Scalar, ScalarKind, Store, StoreError,
+};
+
+use crate::private_redis::PrivateRedis;
+
+/// A stand-in library under the engine's name, stating `version`.
+fn fake_library(version: u32) -> String {
+    format!(
+        "#!lua name=wasmtx\nlocal VERSION = '{version}'\nredis.register_function('wasmtx_version', function() return \
+         VERSION end)\n"
+    )
+}
+
+async fn loaded_version(conn: &mut redis::aio::MultiplexedConnection) -> Result<String> {
+    Ok(redis::cmd("FCALL").arg("wasmtx_version").arg(0).query_async(conn).await?)
+}
+
+fn counter() -> Result<ModelTarget> {
+    let schema = ModelSchema::builder("Counter").field("count", FieldType::Scalar(ScalarKind::Int)).build()?;
+    Ok(ModelTarget { id: ModelId::new("Counter", "c"), schema: Arc::new(schema) })
+}
+
+/// One lock-mode increment through the store, as an engine does it.
+async fn increment(store: &RedisStore, target: &ModelTarget) -> Result<()> {
+    let request = LockRequest {
+        models: vec![target.clone()],
+        action: "bump".into(),
+        owner: "test".into(),
+        lease: Duration::from_secs(30),
+        record: None,
+    };
+    let LockAttempt::Acquired { leases, snapshots } = store.try_lock_and_load(&request).await? else {
+        bail!("the lock was busy")
+    };
+    let versions = [snapshots[0].version];
+    let changes = vec![vec![FieldChange::Increment { field: "count".into(), delta: 1 }]];
+    store
+        .commit(CommitRequest {
+            models: std::slice::from_ref(target),
+            changes: &changes,
+            guard: CommitGuard::Leases { leases: &leases, versions: &versions },
+            records: CommitRecords::NONE,
+        })
+        .await?;
+    Ok(())
+}
+
+async fn count(store: &RedisStore, target: &ModelTarget) -> Result<FieldValue> {
+    Ok(store.load(std::slice::from_ref(target)).await?.remove(0).values.remove(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_loads_the_library_and_a_function_flush_is_survived() -> Result<()> {
+    let server = PrivateRedis::start().await?;
+    let mut conn = server.client().await?;
+    let libraries: Vec<redis::Value> = redis::cmd("FUNCTION").arg("LIST").query_async(&mut conn).await?;
+    ensure!(libraries.is_empty(), "a fresh server has no functions: {libraries:?}");
+
+    let store = RedisStore::builder(server.url()).prefix("lib").connect().await?;
+    ensure!(loaded_version(&mut conn).await? == "2", "connect loaded the library");
+    let target = counter()?;
+    increment(&store, &target).await?;
+
+    // Flushed (or lost with a restart of a server that keeps nothing): the next call loads the
+    // library again and runs; the flushed call had not run, so nothing is applied twice.
+    let _: () = redis::cmd("FUNCTION").arg("FLUSH").query_async(&mut conn).await?;
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await?;
+    increment(&store, &target).await?;
+    ensure!(count(&store, &target).await? == FieldValue::Scalar(Scalar::Int(2)), "two increments, each once");
+    ensure!(loaded_version(&mut conn).await? == "2", "the call loaded the library again");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_library_is_replaced_and_a_newer_one_is_refused() -> Result<()> {
+    let server = PrivateRedis::start().await?;
+    let mut conn = server.client().await?;
+    let _: String = redis::cmd("FUNCTION").arg("LOAD").arg(fake_library(1)).query_async(&mut conn).await?;
+    let store = RedisStore::builder(server.url()).prefix("lib").connect().await?;
+    ensure!(loaded_version(&mut conn).await? == "2", "the older library was replaced");
+    increment(&store, &counter()?).await?;
+
+    let _: String =
+        redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(fake_library(99)).query_async(&mut conn).await?;
+    match RedisStore::builder(server.url()).prefix("lib").connect().await {
+        Err(StoreError::Incompatible { reason }) => {
+            ensure!(reason.contains("version 99") && reason.contains("upgrade"), "{reason}");
+        }
+        other => bail!("a newer library must be refused, got {other:?}"),
+    }
+    ensure!(loaded_version(&mut conn).await? == "99", "the newer library was left in place");
+    Ok(())
+}
