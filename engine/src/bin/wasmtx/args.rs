@@ -233,7 +233,7 @@ pub struct InvokeArgs {
     /// A model, as Type:key; repeat in the order the rule expects.
     #[arg(short, long = "model", value_name = "TYPE:KEY")]
     pub models: Vec<String>,
-    /// The action name (the lock name in lock mode) [default: the rule's name].
+    /// The action name (the lock name in lock mode) [default: run].
     #[arg(short, long)]
     pub action: Option<String>,
     /// How to keep the models consistent.
