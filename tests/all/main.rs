@@ -16,6 +16,7 @@ mod examples;
 mod failures;
 mod fixture_files;
 mod group_commit;
+mod guides;
 mod harness;
 mod isolation;
 mod lock_mode;
