@@ -37,9 +37,11 @@
 mod build;
 mod capture;
 pub mod compare;
+mod error;
 pub mod fixtures;
 mod project;
 mod run;
+mod seed;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -55,79 +57,18 @@ pub use self::build::{AssemblyScriptBuild, BuiltRules, RustRuleBuild, WASM_TARGE
 pub use self::capture::RuleLogRecord;
 pub use self::compare::Difference;
 use self::compare::short;
+pub use self::error::HarnessError;
 pub use self::project::RuleProject;
 pub use self::run::{Failure, Run};
+use self::seed::seed_changes;
 use crate::engine::{Engine, EngineBuilder};
 use crate::error::Error;
 use crate::invocation::{Invocation, Mode};
-use crate::model::change::{FieldChange, ModelTarget};
+use crate::model::change::ModelTarget;
 use crate::model::ids::ModelId;
 use crate::model::schema::ModelSchema;
-use crate::model::value::FieldValue;
 use crate::rule::Rule;
 use crate::store::{CommitGuard, CommitRequest};
-
-/// Why setting up a harness, seeding or reading a model failed. (A failed *invocation* is
-/// not a harness error: it is the [`Run`]'s result, to assert on.)
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HarnessError {
-    /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Building a rule (a Rust crate or an AssemblyScript project) failed.
-    #[error("building the rule in {}: {reason}", crate_dir.display())]
-    Build {
-        /// The crate's (or project's) directory.
-        crate_dir: PathBuf,
-        /// What failed, with the tool's output.
-        reason: String,
-    },
-    /// The engine refused something: a schema, rule bytes, a model id.
-    #[error(transparent)]
-    Engine(#[from] Error),
-    /// A model's seed state does not fit its schema, or a model name is malformed.
-    #[error("model {model}: {reason}")]
-    Model {
-        /// The model, as given.
-        model: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// No rule is loaded, or none of this name.
-    #[error("{0}")]
-    NoRule(String),
-    /// A directory that is neither a Rust rule crate (`Cargo.toml`) nor an AssemblyScript rule
-    /// project (`package.json` whose `build` script writes the `.wasm` with `-o`).
-    #[error("{} is not a rule project: {reason}", dir.display())]
-    UnknownProject {
-        /// The directory.
-        dir: PathBuf,
-        /// What is missing.
-        reason: String,
-    },
-    /// A `.wasm` file older than a source of the project it was built from: testing it would
-    /// test an old build. Build it again, or give the project's directory (which builds it).
-    #[error(
-        "{} is older than {} (a source of the project in {}): build it again, or name the project's directory as the rule",
-        wasm.display(),
-        newer.display(),
-        project.display()
-    )]
-    StaleRule {
-        /// The `.wasm` file.
-        wasm: PathBuf,
-        /// The project it belongs to.
-        project: PathBuf,
-        /// A source file changed after the build.
-        newer: PathBuf,
-    },
-}
 
 /// The time a rule's context shows in the harness unless the invocation sets one
 /// ([`ContextOverrides::now_ms`](crate::ContextOverrides::now_ms), a fixture case's `now_ms`): 2026-01-01T00:00:00Z, so a rule
@@ -584,39 +525,6 @@ impl RuleHarness {
             run()
         }
     }
-}
-
-/// The changes that make a model's state exactly `state` (unnamed fields at their defaults).
-fn seed_changes(target: &ModelTarget, state: &Value) -> Result<Vec<FieldChange>, String> {
-    let schema = &target.schema;
-    let Value::Object(given) = state else {
-        return Err(format!("the state must be a JSON object of fields, not {}", short(state)));
-    };
-    if let Some(unknown) = given.keys().find(|k| schema.field(k).is_none()) {
-        let fields: Vec<&str> = schema.fields().map(|(n, _)| n).collect();
-        return Err(format!("unknown field `{unknown}` (model type `{}` has: {})", schema.name(), fields.join(", ")));
-    }
-    let mut changes = Vec::new();
-    for (name, def) in schema.fields() {
-        let value = match given.get(name) {
-            Some(json) => FieldValue::from_json(def.ty, json)
-                .map_err(|reason| format!("field `{name}` ({}): {reason}", def.ty))?,
-            None => def.default.clone(),
-        };
-        let field = name.to_owned();
-        match value {
-            FieldValue::Scalar(value) => changes.push(FieldChange::Set { field, value }),
-            FieldValue::List(items) if items.is_empty() => changes.push(FieldChange::Clear { field }),
-            FieldValue::List(items) => changes.push(FieldChange::ListReplace { field, items }),
-            FieldValue::Dict(map) => {
-                changes.push(FieldChange::Clear { field: field.clone() });
-                if !map.is_empty() {
-                    changes.push(FieldChange::DictSet { field, entries: map.into_iter().collect() });
-                }
-            }
-        }
-    }
-    Ok(changes)
 }
 
 fn model_error(id: &ModelId, reason: String) -> HarnessError {
