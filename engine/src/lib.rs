@@ -43,8 +43,9 @@ pub mod views;
 
 pub use engine::{Engine, EngineBuilder, EngineConfig};
 pub use error::class::{ErrorBody, ErrorClass, Origin, RetryClass};
+pub use error::kind::{ErrorKind, KindSource, UnknownErrorKind};
 pub use error::{AccessError, Error, InvocationError, Result, RuleLoadError, SchemaError};
-pub use invocation::{Invocation, Mode, Outcome, RetryOn, RetryPolicy, Timings};
+pub use invocation::{ContextOverrides, DEFAULT_ACTION, Invocation, Mode, Outcome, RetryOn, RetryPolicy, Timings};
 pub use model::change::{FieldChange, ModelChanges, ModelSnapshot, ModelTarget};
 pub use model::ids::{LockId, ModelId};
 pub use model::schema::{FieldDef, ModelSchema, ModelTypes};

@@ -353,3 +353,32 @@ async fn shutdown_lets_in_flight_invocations_finish() -> Result<()> {
     ensure!(balance == "95");
     Ok(())
 }
+
+/// The action a caller who names none gets is `run` (`wasmtx::DEFAULT_ACTION`), over HTTP and
+/// from `wasmtx invoke`, whatever the rule is called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_action_is_run_over_http_and_on_the_command_line() -> Result<()> {
+    let env = Env::new("default-action").await?;
+    let server = env.server(&[])?;
+    let (status, body) = env.upload(&server, "probe", std::fs::read(&rules()?.probe)?, false).await?;
+    ensure!(status == StatusCode::CREATED, "{status} {body}");
+    let schema = "name = \"Counter\"\n[fields]\ncount = { type = \"int\" }\n";
+    let request = env.http.put(server.at("/v1/models/Counter")).header("content-type", "application/toml");
+    let (status, body) = env.send(request.body(schema)).await?;
+    ensure!(status == StatusCode::OK, "{status} {body}");
+
+    let script = json!({"ops": [{"op": "context"}]});
+    let invoke = json!({"models": ["Counter:c"], "input": script});
+    let (status, body) = env.send(env.http.post(server.at("/v1/rules/probe/invoke")).json(&invoke)).await?;
+    ensure!(status == StatusCode::OK, "{status} {body}");
+    ensure!(body["output"][0]["action"] == wasmtx::DEFAULT_ACTION, "{body}");
+
+    let url = redis_url();
+    let args = ["--json", "--redis", &url, "--prefix", &env.redis.prefix, "invoke", "probe", "-m", "Counter:c"];
+    let mut args = args.to_vec();
+    let input = script.to_string();
+    args.extend(["--input", &input]);
+    let run = crate::process::run_in(env.dir.path(), &args)?.expect(0)?.json()?;
+    ensure!(run["output"][0]["action"] == "run", "{run}");
+    Ok(())
+}

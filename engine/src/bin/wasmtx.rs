@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::new(wasmtx::ErrorClass::Internal, "runtime", e.to_string()))
+        .map_err(|e| Failure::new(wasmtx::ErrorClass::Internal, wasmtx::ErrorKind::Runtime, e.to_string()))
         .and_then(|runtime| runtime.block_on(run(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,

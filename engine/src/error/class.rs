@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 
+use super::kind::ErrorKind;
 use super::{Error, RuleLoadError};
 use crate::registry::RegistryError;
 use crate::store::StoreError;
@@ -95,33 +96,39 @@ pub enum Origin {
 }
 
 impl Error {
-    /// A short stable name for the variant (for metrics, logs and JSON error bodies).
+    /// A short stable name for the variant (for metrics, logs and JSON error bodies): one of
+    /// [`ErrorKind::ALL`], as [`ErrorKind::as_str`] spells it.
     pub fn kind(&self) -> &'static str {
+        self.error_kind().as_str()
+    }
+
+    /// The variant's [`ErrorKind`].
+    pub fn error_kind(&self) -> ErrorKind {
         match self {
-            Self::UnknownModelType { .. } => "unknown_model_type",
-            Self::InvalidKey { .. } => "invalid_key",
-            Self::InvalidAction { .. } => "invalid_action",
-            Self::InvalidRuleName { .. } => "invalid_rule_name",
-            Self::DuplicateModel { .. } => "duplicate_model",
-            Self::InvalidInput { .. } => "invalid_input",
-            Self::Access { .. } => "access",
-            Self::InvalidRule(_) => "invalid_rule",
-            Self::Schema(_) => "invalid_schema",
-            Self::Rejected { .. } => "rejected",
-            Self::Trapped { .. } => "trapped",
-            Self::DeadlineExceeded { .. } => "deadline_exceeded",
-            Self::MemoryLimitExceeded { .. } => "memory_limit_exceeded",
-            Self::InvalidOutput { .. } => "invalid_output",
-            Self::LockTimeout { .. } => "lock_timeout",
-            Self::LockLost { .. } => "lock_lost",
-            Self::Conflict { .. } => "conflict",
-            Self::CannotApply { .. } => "cannot_apply",
-            Self::Overloaded { .. } => "overloaded",
-            Self::InvalidIdempotencyKey { .. } => "invalid_idempotency_key",
-            Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
-            Self::InProgress { .. } => "in_progress",
-            Self::OutcomeUnknown { .. } => "outcome_unknown",
-            Self::Store(_) => "store",
+            Self::UnknownModelType { .. } => ErrorKind::UnknownModelType,
+            Self::InvalidKey { .. } => ErrorKind::InvalidKey,
+            Self::InvalidAction { .. } => ErrorKind::InvalidAction,
+            Self::InvalidRuleName { .. } => ErrorKind::InvalidRuleName,
+            Self::DuplicateModel { .. } => ErrorKind::DuplicateModel,
+            Self::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Self::Access { .. } => ErrorKind::Access,
+            Self::InvalidRule(_) => ErrorKind::InvalidRule,
+            Self::Schema(_) => ErrorKind::InvalidSchema,
+            Self::Rejected { .. } => ErrorKind::Rejected,
+            Self::Trapped { .. } => ErrorKind::Trapped,
+            Self::DeadlineExceeded { .. } => ErrorKind::DeadlineExceeded,
+            Self::MemoryLimitExceeded { .. } => ErrorKind::MemoryLimitExceeded,
+            Self::InvalidOutput { .. } => ErrorKind::InvalidOutput,
+            Self::LockTimeout { .. } => ErrorKind::LockTimeout,
+            Self::LockLost { .. } => ErrorKind::LockLost,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::CannotApply { .. } => ErrorKind::CannotApply,
+            Self::Overloaded { .. } => ErrorKind::Overloaded,
+            Self::InvalidIdempotencyKey { .. } => ErrorKind::InvalidIdempotencyKey,
+            Self::IdempotencyKeyReused { .. } => ErrorKind::IdempotencyKeyReused,
+            Self::InProgress { .. } => ErrorKind::InProgress,
+            Self::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            Self::Store(_) => ErrorKind::Store,
         }
     }
 
@@ -198,7 +205,7 @@ impl Error {
 
     /// The JSON error body of this error.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody::new(self.kind(), self.to_string()).retryable(self.is_retryable())
+        ErrorBody::new(self.error_kind(), self.to_string()).retryable(self.is_retryable())
     }
 }
 
@@ -255,17 +262,22 @@ impl RegistryError {
     /// A refused rule is named by its precise reason: `not_wasm`, `rule_too_large`,
     /// `malformed_wasm`, `not_a_rule`, `forbidden_import`, `wrong_world`, `compile_failed`.
     pub fn kind(&self) -> &'static str {
+        self.error_kind().as_str()
+    }
+
+    /// The failure's [`ErrorKind`].
+    pub fn error_kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidName { .. } => "invalid_rule_name",
+            Self::InvalidName { .. } => ErrorKind::InvalidRuleName,
             Self::InvalidRule { error, .. } => rule_load_kind(error),
-            Self::UnknownRule { .. } => "unknown_rule",
-            Self::UnknownVersion { .. } => "unknown_version",
-            Self::VersionActive { .. } => "version_active",
-            Self::UnknownModelType { .. } => "unknown_model_type",
-            Self::InvalidSchema(_) => "invalid_schema",
-            Self::Busy { .. } => "busy",
-            Self::Corrupt(_) => "registry_corrupt",
-            Self::Store(StoreError::Unavailable(_)) => "store_unavailable",
+            Self::UnknownRule { .. } => ErrorKind::UnknownRule,
+            Self::UnknownVersion { .. } => ErrorKind::UnknownVersion,
+            Self::VersionActive { .. } => ErrorKind::VersionActive,
+            Self::UnknownModelType { .. } => ErrorKind::UnknownModelType,
+            Self::InvalidSchema(_) => ErrorKind::InvalidSchema,
+            Self::Busy { .. } => ErrorKind::Busy,
+            Self::Corrupt(_) => ErrorKind::RegistryCorrupt,
+            Self::Store(StoreError::Unavailable(_)) => ErrorKind::StoreUnavailable,
             Self::Store(
                 StoreError::LockLost { .. }
                 | StoreError::Conflict { .. }
@@ -277,8 +289,8 @@ impl RegistryError {
                 | StoreError::InvalidPrefix { .. }
                 | StoreError::Incompatible { .. }
                 | StoreError::Backend(_),
-            ) => "store",
-            Self::Internal(_) => "internal",
+            ) => ErrorKind::Store,
+            Self::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -333,7 +345,7 @@ impl RegistryError {
 
     /// The JSON error body of this error.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody::new(self.kind(), self.to_string()).retryable(self.is_retryable())
+        ErrorBody::new(self.error_kind(), self.to_string()).retryable(self.is_retryable())
     }
 }
 
@@ -343,17 +355,31 @@ impl crate::testing::fixtures::FixtureError {
     pub fn class(&self) -> ErrorClass {
         use crate::testing::fixtures::FixtureError;
         match self {
-            FixtureError::Read { .. } | FixtureError::Invalid { .. } => ErrorClass::BadInput,
+            FixtureError::Read { .. } | FixtureError::Invalid { .. } | FixtureError::UnknownErrorKind { .. } => {
+                ErrorClass::BadInput
+            }
             FixtureError::Setup { .. } => ErrorClass::Refused,
         }
     }
 
-    /// A short stable name: `bad_input` for the file, `fixture_setup` for what it names.
+    /// A short stable name: `bad_input` for the file, `stale_rule` for a `.wasm` older than its
+    /// project's sources, `fixture_setup` for anything else it names that cannot be loaded.
     pub fn kind(&self) -> &'static str {
+        self.error_kind().as_str()
+    }
+
+    /// The failure's [`ErrorKind`] (see [`FixtureError::kind`](Self::kind)).
+    pub fn error_kind(&self) -> ErrorKind {
+        use crate::testing::HarnessError;
         use crate::testing::fixtures::FixtureError;
         match self {
-            FixtureError::Read { .. } | FixtureError::Invalid { .. } => "bad_input",
-            FixtureError::Setup { .. } => "fixture_setup",
+            FixtureError::Read { .. } | FixtureError::Invalid { .. } | FixtureError::UnknownErrorKind { .. } => {
+                ErrorKind::BadInput
+            }
+            FixtureError::Setup { source, .. } if matches!(**source, HarnessError::StaleRule { .. }) => {
+                ErrorKind::StaleRule
+            }
+            FixtureError::Setup { .. } => ErrorKind::FixtureSetup,
         }
     }
 }
@@ -372,15 +398,15 @@ fn rule_load_class(error: &RuleLoadError) -> ErrorClass {
 }
 
 /// The short name of a rule refusal's reason.
-fn rule_load_kind(error: &RuleLoadError) -> &'static str {
+fn rule_load_kind(error: &RuleLoadError) -> ErrorKind {
     match error {
-        RuleLoadError::NotWasm => "not_wasm",
-        RuleLoadError::TooLarge { .. } => "rule_too_large",
-        RuleLoadError::Malformed(_) => "malformed_wasm",
-        RuleLoadError::NotARule(_) => "not_a_rule",
-        RuleLoadError::ForbiddenImport { .. } => "forbidden_import",
-        RuleLoadError::WrongWorld(_) => "wrong_world",
-        RuleLoadError::Compile(_) => "compile_failed",
+        RuleLoadError::NotWasm => ErrorKind::NotWasm,
+        RuleLoadError::TooLarge { .. } => ErrorKind::RuleTooLarge,
+        RuleLoadError::Malformed(_) => ErrorKind::MalformedWasm,
+        RuleLoadError::NotARule(_) => ErrorKind::NotARule,
+        RuleLoadError::ForbiddenImport { .. } => ErrorKind::ForbiddenImport,
+        RuleLoadError::WrongWorld(_) => ErrorKind::WrongWorld,
+        RuleLoadError::Compile(_) => ErrorKind::CompileFailed,
     }
 }
 
@@ -390,8 +416,8 @@ fn rule_load_kind(error: &RuleLoadError) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ErrorBody {
-    /// A short stable name ([`Error::kind`], [`RegistryError::kind`], or the caller's own).
-    pub kind: String,
+    /// A short stable name: one of [`ErrorKind::ALL`].
+    pub kind: ErrorKind,
     /// What went wrong, in words.
     pub message: String,
     /// Whether the same request may succeed later.
@@ -407,14 +433,8 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     /// A body of the caller's own (a bad request shape, a missing token, ...): not retryable.
-    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            kind: kind.into(),
-            message: message.into(),
-            retryable: false,
-            invocation_id: None,
-            idempotency_key: None,
-        }
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), retryable: false, invocation_id: None, idempotency_key: None }
     }
 
     /// Says whether the same request may succeed later.

@@ -4,6 +4,7 @@
 //! [`class`].
 
 pub mod class;
+pub mod kind;
 
 use std::time::Duration;
 

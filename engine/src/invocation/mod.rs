@@ -69,6 +69,59 @@ impl FromStr for Mode {
     }
 }
 
+/// The action an invocation runs under when its caller names none: `run`, everywhere (the
+/// `wasmtx invoke` command, the HTTP API, [`Invocation::default`], the test harness and fixture
+/// files). In lock mode it is the lock name, so invocations that name no action take the same
+/// per-model lock, whichever rule they run.
+pub const DEFAULT_ACTION: &str = "run";
+
+/// What a rule's `context` shows in place of the engine's own values: a fixed time, a known
+/// invocation id, a later attempt number. For tests: the harness and fixture files fill it in
+/// so that a rule that stamps `now_ms` or the invocation id can be checked. Only the rule's
+/// view changes; the engine keeps its own invocation id (the default idempotency key, the lock
+/// owner, [`Outcome::invocation_id`]) and counts its own attempts ([`Outcome::attempts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ContextOverrides {
+    /// The time the rule sees (`now_ms`), in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now_ms: Option<i64>,
+    /// The invocation id the rule sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    /// The attempt number the rule sees on its first run (one more on each re-run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_attempt: Option<u32>,
+}
+
+impl ContextOverrides {
+    /// Shows the rule this time (milliseconds since the Unix epoch).
+    #[must_use]
+    pub fn now_ms(mut self, now_ms: i64) -> Self {
+        self.now_ms = Some(now_ms);
+        self
+    }
+
+    /// Shows the rule this invocation id.
+    #[must_use]
+    pub fn invocation_id(mut self, id: impl Into<String>) -> Self {
+        self.invocation_id = Some(id.into());
+        self
+    }
+
+    /// Shows the rule this attempt number on its first run (at least 1).
+    #[must_use]
+    pub fn first_attempt(mut self, attempt: u32) -> Self {
+        self.first_attempt = Some(attempt.max(1));
+        self
+    }
+
+    /// Whether nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
 /// The invocation facts a rule sees in its `context` (besides the declared models).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -83,13 +136,33 @@ pub struct RunContext {
     pub mode: Mode,
     /// 1 for the first run, more on re-runs.
     pub attempt: u32,
+    /// What the rule is shown instead of `invocation_id` and `attempt` (the invocation's
+    /// [`ContextOverrides`]; its time is in `now_ms` already).
+    pub(crate) shown: ContextOverrides,
 }
 
 impl RunContext {
     /// The context of a first run at time 0 (set the public fields for others): for running a
     /// rule through [`RuleRuntime`](crate::runtime::RuleRuntime) directly.
     pub fn new(invocation_id: impl Into<String>, action: impl Into<String>, mode: Mode) -> Self {
-        Self { invocation_id: invocation_id.into(), now_ms: 0, action: action.into(), mode, attempt: 1 }
+        Self {
+            invocation_id: invocation_id.into(),
+            now_ms: 0,
+            action: action.into(),
+            mode,
+            attempt: 1,
+            shown: ContextOverrides::default(),
+        }
+    }
+
+    /// The invocation id the rule sees.
+    pub(crate) fn shown_invocation_id(&self) -> &str {
+        self.shown.invocation_id.as_deref().unwrap_or(&self.invocation_id)
+    }
+
+    /// The attempt number the rule sees.
+    pub(crate) fn shown_attempt(&self) -> u32 {
+        self.shown.first_attempt.map_or(self.attempt, |first| first.saturating_add(self.attempt - 1))
     }
 }
 
@@ -125,6 +198,18 @@ pub struct Invocation {
     /// id, which protects its own retries.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// What the rule's context shows instead of the engine's time, invocation id and attempt
+    /// (for tests; empty by default).
+    #[serde(default, skip_serializing_if = "ContextOverrides::is_empty")]
+    pub context: ContextOverrides,
+}
+
+impl Default for Invocation {
+    /// An invocation under the [`DEFAULT_ACTION`] with no models yet, input `null`, in lock
+    /// mode.
+    fn default() -> Self {
+        Self::new(DEFAULT_ACTION)
+    }
 }
 
 impl Invocation {
@@ -137,6 +222,7 @@ impl Invocation {
             mode: Mode::Lock,
             retry: None,
             idempotency_key: None,
+            context: ContextOverrides::default(),
         }
     }
 
@@ -182,6 +268,14 @@ impl Invocation {
     #[must_use]
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets what the rule's context shows instead of the engine's own time, invocation id and
+    /// attempt number (see [`ContextOverrides`]).
+    #[must_use]
+    pub fn context(mut self, overrides: ContextOverrides) -> Self {
+        self.context = overrides;
         self
     }
 }

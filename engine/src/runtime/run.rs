@@ -93,7 +93,7 @@ impl RuleRuntime {
         }
         let workspaces = self.workspaces(&run)?;
         let context = wit::Context {
-            invocation_id: run.context.invocation_id.clone(),
+            invocation_id: run.context.shown_invocation_id().to_owned(),
             now_ms: run.context.now_ms,
             action: run.context.action.clone(),
             mode: mode_to_wit(run.context.mode),
@@ -102,7 +102,7 @@ impl RuleRuntime {
                 .iter()
                 .map(|m| wit::ModelRef { model_type: m.id.model_type.clone(), key: m.id.key.clone() })
                 .collect(),
-            attempt: run.context.attempt,
+            attempt: run.context.shown_attempt(),
         };
         let state = HostState::new(
             workspaces,

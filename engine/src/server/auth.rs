@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::error::kind::ErrorKind;
 
 /// Refuses requests that need the token and do not carry it.
 pub(super) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -22,10 +23,10 @@ pub(super) async fn require_token(State(state): State<AppState>, request: Reques
         Some(Some(token)) if constant_time_eq(token, expected.as_bytes()) => return next.run(request).await,
         None => ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing_token",
+            ErrorKind::MissingToken,
             "this request needs `Authorization: Bearer <token>`",
         ),
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token is not valid"),
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, ErrorKind::InvalidToken, "the bearer token is not valid"),
     };
     // Read (and drop) the body first, within the body limit: a client still sending it would
     // otherwise see its connection reset instead of this answer.

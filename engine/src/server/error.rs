@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::class::{ErrorBody, ErrorClass, Origin};
+use crate::error::kind::ErrorKind;
 use crate::error::{Error, InvocationError};
 use crate::registry::RegistryError;
 
@@ -20,13 +21,13 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error of the server's own (bad request shape, authentication, ...).
-    pub fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
         Self { status, body: ErrorBody::new(kind, message) }
     }
 
     /// A 400 with kind `bad_request`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::BadRequest, message)
     }
 
     /// The answer to a failed invocation (its body names the invocation id and idempotency
@@ -44,9 +45,9 @@ impl ApiError {
     pub fn body(rejection: &BytesRejection) -> Self {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(status, "body_too_large", "the request body is over the server's size limit")
+            Self::new(status, ErrorKind::BodyTooLarge, "the request body is over the server's size limit")
         } else {
-            Self::new(status, "bad_body", rejection.body_text())
+            Self::new(status, ErrorKind::BadBody, rejection.body_text())
         }
     }
 

@@ -13,7 +13,7 @@ use tracing::{Instrument, info_span};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::invocation::{Invocation, Mode};
+use crate::invocation::{DEFAULT_ACTION, Invocation, Mode};
 use crate::views::{ModelRef, invocation_json};
 
 /// The request body.
@@ -23,7 +23,7 @@ pub(super) struct InvokeRequest {
     /// The models, in the order the rule sees them.
     #[serde(default)]
     models: Vec<ModelRef>,
-    /// The action (lock name); default: the rule's name.
+    /// The action (lock name); default [`DEFAULT_ACTION`] (`run`).
     action: Option<String>,
     /// `lock` (default), `pipeline` or `optimistic`.
     #[serde(default)]
@@ -56,7 +56,7 @@ pub(super) async fn invoke(
     };
     let engine = state.registry.engine();
     let known = |t: &str| engine.model_type(t).is_ok();
-    let mut invocation = Invocation::new(request.action.unwrap_or_else(|| name.clone()))
+    let mut invocation = Invocation::new(request.action.as_deref().unwrap_or(DEFAULT_ACTION))
         .mode(request.mode)
         .input(request.input.to_string());
     invocation.idempotency_key = idempotency_key;

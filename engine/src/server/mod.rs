@@ -10,7 +10,7 @@
 //! | `PUT /v1/rules/{name}/active` | activate a version: `{"version": n}` |
 //! | `DELETE /v1/rules/{name}/versions/{version}` | delete an inactive version |
 //! | `DELETE /v1/rules/{name}` | delete a rule with every version |
-//! | `POST /v1/rules/{name}/invoke` | run the active version: `{"models": ["Account:alice", ...], "action", "mode", "input", "max_attempts"}`, optional `Idempotency-Key` header |
+//! | `POST /v1/rules/{name}/invoke` | run the active version: `{"models": ["Account:alice", ...], "action" (default `run`), "mode", "input", "max_attempts"}`, optional `Idempotency-Key` header |
 //! | `GET /v1/models` | every model schema |
 //! | `PUT /v1/models/{type}` | define a schema (JSON body; TOML with a toml `Content-Type`) |
 //! | `GET /v1/models/{type}` | one schema |
@@ -53,6 +53,7 @@ use tracing::{Level, info, warn};
 
 pub use self::error::ApiError;
 use self::metrics::Metrics;
+use crate::error::kind::ErrorKind;
 use crate::registry::Registry;
 
 /// Server settings.
@@ -213,7 +214,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route")
+    ApiError::new(StatusCode::NOT_FOUND, ErrorKind::NoRoute, "no such route")
 }
 
 /// Turns the error answers axum and tower-http make themselves (405, 413, ...) into the API's
@@ -230,12 +231,12 @@ async fn json_errors(request: Request, next: Next) -> Response {
         return response;
     }
     let kind = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::NOT_FOUND => "no_route",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::BodyTooLarge,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorKind::MethodNotAllowed,
+        StatusCode::NOT_FOUND => ErrorKind::NoRoute,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorKind::UnsupportedMediaType,
+        s if s.is_server_error() => ErrorKind::Internal,
+        _ => ErrorKind::BadRequest,
     };
     let message = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is over the server's size limit".to_owned(),
@@ -258,8 +259,12 @@ async fn refuse_oversized(State(state): State<AppState>, request: Request, next:
         let mut stream = request.into_body().into_data_stream();
         while let Some(Ok(_)) = futures_util::StreamExt::next(&mut stream).await {}
     }
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is over the server's size limit")
-        .into_response()
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::BodyTooLarge,
+        "the request body is over the server's size limit",
+    )
+    .into_response()
 }
 
 /// Counts every request by route and status, and the requests in flight.

@@ -1,8 +1,9 @@
 //! Fixture files: a rule's given/when/then cases in TOML, run on a [`RuleHarness`].
 //!
 //! ```toml
-//! # Where the rule is, relative to this file: a crate directory (built for wasm32) or a
-//! # `.wasm` file. Optional when the runner is given the rule (`wasmtx test FILE --rule R`).
+//! # Where the rule is, relative to this file: a Rust crate or an AssemblyScript project
+//! # directory (built first), or a `.wasm` file (refused if older than its project's
+//! # sources). Optional when the runner is given the rule (`wasmtx test FILE --rule R`).
 //! rule = ".."
 //! # Model schema files, relative to this file.
 //! schemas = ["../../../models/game_character.toml"]
@@ -21,22 +22,30 @@
 //! "GameCharacter:hero" = { level = 4, experience = 3500, health = 30, skills = { sword = 1 } }
 //!
 //! [case.when]
-//! action = "level_up"                 # the action (lock) name; default "run"
+//! action = "level_up"                 # the action (lock) name; default "run" (DEFAULT_ACTION)
 //! models = ["GameCharacter:hero"]     # in the order the rule sees them
 //! input = { exp_gained = 500 }        # the JSON input; default null
 //! mode = "lock"                       # lock (default), pipeline or optimistic
 //! # rule = "rule-level-up"            # which loaded rule, when there are several
+//! # What the rule's context shows (all optional):
+//! # now_ms = 1767225600000            # default FIXED_NOW_MS, 2026-01-01T00:00:00Z
+//! # invocation_id = "inv-1"           # default "inv-1"
+//! # attempt = 1                       # the attempt number of the first run; default 1
 //!
 //! [case.then]
 //! output = "Leveled up from 4 to 5!"  # the output, compared as JSON
-//! # error = "rejected"                # or: the error kind (`Error::kind`), then
-//! # message = "Insufficient funds"    #     a text the error message contains
+//! # error = "rejected"                # or: the error kind (ERRORS.md; checked when the
+//! # message = "Insufficient funds"    #     file is read), then a text the message contains
 //! # wrote_nothing = true              # no model's version moved (implied by `error`)
 //!
 //! # Expected state after the run: only the fields named are checked, each as a whole.
 //! [case.then.state]
 //! "GameCharacter:hero" = { level = 5, health = 100, inventory = ["legendary_item_level_5"] }
 //! ```
+//!
+//! In `then.output` and `then.state`, a string that is exactly `"$now_ms"`, `"$invocation_id"`,
+//! `"$attempt"`, `"$action"` or `"$mode"` stands for the case's value (`now_ms` and `attempt` as
+//! integers), so a rule that stamps its context can be checked without repeating it.
 //!
 //! A case passes when every expectation holds. When `then.error` is given, the runner also
 //! checks that nothing was written: every model the case names has the state and version it
@@ -52,8 +61,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Failure, HarnessError, RuleHarness, RuleLogRecord};
-use crate::invocation::{Invocation, Mode};
+use super::{FIXED_NOW_MS, Failure, HarnessError, RuleHarness, RuleLogRecord};
+use crate::error::kind::{ErrorKind, UnknownErrorKind};
+use crate::invocation::{ContextOverrides, DEFAULT_ACTION, Invocation, Mode};
 use crate::model::schema::ModelSchema;
 
 /// Why a fixture file could not be run at all (a case that fails is not an error: it is in
@@ -76,6 +86,16 @@ pub enum FixtureError {
         path: PathBuf,
         /// What is wrong, with the line when the TOML parser knows it.
         reason: String,
+    },
+    /// A case expects an error kind that does not exist (`then.error`).
+    #[error("invalid fixture file {}: case {case:?}: `then.error`: {source}", path.display())]
+    UnknownErrorKind {
+        /// The file.
+        path: PathBuf,
+        /// The case.
+        case: String,
+        /// The kind given.
+        source: UnknownErrorKind,
     },
     /// The schemas or the rule could not be loaded.
     #[error("fixture file {}: {source}", path.display())]
@@ -130,11 +150,17 @@ struct When {
     #[serde(default)]
     mode: Mode,
     rule: Option<String>,
+    now_ms: Option<i64>,
+    invocation_id: Option<String>,
+    attempt: Option<u32>,
 }
 
 fn default_action() -> String {
-    "run".to_owned()
+    DEFAULT_ACTION.to_owned()
 }
+
+/// The invocation id a case's rule sees unless the case sets one.
+const CASE_INVOCATION_ID: &str = "inv-1";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +202,24 @@ impl Fixture {
         }
         for case in &file.cases {
             let then = &case.then;
+            if let Some(kind) = &then.error {
+                let kind = kind.parse::<ErrorKind>().map_err(|source| FixtureError::UnknownErrorKind {
+                    path: path.clone(),
+                    case: case.name.clone(),
+                    source,
+                })?;
+                if !ErrorKind::of_invocations().any(|k| k == kind) {
+                    let kinds: Vec<&str> = ErrorKind::of_invocations().map(ErrorKind::as_str).collect();
+                    return Err(invalid(format!(
+                        "case {:?}: `then.error`: an invocation never fails with `{kind}` (it can: {})",
+                        case.name,
+                        kinds.join(", ")
+                    )));
+                }
+            }
+            if case.when.attempt == Some(0) {
+                return Err(invalid(format!("case {:?}: `when.attempt` counts from 1", case.name)));
+            }
             if then.error.is_some() && then.output.is_some() {
                 return Err(invalid(format!("case {:?}: `then` gives both `output` and `error`", case.name)));
             }
@@ -199,14 +243,15 @@ impl Fixture {
         self.file.cases.iter().map(|c| c.name.as_str()).collect()
     }
 
-    /// A harness with the file's schemas and a rule: `rule` if given (a `.wasm` file or a
-    /// crate directory, relative to the working directory), else the file's `rule` (relative
-    /// to the file).
+    /// A harness with the file's schemas and a rule: `rule` if given (relative to the working
+    /// directory), else the file's `rule` (relative to the file); either a project directory
+    /// or a `.wasm` file, loaded by [`RuleHarness::rule_path`].
     ///
     /// # Errors
     ///
-    /// [`FixtureError::Setup`] if a schema or the rule cannot be loaded or built, or if no
-    /// rule is named anywhere.
+    /// [`FixtureError::Setup`] if a schema or the rule cannot be loaded or built (a `.wasm`
+    /// older than its project's sources is [`HarnessError::StaleRule`]), or if no rule is named
+    /// anywhere.
     pub fn harness(&self, rule: Option<&Path>) -> Result<RuleHarness, FixtureError> {
         let setup = |source: HarnessError| FixtureError::Setup { path: self.path.clone(), source: Box::new(source) };
         let mut harness = RuleHarness::new().map_err(setup)?;
@@ -227,8 +272,7 @@ impl Fixture {
                 )));
             }
         };
-        let harness = if rule.is_dir() { harness.rule_crate(&rule) } else { harness.rule_file(&rule) };
-        harness.map_err(setup)
+        harness.rule_path(&rule).map_err(setup)
     }
 
     /// Runs every case on `harness` (which [`Fixture::harness`] makes), each from a clean
@@ -300,7 +344,12 @@ fn check_case(harness: &RuleHarness, case: &Case, report: &mut CaseReport) -> Re
         harness.seed_model(model, state.clone()).map_err(|e| Failure::new(format!("given: {e}")))?;
     }
     let when = &case.when;
-    let mut invocation = Invocation::new(&when.action).input(when.input.to_string()).mode(when.mode);
+    let shown = ContextOverrides::default()
+        .now_ms(when.now_ms.unwrap_or(harness.context_now_ms()))
+        .invocation_id(when.invocation_id.as_deref().unwrap_or(CASE_INVOCATION_ID))
+        .first_attempt(when.attempt.unwrap_or(1));
+    let vars = CaseValues::of(when, &shown);
+    let mut invocation = Invocation::new(&when.action).input(when.input.to_string()).mode(when.mode).context(shown);
     for model in &when.models {
         invocation.models.push(harness.parse_model(model).map_err(|e| Failure::new(format!("when.models: {e}")))?);
     }
@@ -332,7 +381,7 @@ fn check_case(harness: &RuleHarness, case: &Case, report: &mut CaseReport) -> Re
         None => match (run.check_ok(), &then.output) {
             (Err(failure), _) => report.failures.push(failure),
             (Ok(_), Some(output)) => {
-                if let Err(failure) = run.check_output(output) {
+                if let Err(failure) = run.check_output(&vars.substitute(output)) {
                     report.failures.push(failure);
                 }
             }
@@ -356,12 +405,50 @@ fn check_case(harness: &RuleHarness, case: &Case, report: &mut CaseReport) -> Re
     }
     if run.outcome().is_some() || then.error.is_none() {
         for (model, expected) in &then.state {
-            if let Err(failure) = harness.check_state(model, expected.clone()) {
+            if let Err(failure) = harness.check_state(model, vars.substitute(expected)) {
                 report.failures.push(failure);
             }
         }
     }
     Ok(())
+}
+
+/// What a case's rule sees, for the `"$now_ms"`-style placeholders of its expectations.
+struct CaseValues {
+    now_ms: i64,
+    invocation_id: String,
+    attempt: u32,
+    action: String,
+    mode: Mode,
+}
+
+impl CaseValues {
+    fn of(when: &When, shown: &ContextOverrides) -> Self {
+        Self {
+            now_ms: shown.now_ms.unwrap_or(FIXED_NOW_MS),
+            invocation_id: shown.invocation_id.clone().unwrap_or_default(),
+            attempt: shown.first_attempt.unwrap_or(1),
+            action: when.action.clone(),
+            mode: when.mode,
+        }
+    }
+
+    /// `expected` with each placeholder string replaced by its value.
+    fn substitute(&self, expected: &Value) -> Value {
+        match expected {
+            Value::String(text) => match text.as_str() {
+                "$now_ms" => Value::from(self.now_ms),
+                "$invocation_id" => Value::from(self.invocation_id.clone()),
+                "$attempt" => Value::from(self.attempt),
+                "$action" => Value::from(self.action.clone()),
+                "$mode" => Value::from(self.mode.as_str()),
+                _ => expected.clone(),
+            },
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.substitute(v)).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), self.substitute(v))).collect()),
+            _ => expected.clone(),
+        }
+    }
 }
 
 fn observe(harness: &RuleHarness, model: &str) -> Result<(Value, u64), Failure> {
@@ -417,6 +504,11 @@ pub struct ErrorReport {
     pub message: String,
 }
 
+/// `1 case`, `2 cases`: a count and its noun, in the right number.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` signature
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
@@ -440,7 +532,7 @@ impl fmt::Display for Report {
     /// For people: one line per case, the failures indented under their case, and a last
     /// line `N passed, N failed`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} (rule {}, {} cases)", self.fixture, self.rule, self.cases.len())?;
+        writeln!(f, "{} (rule {}, {})", self.fixture, self.rule, count(self.cases.len(), "case"))?;
         for case in &self.cases {
             let status = if case.passed { "ok  " } else { "FAIL" };
             writeln!(f, "  {status}  {} ({:.1} ms)", case.name, case.elapsed.as_secs_f64() * 1e3)?;

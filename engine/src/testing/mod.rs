@@ -37,68 +37,43 @@
 mod build;
 mod capture;
 pub mod compare;
+mod error;
 pub mod fixtures;
+mod project;
+mod run;
+mod seed;
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde::Serialize;
 use serde_json::Value;
 
 pub use self::build::{AssemblyScriptBuild, BuiltRules, RustRuleBuild, WASM_TARGET, build_rule_crate};
 pub use self::capture::RuleLogRecord;
 pub use self::compare::Difference;
-use self::compare::{short, shorten};
+use self::compare::short;
+pub use self::error::HarnessError;
+pub use self::project::RuleProject;
+pub use self::run::{Failure, Run};
+use self::seed::seed_changes;
 use crate::engine::{Engine, EngineBuilder};
 use crate::error::Error;
-use crate::invocation::{Invocation, Mode, Outcome};
-use crate::model::change::{FieldChange, ModelTarget};
+use crate::invocation::{Invocation, Mode};
+use crate::model::change::ModelTarget;
 use crate::model::ids::ModelId;
 use crate::model::schema::ModelSchema;
-use crate::model::value::FieldValue;
 use crate::rule::Rule;
 use crate::store::{CommitGuard, CommitRequest};
 
-/// Why setting up a harness, seeding or reading a model failed. (A failed *invocation* is
-/// not a harness error: it is the [`Run`]'s result, to assert on.)
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HarnessError {
-    /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Building a rule (a Rust crate or an AssemblyScript project) failed.
-    #[error("building the rule in {}: {reason}", crate_dir.display())]
-    Build {
-        /// The crate's (or project's) directory.
-        crate_dir: PathBuf,
-        /// What failed, with the tool's output.
-        reason: String,
-    },
-    /// The engine refused something: a schema, rule bytes, a model id.
-    #[error(transparent)]
-    Engine(#[from] Error),
-    /// A model's seed state does not fit its schema, or a model name is malformed.
-    #[error("model {model}: {reason}")]
-    Model {
-        /// The model, as given.
-        model: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// No rule is loaded, or none of this name.
-    #[error("{0}")]
-    NoRule(String),
-}
+/// The time a rule's context shows in the harness unless the invocation sets one
+/// ([`ContextOverrides::now_ms`](crate::ContextOverrides::now_ms), a fixture case's `now_ms`): 2026-01-01T00:00:00Z, so a rule
+/// that stamps the time gives the same state on every run. [`RuleHarness::now_ms`] changes it.
+pub const FIXED_NOW_MS: i64 = 1_767_225_600_000;
 
 /// A rule test bench: an [`Engine`] on a fresh [`MemoryStore`](crate::MemoryStore), the model
 /// schemas, and the rules under test. See the [module documentation](self).
@@ -111,6 +86,11 @@ pub struct RuleHarness {
     /// Every model seeded or invoked, for [`RuleHarness::reset`].
     touched: Mutex<BTreeSet<ModelId>>,
     capture_logs: bool,
+    /// The time rules see, unless an invocation sets its own.
+    now_ms: i64,
+    /// Invocations since the harness was made or last reset: the `n` of the `inv-<n>` id
+    /// rules see.
+    invocations: AtomicU64,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -162,6 +142,8 @@ impl RuleHarness {
             rules: Vec::new(),
             touched: Mutex::default(),
             capture_logs: true,
+            now_ms: FIXED_NOW_MS,
+            invocations: AtomicU64::new(0),
             runtime: Some(runtime),
         })
     }
@@ -233,6 +215,47 @@ impl RuleHarness {
     pub fn rule_crate(self, crate_dir: impl AsRef<Path>) -> Result<Self, HarnessError> {
         let wasm = build_rule_crate(crate_dir)?;
         self.rule_file(wasm)
+    }
+
+    /// Builds or loads the rule at `path`, whatever it is: a Rust crate or an AssemblyScript
+    /// project directory (built, see [`RuleProject`]), or a `.wasm` file, refused if it is older
+    /// than a source of the project it lies in. This is how fixture files and `wasmtx test`
+    /// load their rule.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::UnknownProject`] for a directory that is neither kind of project,
+    /// [`HarnessError::StaleRule`] for an old `.wasm`, [`HarnessError::Build`], or as
+    /// [`RuleHarness::rule_file`].
+    pub fn rule_path(self, path: impl AsRef<Path>) -> Result<Self, HarnessError> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            let project = RuleProject::detect(path)?;
+            let wasm = project.build()?;
+            return match project.rule_name() {
+                Some(name) => {
+                    let bytes =
+                        std::fs::read(&wasm).map_err(|source| HarnessError::Io { path: wasm.clone(), source })?;
+                    self.rule_bytes(name, &bytes)
+                }
+                None => self.rule_file(wasm),
+            };
+        }
+        project::check_fresh(path)?;
+        self.rule_file(path)
+    }
+
+    /// The time rules see in their context unless the invocation sets one (default
+    /// [`FIXED_NOW_MS`]).
+    #[must_use]
+    pub fn now_ms(mut self, now_ms: i64) -> Self {
+        self.now_ms = now_ms;
+        self
+    }
+
+    /// The time rules see in their context unless the invocation sets one.
+    pub fn context_now_ms(&self) -> i64 {
+        self.now_ms
     }
 
     /// Whether to keep the log records rules emit during each call (default: yes), for
@@ -357,7 +380,9 @@ impl RuleHarness {
     }
 
     /// Runs the last rule loaded under `action` on `models` (`"Type:key"` each, in the order
-    /// the rule sees them) with `input` as its JSON input, in lock mode.
+    /// the rule sees them) with `input` as its JSON input, in lock mode. Pass
+    /// [`DEFAULT_ACTION`](crate::DEFAULT_ACTION) (`run`) for what a caller gets who names no
+    /// action.
     pub fn run(&self, action: &str, models: &[&str], input: Value) -> Run {
         self.run_in(Mode::Lock, action, models, input)
     }
@@ -375,12 +400,14 @@ impl RuleHarness {
     }
 
     /// Deletes every model this harness seeded or invoked: they read as their defaults again
-    /// (their versions still go up). Fixture files reset between cases.
+    /// (their versions still go up), and invocation ids start again from `inv-1`. Fixture files
+    /// reset between cases.
     ///
     /// # Errors
     ///
     /// A store error.
     pub fn reset(&self) -> Result<(), HarnessError> {
+        self.invocations.store(0, Ordering::Relaxed);
         let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(PoisonError::into_inner));
         for id in touched {
             self.block_on(self.engine.delete_model(&id.model_type, &id.key))?;
@@ -388,14 +415,22 @@ impl RuleHarness {
         Ok(())
     }
 
+    /// Runs `rule` with the harness's fixed context: what the invocation does not set, the rule
+    /// sees as the harness's time and the id `inv-<n>` (the n-th invocation since the last
+    /// reset), so the same test gives the same state on every run.
     fn invoke_with(&self, rule: &Rule, invocation: &Invocation) -> Run {
         for id in &invocation.models {
             self.touch(id);
         }
+        let n = self.invocations.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut invocation = invocation.clone();
+        let shown = &mut invocation.context;
+        shown.now_ms = shown.now_ms.or(Some(self.now_ms));
+        shown.invocation_id = shown.invocation_id.take().or_else(|| Some(format!("inv-{n}")));
         let started = Instant::now();
-        let (result, logs) = self.block_on_captured(self.engine.invoke(rule, invocation));
+        let (result, logs) = self.block_on_captured(self.engine.invoke(rule, &invocation));
         let result = result.map_err(Error::from);
-        Run { rule: rule.name().to_owned(), invocation: invocation.clone(), result, logs, elapsed: started.elapsed() }
+        Run { rule: rule.name().to_owned(), invocation, result, logs, elapsed: started.elapsed() }
     }
 
     /// Resolves `"Type:key"`: the type is the longest prefix before a `:` that names a
@@ -492,276 +527,21 @@ impl RuleHarness {
     }
 }
 
-/// The changes that make a model's state exactly `state` (unnamed fields at their defaults).
-fn seed_changes(target: &ModelTarget, state: &Value) -> Result<Vec<FieldChange>, String> {
-    let schema = &target.schema;
-    let Value::Object(given) = state else {
-        return Err(format!("the state must be a JSON object of fields, not {}", short(state)));
-    };
-    if let Some(unknown) = given.keys().find(|k| schema.field(k).is_none()) {
-        let fields: Vec<&str> = schema.fields().map(|(n, _)| n).collect();
-        return Err(format!("unknown field `{unknown}` (model type `{}` has: {})", schema.name(), fields.join(", ")));
-    }
-    let mut changes = Vec::new();
-    for (name, def) in schema.fields() {
-        let value = match given.get(name) {
-            Some(json) => FieldValue::from_json(def.ty, json)
-                .map_err(|reason| format!("field `{name}` ({}): {reason}", def.ty))?,
-            None => def.default.clone(),
-        };
-        let field = name.to_owned();
-        match value {
-            FieldValue::Scalar(value) => changes.push(FieldChange::Set { field, value }),
-            FieldValue::List(items) if items.is_empty() => changes.push(FieldChange::Clear { field }),
-            FieldValue::List(items) => changes.push(FieldChange::ListReplace { field, items }),
-            FieldValue::Dict(map) => {
-                changes.push(FieldChange::Clear { field: field.clone() });
-                if !map.is_empty() {
-                    changes.push(FieldChange::DictSet { field, entries: map.into_iter().collect() });
-                }
-            }
-        }
-    }
-    Ok(changes)
-}
-
 fn model_error(id: &ModelId, reason: String) -> HarnessError {
     HarnessError::Model { model: id.to_string(), reason }
 }
 
 /// `rule_level_up.wasm` → `rule-level-up`.
 fn rule_name(path: &Path) -> String {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    rule_name_of(&path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
+/// A usable rule name made of `name`: `-` for anything but ASCII letters, digits and `-`, and
+/// `rule-` before it unless it starts with a letter.
+fn rule_name_of(name: &str) -> String {
+    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
     if name.starts_with(|c: char| c.is_ascii_alphabetic()) { name } else { format!("rule-{name}") }
 }
-
-/// What one invocation through the harness did: its result, the rule's log records and the
-/// time it took. Assert on it with the `assert_*` methods (they panic with a report) or the
-/// `check_*` ones (they return the report).
-#[derive(Debug)]
-#[must_use = "a run does nothing more: assert on its output or error"]
-pub struct Run {
-    /// The rule's name.
-    pub rule: String,
-    /// The invocation.
-    pub invocation: Invocation,
-    /// What the engine returned.
-    pub result: Result<Outcome, Error>,
-    /// The rule's log records (empty if capture is off).
-    pub logs: Vec<RuleLogRecord>,
-    /// The wall time of the invocation.
-    pub elapsed: Duration,
-}
-
-impl Run {
-    fn setup_error(invocation: &Invocation, reason: &str) -> Self {
-        Self {
-            rule: String::new(),
-            invocation: invocation.clone(),
-            result: Err(Error::InvalidInput { reason: format!("harness: {reason}") }),
-            logs: Vec::new(),
-            elapsed: Duration::ZERO,
-        }
-    }
-
-    /// The outcome, if the invocation committed.
-    pub fn outcome(&self) -> Option<&Outcome> {
-        self.result.as_ref().ok()
-    }
-
-    /// The error, if the invocation failed.
-    pub fn error(&self) -> Option<&Error> {
-        self.result.as_ref().err()
-    }
-
-    /// The rule's output parsed as JSON, if the invocation committed.
-    pub fn output(&self) -> Option<Value> {
-        self.outcome().and_then(|o| serde_json::from_str(&o.output).ok())
-    }
-
-    /// Checks that the invocation committed and its output equals `expected` (JSON; numbers by
-    /// value).
-    ///
-    /// # Errors
-    ///
-    /// A [`Failure`] with the invocation, the expected and actual output (or the error) and
-    /// the rule's log.
-    pub fn check_output(&self, expected: &Value) -> Result<(), Failure> {
-        match &self.result {
-            Err(e) => Err(self
-                .failure(format!("expected output {}, but the invocation failed", short(expected)))
-                .line(format!("error ({}): {e}", e.kind()))),
-            Ok(outcome) => {
-                let actual = self.output().unwrap_or_else(|| Value::String(outcome.output.clone()));
-                match compare::exact(expected, &actual).first() {
-                    None => Ok(()),
-                    Some(d) => Err(self.failure(format!("output differs: {d}"))),
-                }
-            }
-        }
-    }
-
-    /// Checks that the invocation failed with an error of this kind ([`Error::kind`]:
-    /// `rejected`, `invalid_input`, `access`, `trapped`, ...) whose message contains
-    /// `message`, if given.
-    ///
-    /// # Errors
-    ///
-    /// A [`Failure`] saying what happened instead.
-    pub fn check_error(&self, kind: &str, message: Option<&str>) -> Result<(), Failure> {
-        let want = match message {
-            Some(m) => format!("a `{kind}` error containing {m:?}"),
-            None => format!("a `{kind}` error"),
-        };
-        match &self.result {
-            Ok(outcome) => Err(self
-                .failure(format!("expected {want}, but the invocation committed"))
-                .line(format!("output: {}", outcome.output))),
-            Err(e) if e.kind() != kind || message.is_some_and(|m| !e.to_string().contains(m)) => {
-                Err(self.failure(format!("expected {want}, got a `{}` error: {e}", e.kind())))
-            }
-            Err(_) => Ok(()),
-        }
-    }
-
-    /// Checks that the invocation committed.
-    ///
-    /// # Errors
-    ///
-    /// A [`Failure`] with the error.
-    pub fn check_ok(&self) -> Result<&Outcome, Failure> {
-        match &self.result {
-            Ok(outcome) => Ok(outcome),
-            Err(e) => Err(self.failure(format!("expected the invocation to commit, got a `{}` error: {e}", e.kind()))),
-        }
-    }
-
-    /// Asserts that the invocation committed and returns its outcome.
-    ///
-    /// # Panics
-    ///
-    /// With a report, if it failed.
-    #[track_caller]
-    pub fn expect_ok(&self) -> &Outcome {
-        match self.check_ok() {
-            Ok(outcome) => outcome,
-            Err(failure) => panic!("{failure}"),
-        }
-    }
-
-    /// Asserts the output; see [`Run::check_output`].
-    ///
-    /// # Panics
-    ///
-    /// With a report, if the invocation failed or its output differs.
-    #[track_caller]
-    pub fn assert_output(&self, expected: Value) -> &Self {
-        if let Err(failure) = self.check_output(&expected) {
-            panic!("{failure}");
-        }
-        self
-    }
-
-    /// Asserts the error; see [`Run::check_error`].
-    ///
-    /// # Panics
-    ///
-    /// With a report, if the invocation committed or failed otherwise.
-    #[track_caller]
-    pub fn assert_error(&self, kind: &str) -> &Self {
-        if let Err(failure) = self.check_error(kind, None) {
-            panic!("{failure}");
-        }
-        self
-    }
-
-    /// Asserts that the rule rejected the invocation with exactly this message.
-    ///
-    /// # Panics
-    ///
-    /// With a report, otherwise.
-    #[track_caller]
-    pub fn assert_rejected(&self, message: &str) -> &Self {
-        match &self.result {
-            Err(Error::Rejected { message: got }) if got == message => self,
-            _ => {
-                let failure = self
-                    .check_error("rejected", Some(message))
-                    .err()
-                    .unwrap_or_else(|| self.failure(format!("expected the rejection message {message:?} exactly")));
-                panic!("{failure}")
-            }
-        }
-    }
-
-    /// A failure report about this run: the headline, then the invocation and the rule's log.
-    pub fn failure(&self, headline: impl Into<String>) -> Failure {
-        let inv = &self.invocation;
-        let models: Vec<String> = inv.models.iter().map(ToString::to_string).collect();
-        let mut failure = Failure::new(headline).line(format!(
-            "invocation: rule `{}`, action `{}`, mode {}, models [{}], input {}",
-            self.rule,
-            inv.action,
-            inv.mode,
-            models.join(", "),
-            inv.input
-        ));
-        if let Ok(outcome) = &self.result {
-            let wrote: Vec<String> = outcome
-                .changes
-                .iter()
-                .filter(|m| !m.changes.is_empty())
-                .map(|m| {
-                    let changes: Vec<String> = m.changes.iter().map(|c| shorten(&c.to_string())).collect();
-                    format!("{}: {}", m.model, changes.join(", "))
-                })
-                .collect();
-            let wrote = if wrote.is_empty() { "nothing".to_owned() } else { wrote.join("; ") };
-            failure = failure.line(format!("wrote: {wrote}"));
-        }
-        for record in &self.logs {
-            failure = failure.line(format!("rule log: {record}"));
-        }
-        failure
-    }
-}
-
-/// A failed check: a headline and indented detail lines. Its `Display` is the report the
-/// `assert_*` methods panic with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// What went wrong, in one line.
-    pub headline: String,
-    /// The details: differences, the invocation, the rule's log.
-    pub lines: Vec<String>,
-}
-
-impl Failure {
-    /// A failure with a headline and no details.
-    pub fn new(headline: impl Into<String>) -> Self {
-        Self { headline: headline.into(), lines: Vec::new() }
-    }
-
-    /// Adds a detail line.
-    #[must_use]
-    pub fn line(mut self, line: impl Into<String>) -> Self {
-        self.lines.push(line.into());
-        self
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.headline)?;
-        for line in &self.lines {
-            write!(f, "\n    {line}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Failure {}
 
 #[cfg(test)]
 mod tests {

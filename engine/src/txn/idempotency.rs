@@ -248,11 +248,11 @@ impl From<CommitFailure> for Error {
 /// not even in one lock-mode group.
 #[derive(Debug, Default)]
 pub(super) struct InFlight {
-    keys: Mutex<HashMap<KeyOfModel, Arc<tokio::sync::Mutex<()>>>>,
+    keys: Mutex<KeyLocks>,
 }
 
-/// An idempotency key, with the model its record is kept beside.
-type KeyOfModel = (ModelId, String);
+/// One lock per (first model, idempotency key) running in this engine.
+type KeyLocks = HashMap<(ModelId, String), Arc<tokio::sync::Mutex<()>>>;
 
 /// A running invocation's hold on its key; dropping it lets the next one with the key go.
 pub(super) struct KeyHold {

@@ -184,16 +184,14 @@ impl Protocol {
 
     /// What the rule's attempt number `attempt` sees: the invocation id, the time.
     fn context(&self, invocation: &Invocation, invocation_id: &str, attempt: u32) -> RunContext {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        RunContext {
-            invocation_id: invocation_id.to_owned(),
-            now_ms,
-            action: invocation.action.clone(),
-            mode: invocation.mode,
-            attempt,
-        }
+        let now_ms = invocation.context.now_ms.unwrap_or_else(|| {
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        });
+        let mut context = RunContext::new(invocation_id, invocation.action.clone(), invocation.mode);
+        context.now_ms = now_ms;
+        context.attempt = attempt;
+        context.shown = invocation.context.clone();
+        context
     }
 
     /// Frees the locks of an attempt that failed after taking them (a rule failure, a refused

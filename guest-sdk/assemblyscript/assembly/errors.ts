@@ -102,12 +102,18 @@ export function okJson(json: string): Outcome {
   return Outcome.json(json);
 }
 
-/** A business refusal with a message for the caller: `return reject("Insufficient funds")`. */
+/**
+ * A business refusal with a message for the caller: `return reject("Insufficient funds")`. The
+ * invocation fails with error kind `rejected` (ERRORS.md lists every kind).
+ */
 export function reject(message: string): Outcome {
   return Outcome.error(RuleError.rejected(message));
 }
 
-/** An input the rule cannot work with: `return invalidInput("quantity must be positive")`. */
+/**
+ * An input the rule cannot work with: `return invalidInput("quantity must be positive")`. The
+ * invocation fails with error kind `invalid_input`.
+ */
 export function invalidInput(message: string): Outcome {
   return Outcome.error(RuleError.invalidInput(message));
 }

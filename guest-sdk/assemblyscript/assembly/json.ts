@@ -1,7 +1,7 @@
 // A small JSON value: parsed from the invocation's input, built for its output.
 //
 // Reading never traps: a value of the wrong shape (`item.get("quantity").asInt()` on a string,
-// a missing key) records an `invalid-input` failure naming the path (`items[0].quantity`) and
+// a missing key) records an `invalid_input` failure naming the path (`items[0].quantity`) and
 // returns a zero value; see errors.ts for how pending failures work. The `...Or(default)`
 // readers return the default for a missing or `null` value instead.
 //
@@ -278,7 +278,7 @@ export class Json {
   }
 
   /**
-   * Parses `text`. On a syntax error, records an `invalid-input` failure (with the position) and
+   * Parses `text`. On a syntax error, records an `invalid_input` failure (with the position) and
    * returns `null` JSON.
    */
   static parse(text: string): Json {

@@ -26,7 +26,7 @@ export function exportRule(rule: Rule): void {
 }
 
 /**
- * Runs the registered rule: parses the input (a syntax error is `invalid-input` and the rule is
+ * Runs the registered rule: parses the input (a syntax error is an `invalid_input` failure and the rule is
  * not called), calls the rule, and returns its output or error. A failure still pending when
  * the rule returns wins over what the rule returned.
  */

@@ -56,17 +56,19 @@ impl std::error::Error for AccessError {}
 
 /// Why a rule refused to complete. Any error means: write nothing.
 ///
-/// This is the WIT `rule-error` variant; its shape is fixed by the contract.
+/// This is the WIT `rule-error` variant; its shape is fixed by the contract. The invocation
+/// fails with the error kind each variant names (the workspace's `ERRORS.md` lists every kind).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleError {
-    /// A business refusal, with a message for the caller (for example "Insufficient funds").
-    /// Build it with [`reject`].
+    /// A business refusal, with a message for the caller (for example "Insufficient funds"):
+    /// error kind `rejected`. Build it with [`reject`].
     Rejected(String),
-    /// The input could not be understood by the rule (wrong JSON shape or values). Build it
-    /// with [`invalid_input`]; [`export_rule!`](crate::export_rule) returns it by itself when
-    /// the input does not parse.
+    /// The input could not be understood by the rule (wrong JSON shape or values): error kind
+    /// `invalid_input`. Build it with [`invalid_input`]; [`export_rule!`](crate::export_rule)
+    /// returns it by itself when the input does not parse.
     InvalidInput(String),
-    /// A model operation failed and the rule propagated it, usually with `?`.
+    /// A model operation failed and the rule propagated it, usually with `?`: error kind
+    /// `access`.
     Access(AccessError),
 }
 

@@ -98,11 +98,12 @@ pub enum Command {
     #[command(after_help = concat!(
         "Examples:\n",
         "  wasmtx test examples/rules/level-up/tests/fixtures.toml\n",
+        "  wasmtx test tests/fixtures.toml --rule .      # a Rust crate or an AssemblyScript project\n",
         "  wasmtx test tests/fixtures.toml --rule target/wasm32-unknown-unknown/release/my_rule.wasm\n",
         "  wasmtx --json test tests/fixtures.toml --case overflow\n\n",
-        "The format is documented in the Rust guide (guest-sdk/rust/README.md). Exit codes: 0 every case ",
-        "passed, 1 a case failed, 3 the fixture file cannot be read or parsed, 6 the rule or a schema ",
-        "cannot be loaded or built.",
+        "The format is documented in the Rust guide (guest-sdk/rust/README.md); error kinds in ERRORS.md. ",
+        "Exit codes: 0 every case passed, 1 a case failed, 3 the fixture file cannot be read or parsed (an ",
+        "unknown error kind included), 6 the rule or a schema cannot be loaded or built, or the .wasm is stale.",
     ))]
     Test(TestArgs),
 }
@@ -233,7 +234,7 @@ pub struct InvokeArgs {
     /// A model, as Type:key; repeat in the order the rule expects.
     #[arg(short, long = "model", value_name = "TYPE:KEY")]
     pub models: Vec<String>,
-    /// The action name (the lock name in lock mode) [default: the rule's name].
+    /// The action name (the lock name in lock mode) [default: run].
     #[arg(short, long)]
     pub action: Option<String>,
     /// How to keep the models consistent.
@@ -283,8 +284,9 @@ pub struct ServeArgs {
 pub struct TestArgs {
     /// The fixture file (TOML).
     pub file: PathBuf,
-    /// The rule: a .wasm file, or the directory of a rule crate (built for wasm32) [default: the
-    /// file's `rule`, relative to the file].
+    /// The rule: the directory of a Rust rule crate or an AssemblyScript project (built first),
+    /// or a .wasm file (refused if older than its project's sources) [default: the file's
+    /// `rule`, relative to the file].
     #[arg(long, value_name = "PATH")]
     pub rule: Option<PathBuf>,
     /// Run only the cases whose name contains this text.

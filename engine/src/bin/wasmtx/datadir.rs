@@ -12,6 +12,7 @@ use wasmtx::store::memory::MemoryDump;
 use wasmtx::{ErrorClass, MemoryStore};
 
 use crate::failure::Failure;
+use wasmtx::ErrorKind;
 
 /// How long a command waits for another process to let go of the directory.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -41,7 +42,7 @@ impl DataDir {
     /// embedded stores (just opened, still empty) it then keeps saving.
     pub fn open(path: &Path, models: MemoryStore, registry: MemoryRegistryStore) -> Result<Self, Failure> {
         let io = |what: &str, e: std::io::Error| {
-            Failure::new(ErrorClass::Internal, "data_dir", format!("{what} {}: {e}", path.display()))
+            Failure::new(ErrorClass::Internal, ErrorKind::DataDir, format!("{what} {}: {e}", path.display()))
         };
         std::fs::create_dir_all(path).map_err(|e| io("cannot create the data directory", e))?;
         let lock = File::create(path.join("lock")).map_err(|e| io("cannot create the lock file in", e))?;
@@ -55,7 +56,7 @@ impl DataDir {
                 Err(TryLockError::WouldBlock) => {
                     return Err(Failure::new(
                         ErrorClass::Conflict,
-                        "data_dir_busy",
+                        ErrorKind::DataDirBusy,
                         format!(
                             "the data directory {} is in use by another wasmtx process (a running `wasmtx serve`?)",
                             path.display()
@@ -68,7 +69,7 @@ impl DataDir {
         let file = path.join(STATE_FILE);
         let state = match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice::<State>(&bytes).map_err(|e| {
-                Failure::new(ErrorClass::Internal, "data_dir", format!("cannot read {}: {e}", file.display()))
+                Failure::new(ErrorClass::Internal, ErrorKind::DataDir, format!("cannot read {}: {e}", file.display()))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State { format: FORMAT, ..State::default() },
             Err(e) => return Err(io("cannot read the state in", e)),
@@ -76,7 +77,7 @@ impl DataDir {
         if state.format != FORMAT {
             return Err(Failure::new(
                 ErrorClass::Internal,
-                "data_dir",
+                ErrorKind::DataDir,
                 format!("{} has format {}, this wasmtx reads format {FORMAT}", file.display(), state.format),
             ));
         }
@@ -94,15 +95,16 @@ impl DataDir {
     /// file renamed over the old one).
     pub fn save(&mut self) -> Result<(), Failure> {
         let state = State { format: FORMAT, registry: self.registry.dump(), models: self.models.dump() };
-        let bytes = serde_json::to_vec(&state)
-            .map_err(|e| Failure::new(ErrorClass::Internal, "data_dir", format!("cannot encode the state: {e}")))?;
+        let bytes = serde_json::to_vec(&state).map_err(|e| {
+            Failure::new(ErrorClass::Internal, ErrorKind::DataDir, format!("cannot encode the state: {e}"))
+        })?;
         if self.last_saved.as_ref() == Some(&bytes) {
             return Ok(());
         }
         let tmp = self.path.join(format!(".{STATE_FILE}.tmp"));
         let file = self.path.join(STATE_FILE);
         std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &file)).map_err(|e| {
-            Failure::new(ErrorClass::Internal, "data_dir", format!("cannot write {}: {e}", file.display()))
+            Failure::new(ErrorClass::Internal, ErrorKind::DataDir, format!("cannot write {}: {e}", file.display()))
         })?;
         self.last_saved = Some(bytes);
         Ok(())

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use wasmtx::ErrorKind;
 use wasmtx::registry::RegistryError;
 use wasmtx::{Error, ErrorBody, ErrorClass, InvocationError, Origin, StoreError};
 
@@ -14,13 +15,13 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(class: ErrorClass, kind: &str, message: impl Into<String>) -> Self {
+    pub fn new(class: ErrorClass, kind: ErrorKind, message: impl Into<String>) -> Self {
         Self { class, body: ErrorBody::new(kind, message) }
     }
 
     /// Bad input given on the command line or in a file.
     pub fn input(message: impl Into<String>) -> Self {
-        Self::new(ErrorClass::BadInput, "bad_input", message)
+        Self::new(ErrorClass::BadInput, ErrorKind::BadInput, message)
     }
 
     /// An engine error of an invocation.

@@ -2,8 +2,8 @@
 
 use std::io::Read as _;
 
-use wasmtx::Invocation;
 use wasmtx::views::{invocation_json, parse_model_ref, short_digest};
+use wasmtx::{DEFAULT_ACTION, Invocation};
 
 use crate::args::InvokeArgs;
 use crate::failure::Failure;
@@ -26,8 +26,7 @@ pub async fn run(args: InvokeArgs, workspace: &Workspace, out: Output) -> Result
         None => args.input.clone(),
     };
     let mode = args.mode;
-    let mut invocation =
-        Invocation::new(args.action.clone().unwrap_or_else(|| args.rule.clone())).mode(mode).input(input);
+    let mut invocation = Invocation::new(args.action.as_deref().unwrap_or(DEFAULT_ACTION)).mode(mode).input(input);
     for text in &args.models {
         let id = parse_model_ref(text, |t| engine.model_type(t).is_ok()).map_err(Failure::input)?;
         invocation.models.push(id);

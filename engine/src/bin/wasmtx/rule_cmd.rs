@@ -20,7 +20,11 @@ pub async fn run(command: RuleCommand, workspace: &Workspace, out: Output) -> Re
             out.show(&up, || {
                 let v = &up.version;
                 let what = if up.created { "uploaded" } else { "already stored:" };
-                let state = if up.active { "active" } else { "inactive; `wasmtx rule activate` to run it" };
+                let state = if up.active {
+                    "active".to_owned()
+                } else {
+                    format!("inactive; `wasmtx rule activate {name} {}` runs it", v.version)
+                };
                 format!(
                     "{what} {name} v{} (sha256 {}, {} bytes, wasmtx:rule@{}) — {state}",
                     v.version,

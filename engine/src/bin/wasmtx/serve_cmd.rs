@@ -11,6 +11,7 @@ use wasmtx::server::{self, ServerConfig};
 use crate::args::{Global, ServeArgs};
 use crate::failure::Failure;
 use crate::workspace::{Purpose, Workspace};
+use wasmtx::ErrorKind;
 
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
@@ -20,14 +21,15 @@ pub async fn run(args: ServeArgs, global: &Global) -> Result<(), Failure> {
     config.protect_reads = args.protect_reads;
     config.body_limit = args.body_limit.unwrap_or(global.max_rule_bytes.saturating_add(64 << 10));
     config.drain_timeout = Duration::from_millis(args.drain_timeout_ms);
-    config.check_bind(args.addr).map_err(|e| Failure::new(ErrorClass::BadInput, "insecure_bind", e))?;
+    config.check_bind(args.addr).map_err(|e| Failure::new(ErrorClass::BadInput, ErrorKind::InsecureBind, e))?;
     let purpose = Purpose { warm: true, refresh: Duration::from_millis(args.refresh_ms.max(1)) };
     let mut workspace = Workspace::open(global, purpose).await?;
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| {
-        Failure::new(ErrorClass::BadInput, "cannot_listen", format!("cannot listen on {}: {e}", args.addr))
+        Failure::new(ErrorClass::BadInput, ErrorKind::CannotListen, format!("cannot listen on {}: {e}", args.addr))
     })?;
-    let local =
-        listener.local_addr().map_err(|e| Failure::new(ErrorClass::Internal, "cannot_listen", e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::new(ErrorClass::Internal, ErrorKind::CannotListen, e.to_string()))?;
     let store = match workspace.kind {
         "memory" => "embedded",
         other => other,
@@ -60,5 +62,5 @@ pub async fn run(args: ServeArgs, global: &Global) -> Result<(), Failure> {
         dir.lock().unwrap_or_else(PoisonError::into_inner).save()?;
     }
     info!("stopped");
-    served.map_err(|e| Failure::new(ErrorClass::Internal, "server", e.to_string()))
+    served.map_err(|e| Failure::new(ErrorClass::Internal, ErrorKind::Server, e.to_string()))
 }

@@ -2,11 +2,12 @@
 //! (`wasmtx::testing::fixtures`).
 
 use wasmtx::ErrorClass;
-use wasmtx::testing::fixtures::{Fixture, FixtureError};
+use wasmtx::testing::fixtures::{Fixture, FixtureError, count};
 
 use crate::args::TestArgs;
 use crate::failure::Failure;
 use crate::output::Output;
+use wasmtx::ErrorKind;
 
 pub fn run(args: &TestArgs, out: Output) -> Result<(), Failure> {
     let fixture = Fixture::from_path(&args.file).map_err(|e| failure(&e))?;
@@ -22,11 +23,11 @@ pub fn run(args: &TestArgs, out: Output) -> Result<(), Failure> {
             args.case.as_deref().unwrap_or("")
         )))
     } else {
-        let message = format!("{} of {} cases failed", report.failed, report.cases.len());
-        Err(Failure::new(ErrorClass::Internal, "test_failed", message))
+        let message = format!("{} of {} failed", report.failed, count(report.cases.len(), "case"));
+        Err(Failure::new(ErrorClass::Internal, ErrorKind::TestFailed, message))
     }
 }
 
 fn failure(error: &FixtureError) -> Failure {
-    Failure::new(error.class(), error.kind(), error.to_string())
+    Failure::new(error.class(), error.error_kind(), error.to_string())
 }

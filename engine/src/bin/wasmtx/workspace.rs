@@ -10,6 +10,7 @@ use wasmtx::{Engine, EngineConfig, ErrorClass};
 use crate::args::Global;
 use crate::datadir::DataDir;
 use crate::failure::Failure;
+use wasmtx::ErrorKind;
 
 /// An engine and its registry, and the data directory when the store is embedded.
 #[derive(Debug)]
@@ -50,7 +51,7 @@ impl Workspace {
             other => {
                 return Err(Failure::new(
                     ErrorClass::BadInput,
-                    "unsupported_store",
+                    ErrorKind::UnsupportedStore,
                     format!("this wasmtx does not support the {} store", other.kind()),
                 ));
             }

@@ -150,7 +150,9 @@ fn account() -> ModelTarget {
 }
 
 fn context(mode: Mode) -> RunContext {
-    RunContext { invocation_id: "inv-1".into(), now_ms: 1_700_000_000_000, action: "deposit".into(), mode, attempt: 1 }
+    let mut context = RunContext::new("inv-1", "deposit", mode);
+    context.now_ms = 1_700_000_000_000;
+    context
 }
 
 fn snapshot(target: &ModelTarget) -> ModelSnapshot {

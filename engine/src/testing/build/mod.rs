@@ -102,6 +102,28 @@ fn newest_mtime(path: &Path) -> Result<SystemTime, String> {
     Ok(newest)
 }
 
+/// The most recently modified file at or under `path` and its time (skipping `node_modules`
+/// and `build`, as [`newest_mtime`] does); `None` if there is none or it cannot be read.
+pub(crate) fn newest_file(path: &Path) -> Option<(SystemTime, PathBuf)> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some((meta.modified().ok()?, path.to_path_buf()));
+    }
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(path).ok()?.flatten() {
+        let name = entry.file_name();
+        if name == "node_modules" || name == "build" {
+            continue;
+        }
+        if let Some(found) = newest_file(&entry.path())
+            && newest.as_ref().is_none_or(|(t, _)| found.0 > *t)
+        {
+            newest = Some(found);
+        }
+    }
+    newest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

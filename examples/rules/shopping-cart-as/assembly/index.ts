@@ -9,7 +9,7 @@
 // - output: `{"items": 3, "total_price": 95}`, the cart's item count and total afterwards;
 // - errors: `rejected("invalid quantity 0 for apple: must be 1 to 1000000")` (or a price outside
 //   0 to 1000000000000), found while adding: the items added before it are not written either;
-//   `invalid-input` if the input does not have that shape (checked before anything is added).
+//   `invalid_input` if the input does not have that shape (checked before anything is added).
 //
 // Build: `npm install && npm run build` (or let `wasmtx_examples::rules::build_rules` do it);
 // the rule is `build/shopping_cart.wasm`.
@@ -30,7 +30,7 @@ class CartItem {
 }
 
 function addItemsToCart(ctx: Context, input: Json): Outcome {
-  // Read the whole input first: a malformed item is `invalid-input` before anything is added.
+  // Read the whole input first: a malformed item is `invalid_input` before anything is added.
   const lines = input.get("items").asArray();
   const items = new Array<CartItem>();
   for (let i = 0; i < lines.length; i++) {

@@ -11,7 +11,7 @@
 //! - output: `{"items": 3, "total_price": 95}`, the cart's item count and total afterwards;
 //! - errors: `rejected("invalid quantity 0 for apple: must be 1 to 1000000")` (or a price
 //!   outside 0 to 1000000000000), found while adding: the items added before it are not written
-//!   either; `invalid-input` if the input does not have that shape (checked before anything is
+//!   either; `invalid_input` if the input does not have that shape (checked before anything is
 //!   added).
 //!
 //! Build: `cargo build --release --target wasm32-unknown-unknown -p rule-shopping-cart` (or let

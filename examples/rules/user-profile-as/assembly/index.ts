@@ -8,7 +8,7 @@
 //   logs both changes in `activity_log`, and stamps `last_login` with the invocation's time
 //   (ISO 8601 UTC, `2024-03-01T12:34:56.789Z`, from `ctx.nowMs`: a rule has no clock);
 // - output: `{"username": "ada", "previous_email": "old@example.com", "email": "ada@example.com"}`;
-// - errors: `rejected("invalid email address: ...")`; `invalid-input` if a field is missing.
+// - errors: `rejected("invalid email address: ...")`; `invalid_input` if a field is missing.
 //
 // Build: `npm install && npm run build` (or let `wasmtx_examples::rules::build_rules` do it);
 // the rule is `build/user_profile.wasm`.

@@ -11,7 +11,7 @@
 //!   rule has no clock);
 //! - output: `{"username": "ada", "previous_email": "old@example.com", "email":
 //!   "ada@example.com"}`;
-//! - errors: `rejected("invalid email address: ...")`; `invalid-input` if a field is missing.
+//! - errors: `rejected("invalid email address: ...")`; `invalid_input` if a field is missing.
 //!
 //! Build: `cargo build --release --target wasm32-unknown-unknown -p rule-user-profile` (or let
 //! `wasmtx_examples::rules::build_rules` do it).

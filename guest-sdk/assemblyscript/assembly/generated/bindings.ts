@@ -628,21 +628,24 @@ export class Context {
 /** The cases of `RuleError`. */
 export enum RuleErrorTag {
   /**
-   * A business refusal, with a message for the caller (for example "Insufficient funds").
+   * A business refusal, with a message for the caller (for example "Insufficient funds"):
+   * error kind `rejected`.
    */
   Rejected = 0,
   /**
-   * The input could not be understood by the rule (wrong JSON shape or values).
+   * The input could not be understood by the rule (wrong JSON shape or values):
+   * error kind `invalid_input`.
    */
   InvalidInput = 1,
   /**
-   * A model operation failed and the rule chose to propagate it.
+   * A model operation failed and the rule chose to propagate it: error kind `access`.
    */
   Access = 2,
 }
 
 /**
- * Why a rule refused to complete. Any `err` means: write nothing.
+ * Why a rule refused to complete. Any `err` means: write nothing. The invocation then fails
+ * with the error kind each case names (ERRORS.md lists every kind).
  */
 export class RuleError {
   private constructor(
@@ -654,7 +657,8 @@ export class RuleError {
   private _access: AccessError | null = null;
 
   /**
-   * A business refusal, with a message for the caller (for example "Insufficient funds").
+   * A business refusal, with a message for the caller (for example "Insufficient funds"):
+   * error kind `rejected`.
    */
   static rejected(value: string): RuleError {
     const v = new RuleError(RuleErrorTag.Rejected);
@@ -668,7 +672,8 @@ export class RuleError {
   }
 
   /**
-   * The input could not be understood by the rule (wrong JSON shape or values).
+   * The input could not be understood by the rule (wrong JSON shape or values):
+   * error kind `invalid_input`.
    */
   static invalidInput(value: string): RuleError {
     const v = new RuleError(RuleErrorTag.InvalidInput);
@@ -682,7 +687,7 @@ export class RuleError {
   }
 
   /**
-   * A model operation failed and the rule chose to propagate it.
+   * A model operation failed and the rule chose to propagate it: error kind `access`.
    */
   static access(value: AccessError): RuleError {
     const v = new RuleError(RuleErrorTag.Access);

@@ -289,7 +289,7 @@ function valueToJson(value: Value): Json {
   return unreachable();
 }
 
-/** A scalar from JSON, or null after recording `invalid-input`. */
+/** A scalar from JSON, or null after recording an `invalid_input` failure. */
 function jsonToScalar(json: Json): Scalar | null {
   switch (json.kind) {
     case JsonKind.Bool:
