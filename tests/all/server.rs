@@ -322,8 +322,7 @@ async fn shutdown_lets_in_flight_invocations_finish() -> Result<()> {
     // server's clock: see the README's storage layout.)
     let mut conn = env.redis.client().await?;
     let data = format!("{}:{{Account:alice}}", env.redis.prefix);
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
-    let held = format!("999:{}:someone-else", secs * 1000 + micros / 1000 + 800);
+    let held = format!("999:{}:someone-else", crate::redis_now_ms(&mut conn).await? + 800);
     let _: () = redis::cmd("HSET").arg(&data).arg("~l:transfer").arg(held).query_async(&mut conn).await?;
     let in_flight = tokio::spawn({
         let (http, url) = (env.http.clone(), server.at("/v1/rules/bank-transfer/invoke"));

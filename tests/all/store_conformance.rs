@@ -199,11 +199,10 @@ mod redis {
             bail!("the lock was busy")
         };
         let held: String = redis::cmd("HGET").arg(keys.data(&bob.id)).arg("~l:pay").query_async(&mut conn).await?;
-        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
         let parts: Vec<&str> = held.splitn(3, ':').collect();
         ensure!(parts.len() == 3 && parts[0] == leases[0].token.to_string() && parts[2] == "engine-1", "lock {held}");
         let deadline: u64 = parts[1].parse()?;
-        ensure!(deadline > secs * 1000 + micros / 1000, "the deadline {deadline} is not ahead");
+        ensure!(deadline > crate::redis_now_ms(&mut conn).await?, "the deadline {deadline} is not ahead");
         let changes = vec![vec![
             FieldChange::Set { field: "holder".into(), value: Scalar::Str("Bob".into()) },
             FieldChange::Increment { field: "balance".into(), delta: 30 },

@@ -171,10 +171,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn load_unless_recorded(&self, models: &[ModelTarget], key: &str) -> Result<Loaded, StoreError>;
 
     /// Checks the records and the guard, then applies every change, writes the records (and
-    /// releases the guard's leases), in one atomic step. First the records (none may be
-    /// recorded as committed, and the attempt must not have been resolved as aborted), then the
-    /// guard (leases, then versions), then whether every change applies, then everything is
-    /// written.
+    /// releases the guard's leases), in one atomic step. Checked before anything is written:
+    /// the records (none may be recorded as committed, and the attempt must not have been
+    /// resolved as aborted), the guard (leases, then versions), and whether every change
+    /// applies. A commit refused for several of these reasons reports one of them (which one
+    /// is up to the store); in every case nothing was written.
     ///
     /// # Errors
     /// [`StoreError::Recorded`] when an invocation of the commit is recorded already,

@@ -18,6 +18,15 @@ use wasmtx::store::redis::KeyLayout;
 use wasmtx::{Engine, EngineBuilder, ModelSchema, Rule, Store};
 use wasmtx_examples::rules::{RuleArtifacts, build_rules};
 
+/// The Redis server's clock in Unix milliseconds (`TIME`): the clock lock deadlines use.
+///
+/// # Errors
+/// If Redis fails.
+pub async fn redis_now_ms(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64> {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    Ok(secs * 1000 + micros / 1000)
+}
+
 /// The Redis URL tests use.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -136,8 +145,7 @@ impl RedisFixture {
     /// If Redis fails.
     pub async fn held_locks(&self) -> Result<Vec<String>> {
         let mut conn = self.client().await?;
-        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
-        let now_ms = secs * 1000 + micros / 1000;
+        let now_ms = redis_now_ms(&mut conn).await?;
         let mut held = Vec::new();
         for (key, ty, _) in self.dump().await? {
             if ty != "hash" || key.contains(":dict:") {

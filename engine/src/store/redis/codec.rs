@@ -210,23 +210,29 @@ pub(super) fn decode_model(
 
 /// Maps a `{'WRONGTYPE', model, key, found}` reply to an error.
 pub(super) fn wrong_type(reply: &mut Reply, targets: &[ModelTarget]) -> StoreError {
-    let model = reply.int().ok().and_then(|i| usize::try_from(i - 1).ok()).and_then(|i| targets.get(i));
+    let model = model_named(reply, targets);
     let key = reply.text().unwrap_or_default();
     let found = reply.text().unwrap_or_default();
     StoreError::Corrupt {
-        model: model.map(|t| t.id.clone()).unwrap_or_else(|| ModelId::new("?", "?")),
+        model,
         field: key.rsplit(':').next().unwrap_or_default().to_owned(),
         reason: format!("key `{key}` holds a Redis {found}, not the type the schema needs"),
     }
 }
 
+/// The model an error reply names by its 1-based index in `targets`.
+fn model_named(reply: &mut Reply, targets: &[ModelTarget]) -> ModelId {
+    let model = reply.int().ok().and_then(|i| usize::try_from(i - 1).ok()).and_then(|i| targets.get(i));
+    model.map(|t| t.id.clone()).unwrap_or_else(|| ModelId::new("?", "?"))
+}
+
 /// Maps a `{'CORRUPT', model, field, reason}` reply (an engine field of the data hash that does
 /// not hold what it must) to an error.
 pub(super) fn corrupt_field(reply: &mut Reply, targets: &[ModelTarget]) -> StoreError {
-    let model = reply.int().ok().and_then(|i| usize::try_from(i - 1).ok()).and_then(|i| targets.get(i));
+    let model = model_named(reply, targets);
     let field = reply.text().unwrap_or_default();
     let reason = reply.text().unwrap_or_default();
-    StoreError::Corrupt { model: model.map(|t| t.id.clone()).unwrap_or_else(|| ModelId::new("?", "?")), field, reason }
+    StoreError::Corrupt { model, field, reason }
 }
 
 /// Decodes a committed record's text, `C<version>,...` + newline + payload.

@@ -246,7 +246,7 @@ local function commit(keys, args)
     if not string.match(m.current, '^%d+$') then
       return {'CORRUPT', i, '~v', 'holds `' .. m.current .. '`, not a count'}
     end
-    m.hval = {}
+    m.hval, m.written = {}, {}
     for x = 3, #m.fields do m.hval[m.fields[x]] = r[x] or false end
   end
 
@@ -315,7 +315,10 @@ local function commit(keys, args)
       local name, opargs = op.name, op.args
       if op.slot == 0 then
         if name == 'HSET' then
-          for x = 1, #opargs, 2 do m.hval[opargs[x]] = opargs[x + 1] end
+          for x = 1, #opargs, 2 do
+            m.hval[opargs[x]] = opargs[x + 1]
+            m.written[opargs[x]] = true
+          end
         elseif name == 'HINCRBY' then
           -- A field never written starts from its schema default.
           local cur = m.hval[opargs[1]] or opargs[3]
@@ -325,6 +328,7 @@ local function commit(keys, args)
           local new = add_int(cur, opargs[2])
           if not new then return {'CANNOT', i, op.field, 'increment would overflow a 64-bit int'} end
           m.hval[opargs[1]] = new
+          m.written[opargs[1]] = true
         else
           return redis.error_reply('wasmtx: unknown commit op ' .. tostring(name) .. ' on the data hash')
         end
@@ -433,20 +437,10 @@ local function commit(keys, args)
     end
   end
   for _, m in ipairs(models) do
-    -- The data hash: every scalar written, the version and the lock's release in one HSET.
-    local set = {}
-    for x = 3, #m.fields do
-      -- Increments, computed above (a field incremented twice is listed twice: written once).
-      local f = m.fields[x]
-      if m.hval[f] and set[f] == nil then set[f] = true end
-    end
+    -- The data hash: every scalar written (its final value from the simulation above), the
+    -- version and the lock's release in one HSET.
     local hset = {}
-    for _, op in ipairs(m.ops) do
-      if op.slot == 0 and op.name == 'HSET' then
-        for x = 1, #op.args, 2 do set[op.args[x]] = true end
-      end
-    end
-    for f in pairs(set) do
+    for f in pairs(m.written) do
       hset[#hset + 1] = f
       hset[#hset + 1] = m.hval[f]
     end
