@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
-use wasmtx::store::redis::RedisStore;
+use wasmtx::store::redis::{LIBRARY_VERSION, RedisStore};
 use wasmtx::store::{CommitGuard, CommitRecords, CommitRequest, LockAttempt, LockRequest};
 use wasmtx::{
     FieldChange, FieldType, FieldValue, ModelId, ModelSchema, ModelTarget, Scalar, ScalarKind, Store, StoreError,
@@ -14,11 +14,12 @@ use wasmtx::{
 
 use crate::private_redis::PrivateRedis;
 
-/// A stand-in library under the engine's name, stating `version`.
+/// A stand-in library under the engine's name, stating `version`, with a commit function under
+/// the unversioned name the engines of library version 2 call.
 fn fake_library(version: u32) -> String {
     format!(
         "#!lua name=wasmtx\nlocal VERSION = '{version}'\nredis.register_function('wasmtx_version', function() return \
-         VERSION end)\n"
+         VERSION end)\nredis.register_function('wasmtx_commit', function() return 'OLD' end)\n"
     )
 }
 
@@ -68,7 +69,7 @@ async fn connect_loads_the_library_and_a_function_flush_is_survived() -> Result<
     ensure!(libraries.is_empty(), "a fresh server has no functions: {libraries:?}");
 
     let store = RedisStore::builder(server.url()).prefix("lib").connect().await?;
-    ensure!(loaded_version(&mut conn).await? == "2", "connect loaded the library");
+    ensure!(loaded_version(&mut conn).await? == LIBRARY_VERSION.to_string(), "connect loaded the library");
     let target = counter()?;
     increment(&store, &target).await?;
 
@@ -78,7 +79,7 @@ async fn connect_loads_the_library_and_a_function_flush_is_survived() -> Result<
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await?;
     increment(&store, &target).await?;
     ensure!(count(&store, &target).await? == FieldValue::Scalar(Scalar::Int(2)), "two increments, each once");
-    ensure!(loaded_version(&mut conn).await? == "2", "the call loaded the library again");
+    ensure!(loaded_version(&mut conn).await? == LIBRARY_VERSION.to_string(), "the call loaded the library again");
     Ok(())
 }
 
@@ -86,10 +87,19 @@ async fn connect_loads_the_library_and_a_function_flush_is_survived() -> Result<
 async fn an_older_library_is_replaced_and_a_newer_one_is_refused() -> Result<()> {
     let server = PrivateRedis::start().await?;
     let mut conn = server.client().await?;
-    let _: String = redis::cmd("FUNCTION").arg("LOAD").arg(fake_library(1)).query_async(&mut conn).await?;
+    let _: String =
+        redis::cmd("FUNCTION").arg("LOAD").arg(fake_library(LIBRARY_VERSION - 1)).query_async(&mut conn).await?;
     let store = RedisStore::builder(server.url()).prefix("lib").connect().await?;
-    ensure!(loaded_version(&mut conn).await? == "2", "the older library was replaced");
+    ensure!(loaded_version(&mut conn).await? == LIBRARY_VERSION.to_string(), "the older library was replaced");
     increment(&store, &counter()?).await?;
+    // An older engine still running calls its own step names: they are gone, so it writes
+    // nothing (and its reload is refused as the newer library is there).
+    let old_call: redis::RedisResult<String> =
+        redis::cmd("FCALL").arg("wasmtx_commit").arg(0).query_async(&mut conn).await;
+    ensure!(
+        old_call.as_ref().is_err_and(|e| e.to_string().contains("Function not found")),
+        "an older engine's commit must find no function: {old_call:?}"
+    );
 
     let _: String =
         redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(fake_library(99)).query_async(&mut conn).await?;

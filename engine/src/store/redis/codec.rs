@@ -39,8 +39,13 @@ pub(super) struct CommitPart {
     pub ops: Vec<Vec<u8>>,
 }
 
+/// Encodes a model's changes as the commit function's ops. A run of scalar assignments goes as
+/// one `HSET` op (the common commit, which the function then writes from its arguments as they
+/// are): fewer arguments and less work in Redis.
 pub(super) fn encode_changes(layout: &KeyLayout, target: &ModelTarget, changes: &[FieldChange]) -> CommitPart {
-    let mut part = CommitPart { keys: Vec::new(), op_count: changes.len(), ops: Vec::new() };
+    let mut part = CommitPart { keys: Vec::new(), op_count: 0, ops: Vec::new() };
+    // Where the `argc` of the last op sits in `ops`, when that op is a data hash `HSET`.
+    let mut open_hset: Option<usize> = None;
     for change in changes {
         let field = change.field();
         let ty = target.schema.field(field).map(|f| f.ty);
@@ -54,6 +59,19 @@ pub(super) fn encode_changes(layout: &KeyLayout, target: &ModelTarget, changes: 
                 }
             },
         };
+        if let (0, FieldChange::Set { field, value }) = (slot, change) {
+            if let Some(at) = open_hset {
+                let argc = std::str::from_utf8(&part.ops[at]).ok().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+                part.ops[at] = (argc + 2).to_string().into_bytes();
+                part.ops.push(field.clone().into_bytes());
+                part.ops.push(value.encode());
+                continue;
+            }
+            open_hset = Some(part.ops.len() + 3);
+        } else {
+            open_hset = None;
+        }
+        part.op_count += 1;
         let (name, args): (&str, Vec<Vec<u8>>) = match change {
             FieldChange::Set { field, value } => ("HSET", vec![field.clone().into_bytes(), value.encode()]),
             FieldChange::Increment { field, delta } => {
@@ -255,5 +273,50 @@ pub(crate) fn redis_error(e: redis::RedisError) -> StoreError {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Backend(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn text(ops: &[Vec<u8>]) -> Vec<String> {
+        ops.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+    }
+
+    #[test]
+    fn a_run_of_scalar_sets_is_one_op_and_order_is_kept_around_other_ops() {
+        let schema = ModelSchema::from_toml(
+            "name = \"Account\"\n[fields]\nbalance = { type = \"int\", default = 0 }\n\
+             count = { type = \"int\", default = 7 }\nholder = { type = \"str\", default = \"\" }\n\
+             log = { type = \"list<str>\" }\n",
+        )
+        .map(Arc::new)
+        .unwrap_or_else(|e| panic!("schema: {e}"));
+        let target = ModelTarget { id: ModelId::new("Account", "a"), schema };
+        let set = |field: &str, value: Scalar| FieldChange::Set { field: field.into(), value };
+        let changes = [
+            set("balance", Scalar::Int(5)),
+            set("holder", Scalar::Str("ada".into())),
+            FieldChange::Increment { field: "count".into(), delta: 2 },
+            set("balance", Scalar::Int(6)),
+            FieldChange::ListAppend { field: "log".into(), items: vec![Scalar::Str("x".into())] },
+            set("holder", Scalar::Str("bo".into())),
+        ];
+        let part = encode_changes(&KeyLayout::new("p"), &target, &changes);
+        assert_eq!(part.op_count, 5);
+        assert_eq!(part.keys, vec!["p:{Account:a}:list:log".to_owned()]);
+        assert_eq!(
+            text(&part.ops),
+            [
+                "HSET", "0", "balance", "4", "balance", "5", "holder", "ada", // one op for the run
+                "HINCRBY", "0", "count", "3", "count", "2", "7", // with the schema default
+                "HSET", "0", "balance", "2", "balance", "6", // a new run after the increment
+                "RPUSH", "1", "log", "1", "x", //
+                "HSET", "0", "holder", "2", "holder", "bo",
+            ]
+        );
     }
 }

@@ -24,9 +24,26 @@ use crate::store::StoreError;
 /// The library's source.
 pub(super) const LIBRARY: &str = include_str!("library.lua");
 
-/// The version this engine speaks; the library's `VERSION` must say the same (a unit test
-/// checks). Bump both on every change of the library.
-pub(super) const LIBRARY_VERSION: u32 = 2;
+/// The version of the store's Redis Functions library (`wasmtx`) this build speaks; the
+/// library's `VERSION` says the same (a unit test checks). Bumped on every change of the
+/// library: at connect, a server holding an older version gets this one, a server holding a
+/// newer one is refused ([`StoreError::Incompatible`]).
+pub const LIBRARY_VERSION: u32 = 3;
+
+/// The library's functions, one per protocol step. Their names carry [`LIBRARY_VERSION`]: an
+/// engine of another version still running after an upgrade replaced the library finds no
+/// function (and is refused when it reloads) rather than calling one with arguments it lays
+/// out differently. Only `wasmtx_version`, which that check calls, keeps its name.
+pub(super) mod step {
+    pub const LOCK_AND_LOAD: &str = "wasmtx_v3_lock_and_load";
+    pub const LOAD: &str = "wasmtx_v3_load";
+    pub const COMMIT: &str = "wasmtx_v3_commit";
+    pub const RELEASE: &str = "wasmtx_v3_release";
+    pub const RESOLVE: &str = "wasmtx_v3_resolve";
+    pub const DELETE: &str = "wasmtx_v3_delete";
+    /// Every step.
+    pub const ALL: [&str; 6] = [LOCK_AND_LOAD, LOAD, COMMIT, RELEASE, RESOLVE, DELETE];
+}
 
 /// One call of a library function: `FCALL name numkeys keys... args...`.
 #[derive(Debug)]
@@ -181,8 +198,11 @@ mod tests {
     fn the_library_names_itself_and_states_the_version_the_engine_speaks() {
         assert!(LIBRARY.starts_with("#!lua name=wasmtx\n"));
         assert_eq!(version_of(LIBRARY), Some(LIBRARY_VERSION));
-        for name in ["lock_and_load", "load", "commit", "release", "resolve", "delete", "version"] {
-            assert!(LIBRARY.contains(&format!("'wasmtx_{name}'")), "{name} is registered");
+        for name in step::ALL {
+            assert!(name.starts_with(&format!("wasmtx_v{LIBRARY_VERSION}_")), "{name} carries the version");
+            assert!(LIBRARY.contains(&format!("'{name}'")), "{name} is registered");
         }
+        assert!(LIBRARY.contains("'wasmtx_version'"));
+        assert_eq!(LIBRARY.matches("redis.register_function").count(), step::ALL.len() + 1, "no other function");
     }
 }

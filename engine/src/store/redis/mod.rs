@@ -20,7 +20,8 @@ use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use self::codec::{Reply, collections, corrupt_field, decode_model, encode_changes, wrong_type};
-use self::functions::FunctionCall;
+pub use self::functions::LIBRARY_VERSION;
+use self::functions::{FunctionCall, step};
 pub use self::keys::{DEFAULT_PREFIX, KeyLayout};
 use super::record::retention_ms;
 use super::{
@@ -166,7 +167,7 @@ impl RedisStore {
     async fn load_with(&self, models: &[ModelTarget], key: Option<&str>) -> Result<Loaded, StoreError> {
         let keys = &self.inner.keys;
         let record = key.zip(models.first());
-        let mut call = FunctionCall::new("wasmtx_load");
+        let mut call = FunctionCall::new(step::LOAD);
         call.arg(models.len()).arg(if record.is_some() { "1" } else { "0" });
         let layouts = push_models(&mut call, keys, models);
         if let Some((key, anchor)) = record {
@@ -209,7 +210,7 @@ impl Store for RedisStore {
     async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError> {
         let keys = &self.inner.keys;
         let lease_ms = u64::try_from(request.lease.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut call = FunctionCall::new("wasmtx_lock_and_load");
+        let mut call = FunctionCall::new(step::LOCK_AND_LOAD);
         let record = request.record.as_deref().zip(request.models.first());
         call.arg(&request.owner).arg(lease_ms).arg(keys::lock_field(&request.action)).arg(request.models.len());
         call.arg(if record.is_some() { "1" } else { "0" });
@@ -291,7 +292,7 @@ impl Store for RedisStore {
             }
             CommitGuard::Versions { .. } | CommitGuard::Unguarded => false,
         };
-        let mut call = FunctionCall::new("wasmtx_commit");
+        let mut call = FunctionCall::new(step::COMMIT);
         call.arg(guard).arg(request.models.len()).arg(keys.released_channel());
         call.arg(keys::lock_field(&action)).arg(keys::lock_suffix(&action));
         call.arg(if check_clock { "1" } else { "0" });
@@ -320,7 +321,14 @@ impl Store for RedisStore {
             for k in &part.keys {
                 call.key(k);
             }
-            call.arg(token).arg(version.map(|v| v.to_string()).unwrap_or_default());
+            // The version the model gets, when a checked version makes it certain: it is written
+            // as sent, and Redis formats no number.
+            let checked = match request.guard {
+                CommitGuard::Leases { .. } | CommitGuard::Versions { .. } => part.op_count > 0,
+                CommitGuard::Unguarded => false,
+            };
+            let next = version.filter(|_| checked).map(|v| (v + 1).to_string()).unwrap_or_default();
+            call.arg(token).arg(version.map(|v| v.to_string()).unwrap_or_default()).arg(next);
             call.arg(part.keys.len()).arg(part.op_count);
             for op in &part.ops {
                 call.arg(op.as_slice());
@@ -382,7 +390,7 @@ impl Store for RedisStore {
         commit_id: &str,
         retention: Duration,
     ) -> Result<Vec<Option<StoredRecord>>, StoreError> {
-        let mut call = FunctionCall::new("wasmtx_resolve");
+        let mut call = FunctionCall::new(step::RESOLVE);
         for key in keys {
             call.key(self.inner.keys.record(anchor, key));
         }
@@ -402,7 +410,7 @@ impl Store for RedisStore {
         actions.sort_unstable();
         actions.dedup();
         for action in actions {
-            let mut call = FunctionCall::new("wasmtx_release");
+            let mut call = FunctionCall::new(step::RELEASE);
             call.arg(keys.released_channel()).arg(keys::lock_field(action)).arg(keys::lock_suffix(action));
             for lease in leases.iter().filter(|l| l.lock.action == action) {
                 call.key(keys.data(&lease.lock.model)).arg(lease.token);
@@ -416,7 +424,7 @@ impl Store for RedisStore {
     async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
         let keys = &self.inner.keys;
         let colls = collections(keys, model);
-        let mut call = FunctionCall::new("wasmtx_delete");
+        let mut call = FunctionCall::new(step::DELETE);
         call.key(keys.data(&model.id));
         for k in &colls.keys {
             call.key(k);
