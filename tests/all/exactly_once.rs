@@ -15,6 +15,7 @@ use crate::{Backend, TestEnv, compile_rules, engine_on, on_both_stores, probe_op
 
 on_both_stores!(
     a_lost_commit_reply_is_resolved_and_applies_once_in_every_mode,
+    a_lost_lock_and_load_reply_does_not_lock_the_model_for_the_lease,
     a_commit_nobody_can_resolve_is_an_unknown_outcome_and_its_key_tells_it_later,
     a_repeated_key_replays_from_a_second_engine_and_a_changed_invocation_is_refused,
     concurrent_repeats_of_one_key_apply_once,
@@ -57,6 +58,29 @@ async fn a_lost_commit_reply_is_resolved_and_applies_once_in_every_mode(backend:
             ensure!(count(&engine, &key).await? == 1, "{key}: applied {} times", count(&engine, &key).await?);
             ensure!(out.versions == vec![1], "{key}: versions {:?}", out.versions);
         }
+    }
+    ensure!(env.held_locks().await?.is_empty(), "locks left: {:?}", env.held_locks().await?);
+    Ok(())
+}
+
+/// The lock-and-load took the locks but its reply was lost: the engine's retry (the same
+/// invocation, the same lock owner) takes them again at once and applies once, instead of
+/// waiting behind its own locks for the whole lease (here 60 s, beside a 2 s acquire timeout),
+/// in lock mode alone and in a group.
+async fn a_lost_lock_and_load_reply_does_not_lock_the_model_for_the_lease(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend, "lost-lock-reply").await?;
+    for group in [1, 8] {
+        let (engine, rules, gated) = env.gated_engine(|b| {
+            b.lease(Duration::from_secs(60)).acquire_timeout(Duration::from_secs(2)).max_group(group)
+        })?;
+        let key = format!("lost-lock-{group}");
+        gated.lose_lock_replies(1);
+        let out = engine.invoke(&rules.probe, &bump(&key, Mode::Lock)).await.with_context(|| key.clone())?;
+        ensure!(out.attempts == 2, "{key}: {} attempts (the first lost its reply)", out.attempts);
+        ensure!(count(&engine, &key).await? == 1, "{key}: applied {} times", count(&engine, &key).await?);
+        let next =
+            engine.invoke(&rules.probe, &bump(&key, Mode::Lock)).await.with_context(|| format!("{key}: next"))?;
+        ensure!(next.attempts == 1 && count(&engine, &key).await? == 2, "{key}: the next invocation: {next:?}");
     }
     ensure!(env.held_locks().await?.is_empty(), "locks left: {:?}", env.held_locks().await?);
     Ok(())

@@ -32,9 +32,12 @@ pub struct LockRequest {
     pub models: Vec<ModelTarget>,
     /// The action name; one lock per (model, action).
     pub action: String,
-    /// Who takes the locks (engine instance and invocation), stored in the lock for diagnosis.
-    /// The engine makes it `<instance>-<sequence number>`; other callers should likewise not
-    /// end it with `:w`, which the Redis store appends to a lock's value to flag a waiter.
+    /// Who takes the locks (engine instance and invocation), stored in the lock. A live lock
+    /// of the same owner is taken again, with a new token that fences the old lease off: that
+    /// is how a retry recovers the locks of an attempt whose lock-and-load reply was lost, so
+    /// an owner must name one invocation, never two that run at once. The engine makes it
+    /// `<instance>-<sequence number>`; other callers should likewise not end it with `:w`,
+    /// which the Redis store appends to a lock's value to flag a waiter.
     pub owner: String,
     /// How long the locks live if their holder never commits or releases them.
     pub lease: Duration,

@@ -2,7 +2,8 @@
 //! (or rule run) and its commit, act meanwhile (let a lease run out, write from another
 //! client), then let the commit go. It also loses commit replies on request (the commit
 //! applied but its caller hears `Unavailable`, or it never arrived), and can fail the
-//! resolves that follow. Every other call goes straight to the wrapped store.
+//! resolves that follow; and loses lock-and-load replies (the locks were taken, the caller
+//! hears `Unavailable`). Every other call goes straight to the wrapped store.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,6 +34,7 @@ pub struct GatedStore {
     lost_replies: Mutex<VecDeque<LostReply>>,
     failing_resolves: AtomicU32,
     resolves: AtomicU32,
+    lost_lock_replies: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -74,12 +76,19 @@ impl GatedStore {
             lost_replies: Mutex::new(VecDeque::new()),
             failing_resolves: AtomicU32::new(0),
             resolves: AtomicU32::new(0),
+            lost_lock_replies: AtomicU32::new(0),
         })
     }
 
     /// Loses the reply of the next commit that has no lost reply planned yet.
     pub fn lose_reply(&self, how: LostReply) {
         self.lost_replies.lock().unwrap_or_else(PoisonError::into_inner).push_back(how);
+    }
+
+    /// Loses the replies of the next `n` lock-and-loads: each runs (and may take its locks),
+    /// then its caller hears `Unavailable`.
+    pub fn lose_lock_replies(&self, n: u32) {
+        self.lost_lock_replies.store(n, Ordering::SeqCst);
     }
 
     /// Makes the next `n` resolves fail as if the store were unreachable.
@@ -104,7 +113,16 @@ impl GatedStore {
 #[async_trait]
 impl Store for GatedStore {
     async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError> {
-        self.inner.try_lock_and_load(request).await
+        let lose =
+            self.lost_lock_replies.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let attempt = self.inner.try_lock_and_load(request).await;
+        if lose {
+            let took = matches!(attempt, Ok(LockAttempt::Acquired { .. }));
+            return Err(StoreError::Unavailable(format!(
+                "the test lost the lock-and-load reply (locks taken: {took})"
+            )));
+        }
+        attempt
     }
     async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError> {
         self.inner.load(models).await

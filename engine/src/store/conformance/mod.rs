@@ -22,6 +22,7 @@
 
 mod checks;
 mod fixture;
+mod ownership;
 mod records;
 
 use std::fmt;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::checks::*;
+pub use self::ownership::*;
 pub use self::records::*;
 use crate::store::{Store, StoreError};
 
@@ -155,6 +157,7 @@ macro_rules! __conformance_check_names {
             changes_in_one_batch_apply_in_order,
             models_whose_names_split_differently_are_kept_apart,
             same_model_and_action_is_exclusive_other_pairs_are_not,
+            a_lock_whose_reply_was_lost_is_taken_again_by_its_owner_and_fences_the_lost_lease,
             multi_model_lock_is_all_or_nothing,
             fencing_tokens_increase_per_model_across_actions_release_expiry_and_delete,
             expired_lease_is_taken_over_and_its_late_commit_writes_nothing,

@@ -133,7 +133,11 @@ impl State {
         }
         for (model_index, target) in request.models.iter().enumerate() {
             let lock = LockId { model: target.id.clone(), action: request.action.clone() };
-            if let Some(held) = self.live_lock(&lock, now) {
+            // A live lock of this owner was taken by an attempt whose reply was lost: it is
+            // taken again (the new token fences the old one off).
+            if let Some(held) = self.live_lock(&lock, now)
+                && held.owner != request.owner
+            {
                 let expires_in = held.expires_at.saturating_duration_since(now);
                 return Ok(LockAttempt::Busy { model_index, expires_in: Some(expires_in) });
             }

@@ -54,6 +54,13 @@ local function read_typed(cmd, key, ...)
   return r, nil
 end
 
+-- Whether lock value `held` names `owner`, and whether a waiter flagged it.
+local function owned_by(held, owner)
+  local named = match(held, '^%d+:%d+:(.*)$')
+  if named == owner then return true, false end
+  return named == owner .. ':w', true
+end
+
 -- Reads model `i`'s data hash. Returns it (flat), its fencing counter (text) and the value of
 -- its field `lock_field` (if given and present), or nil and the error reply (a key of the
 -- wrong type, an engine field that is not a count).
@@ -124,14 +131,21 @@ local function lock_and_load(keys, args)
     flats[i], fences[i], helds[i] = flat, fence, held
     k, a = k + 1 + c, a + 2
   end
-  local now = now_ms()
+  -- A live lock is busy unless it names this owner: then an earlier attempt of this invocation
+  -- took it and its reply was lost; it is taken again (a new token fences the lost one off),
+  -- keeping a waiter's flag.
+  local now, flagged = now_ms(), {}
   for i = 1, n do
     local held = helds[i]
     if held and held ~= '' then
       local _, deadline = lock_parts(held)
       if deadline and deadline > now then
-        if sub(held, -2) ~= ':w' then redis.call('HSET', keys[ks[i]], field, held .. ':w') end
-        return {'BUSY', i, deadline - now}
+        local mine, waited = owned_by(held, owner)
+        if not mine then
+          if sub(held, -2) ~= ':w' then redis.call('HSET', keys[ks[i]], field, held .. ':w') end
+          return {'BUSY', i, deadline - now}
+        end
+        flagged[i] = waited
       end
     end
   end
@@ -150,7 +164,7 @@ local function lock_and_load(keys, args)
   for i = 1, n do
     local token = tonumber(fences[i]) + 1
     local text = format('%d', token)
-    redis.call('HSET', keys[ks[i]], '~f', text, field, text .. tail)
+    redis.call('HSET', keys[ks[i]], '~f', text, field, text .. (flagged[i] and tail .. ':w' or tail))
     out[#out + 1] = token
     out[#out + 1] = flats[i]
     local colls = loaded[i]
