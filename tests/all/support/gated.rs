@@ -2,7 +2,8 @@
 //! (or rule run) and its commit, act meanwhile (let a lease run out, write from another
 //! client), then let the commit go. It also loses commit replies on request (the commit
 //! applied but its caller hears `Unavailable`, or it never arrived), and can fail the
-//! resolves that follow. Every other call goes straight to the wrapped store.
+//! resolves that follow. It also tells when a lock-and-load took its locks, and counts
+//! releases. Every other call goes straight to the wrapped store.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,6 +34,8 @@ pub struct GatedStore {
     lost_replies: Mutex<VecDeque<LostReply>>,
     failing_resolves: AtomicU32,
     resolves: AtomicU32,
+    lock_watchers: Mutex<Vec<oneshot::Sender<Vec<LockLease>>>>,
+    releases: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -74,6 +77,8 @@ impl GatedStore {
             lost_replies: Mutex::new(VecDeque::new()),
             failing_resolves: AtomicU32::new(0),
             resolves: AtomicU32::new(0),
+            lock_watchers: Mutex::new(Vec::new()),
+            releases: AtomicU32::new(0),
         })
     }
 
@@ -92,6 +97,19 @@ impl GatedStore {
         self.resolves.load(Ordering::SeqCst)
     }
 
+    /// Resolves with the leases of the next lock-and-load that takes its locks, once the store
+    /// has taken them (before its caller sees them).
+    pub fn on_next_lock(&self) -> oneshot::Receiver<Vec<LockLease>> {
+        let (tx, rx) = oneshot::channel();
+        self.lock_watchers.lock().unwrap_or_else(PoisonError::into_inner).push(tx);
+        rx
+    }
+
+    /// How many releases were asked for (whatever they released).
+    pub fn releases(&self) -> u32 {
+        self.releases.load(Ordering::SeqCst)
+    }
+
     /// Arms a gate for the next commit that has none yet (gates are used in arming order).
     pub fn arm(&self) -> GateHandle {
         let (reached_tx, reached_rx) = oneshot::channel();
@@ -104,7 +122,14 @@ impl GatedStore {
 #[async_trait]
 impl Store for GatedStore {
     async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError> {
-        self.inner.try_lock_and_load(request).await
+        let attempt = self.inner.try_lock_and_load(request).await?;
+        if let LockAttempt::Acquired { leases, .. } = &attempt {
+            let watchers = std::mem::take(&mut *self.lock_watchers.lock().unwrap_or_else(PoisonError::into_inner));
+            for watcher in watchers {
+                let _ = watcher.send(leases.clone());
+            }
+        }
+        Ok(attempt)
     }
     async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError> {
         self.inner.load(models).await
@@ -147,7 +172,9 @@ impl Store for GatedStore {
         }
     }
     async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError> {
-        self.inner.release(leases).await
+        let released = self.inner.release(leases).await;
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        released
     }
     async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
         self.inner.delete(model).await
