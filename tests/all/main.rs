@@ -21,6 +21,7 @@ mod harness;
 mod isolation;
 mod lock_mode;
 mod modes;
+mod prompt_release;
 mod redis_library;
 mod registry;
 mod server;

@@ -61,7 +61,9 @@ async fn a_looping_rule_leaves_the_only_host_thread_to_timers_on_redis() -> Resu
 /// With as many looping rules (deadline 3 s) as the runtime has worker threads, a trivial
 /// invocation on another model commits while every one of them still loops.
 async fn a_trivial_invocation_does_not_wait_for_looping_rules(backend: Backend) -> Result<()> {
-    let env = TestEnv::with(backend, "stall-peers", |b| b.deadline(Duration::from_secs(3))).await?;
+    let env =
+        TestEnv::with(backend, "stall-peers", |b| b.deadline(Duration::from_secs(3)).lease(Duration::from_secs(10)))
+            .await?;
     let loopers: Vec<_> = (0..4)
         .map(|i| {
             let (engine, probe) = (env.engine.clone(), env.rules.probe.clone());
@@ -147,6 +149,7 @@ async fn a_cancelled_caller_stops_its_rule_and_frees_the_slot(backend: Backend) 
         let mut config = EngineConfig::default();
         config.runtime.max_instances = 1;
         config.runtime.deadline = Duration::from_secs(3);
+        config.lease = Duration::from_secs(10);
         config.acquire_timeout = Duration::from_millis(300);
         config.retry = wasmtx::RetryPolicy::never();
         b.config(config)

@@ -43,7 +43,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Sets the lock lease.
+    /// Sets the lock lease (see [`EngineConfig::lease`]: default 3 s).
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;

@@ -15,8 +15,31 @@ use crate::runtime::RuntimeConfig;
 pub struct EngineConfig {
     /// Sandbox settings: deadline, memory cap, limits.
     pub runtime: RuntimeConfig,
-    /// How long a lock lives if its holder never commits (crash, partition). Must exceed the
-    /// rule deadline plus two store round trips.
+    /// How long a lock lives if its holder never commits or releases it (a crash, a
+    /// partition). Must be longer than the rule deadline ([`EngineConfig::validate`]), and
+    /// should exceed the rule deadline plus two store round trips by a wide margin: half of it
+    /// bounds what one lock hold may spend waiting for a sandbox slot, re-running the rule on
+    /// fresh state and growing a group, and the commit must land before it runs out. Default
+    /// 3 s.
+    ///
+    /// # Notes
+    /// The lease is what a holder that never comes back costs everyone else: a process killed
+    /// while it holds locks runs no code, so they stay taken until the lease runs out. The
+    /// default, 3 s, is below the default acquire timeout (5 s), so that an invocation that
+    /// starts waiting after a holder crashed still gets the lock instead of timing out, and 30
+    /// times the default rule deadline (100 ms), which leaves 1.5 s per hold to the flows
+    /// above. Raise it with the rule deadline (to well over twice the deadline: a rule that
+    /// runs 1 s wants a lease of 3 s or more), and keep it below the acquire timeout if waiters
+    /// should outlast a crashed holder.
+    ///
+    /// A caller that gives up (drops the future of [`Engine::invoke`](crate::Engine::invoke):
+    /// a timeout, a dropped HTTP request) does not cost a lease: its locks are released by a
+    /// background task of the engine, handed over by the invocation's `Drop`, within one
+    /// store round trip. The release is checked against the lease's fencing token, so it frees
+    /// only what the invocation still holds (a commit that landed released them already; one
+    /// still on its way cannot land on a free lock). That task runs on the Tokio runtime of the
+    /// invocations; an engine driven without a Tokio runtime has none, and there a cancelled
+    /// invocation's locks run out with their lease, as a crashed process's do.
     pub lease: Duration,
     /// How long an invocation waits for its locks before failing with
     /// [`Error::LockTimeout`].
@@ -41,7 +64,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             runtime: RuntimeConfig::default(),
-            lease: Duration::from_secs(10),
+            lease: Duration::from_secs(3),
             acquire_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             max_group: 32,

@@ -209,6 +209,12 @@ impl Engine {
     /// returns the first outcome with [`Outcome::replayed`] set; a commit whose reply was lost
     /// is looked up before anything else is decided, so the engine's own retries never apply an
     /// invocation twice.
+    ///
+    /// Cancellation: dropping the future (a timeout, a dropped HTTP request) stops the rule and
+    /// writes nothing, except that a commit already sent may still land (whole, under the
+    /// invocation's key). The locks the invocation held, or was taking, are released within a
+    /// store round trip by a background task of the engine, not left to run out with their
+    /// lease (see [`EngineConfig::lease`]; without a Tokio runtime they do run out).
     pub async fn invoke(&self, rule: &Rule, invocation: &Invocation) -> Result<Outcome, InvocationError> {
         let plan = self.resolve(invocation).map_err(InvocationError::before_start)?;
         let policy = invocation.retry.unwrap_or(self.inner.config.retry);

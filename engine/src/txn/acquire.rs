@@ -1,16 +1,18 @@
 //! Taking an invocation's locks: the local line first, then the store, waiting for releases
 //! with a bound.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::Protocol;
 use super::local_queue::LocalTurn;
+use super::release::{HeldLeases, PendingLock};
 use crate::error::Error;
 use crate::model::change::ModelSnapshot;
 use crate::model::ids::LockId;
-use crate::store::{LockAttempt, LockLease, LockRequest, StoredRecord};
+use crate::store::{LockAttempt, LockRequest, StoredRecord};
 
 /// The longest a waiter sleeps without re-trying, in case a release announcement was lost
 /// (a dropped Pub/Sub connection, say). Releases normally wake waiters at once.
@@ -19,8 +21,9 @@ const MAX_QUIET_WAIT: Duration = Duration::from_millis(250);
 /// Locks held and models loaded.
 #[derive(Debug)]
 pub(super) struct Acquired {
-    /// One lease per model, request order.
-    pub leases: Vec<LockLease>,
+    /// One lease per model, request order: released by the releaser if dropped before a
+    /// commit or a release settles them (a cancelled invocation).
+    pub leases: HeldLeases,
     /// One snapshot per model, request order.
     pub snapshots: Vec<ModelSnapshot>,
     /// Time spent before the attempt that succeeded.
@@ -79,12 +82,16 @@ impl Protocol {
         // Watch before the first attempt: a release between a refused attempt and the wait
         // below must still wake us.
         let mut releases = self.store.watch(&locks);
+        // Each attempt owns its request, so that one cancelled in flight can be finished (and
+        // what it took released) by the releaser.
+        let request = Arc::new(request.clone());
+        let sender = self.releaser.sender();
         loop {
             let attempt_start = Instant::now();
-            match self.store.try_lock_and_load(request).await? {
+            match PendingLock::new(&self.store, &request, sender.clone()).await? {
                 LockAttempt::Acquired { leases, snapshots } => {
                     return Ok(Acquisition::Held(Acquired {
-                        leases,
+                        leases: HeldLeases::new(leases, sender),
                         snapshots,
                         waited: attempt_start - start,
                         load: attempt_start.elapsed(),

@@ -336,13 +336,13 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
             next = next_member(protocol, key, &members[0].plan.sorted);
         }
     }
-    let tokens: Vec<u64> = acquired.leases.iter().map(|l| l.token).collect();
+    let tokens: Vec<u64> = acquired.leases.leases().iter().map(|l| l.token).collect();
     let targets = members[0].plan.sorted.clone();
     let mut reruns = 0;
     loop {
         debug!(size = members.len(), succeeded = pass.succeeded, reruns, "group ran");
         if members.is_empty() {
-            protocol.release_after_failure(&acquired.leases, "every member of the group was a replay").await;
+            protocol.release_after_failure(acquired.leases, "every member of the group was a replay").await;
             return;
         }
         let changes = match &pass.state {
@@ -371,7 +371,7 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
         let request = CommitRequest {
             models: &targets,
             changes: &changes,
-            guard: CommitGuard::Leases { leases: &acquired.leases, versions: &versions },
+            guard: CommitGuard::Leases { leases: acquired.leases.leases(), versions: &versions },
             records: CommitRecords::NONE,
         };
         let committed = protocol.commit(request, &entries, &members[0].idem).await;
@@ -379,6 +379,8 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
         drop(entries);
         let error = match committed {
             Ok(Committed::Applied(receipt)) => {
+                // The commit released the locks.
+                acquired.leases.settle();
                 drop(acquired.turn);
                 for (member, result) in members.into_iter().zip(pass.results) {
                     let reply = result.map(|ran| {
@@ -434,7 +436,7 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
             Err(e) => Error::from(e),
         };
         // Nothing of the group was written (or, for an unknown outcome, it may all have been).
-        protocol.release_after_failure(&acquired.leases, "group commit refused").await;
+        protocol.release_after_failure(acquired.leases, "group commit refused").await;
         drop(acquired.turn);
         if pass.succeeded == 0 {
             // Every run failed on the stored state and had nothing to write: each error stands.

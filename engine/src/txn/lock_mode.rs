@@ -24,7 +24,9 @@ pub(super) async fn run(
     idem: &Idempotency,
     context: RunContext,
 ) -> Result<Outcome> {
-    // Groups run on a task of their own: without a Tokio runtime to spawn it on, run alone.
+    // Groups run on a task of their own: without a Tokio runtime to spawn it on, run alone
+    // (and, with no releaser task either, a caller that drops its future leaves its locks to
+    // run out with their lease: see `release`).
     let runtime = match tokio::runtime::Handle::try_current() {
         Ok(runtime) if protocol.settings.max_group > 1 => runtime,
         _ => return run_alone(protocol, rule, invocation, plan, idem, context).await,
@@ -56,7 +58,8 @@ pub(super) async fn run(
 /// refused because another writer changed a model since the load (another action's lock, a
 /// pipeline, a direct write) is not reported: the rule runs again on fresh state under the
 /// locks it still holds ([`Protocol::reload_under_locks`]). On any failure after the locks were
-/// taken, they are released before the error returns.
+/// taken, they are released before the error returns; if the caller drops the future while it
+/// holds them, the engine's releaser releases them ([`super::release`]).
 async fn run_alone(
     protocol: &Protocol,
     rule: &Rule,
@@ -83,14 +86,14 @@ async fn run_alone(
     let mut load_time = acquired.load;
     let mut run_time = Duration::ZERO;
     let mut reruns = 0;
-    let tokens: Vec<u64> = plan.to_caller_order(&acquired.leases.iter().map(|l| l.token).collect::<Vec<_>>());
+    let tokens: Vec<u64> = plan.to_caller_order(&acquired.leases.leases().iter().map(|l| l.token).collect::<Vec<_>>());
     loop {
         let snapshots = plan.to_caller_order(&loaded);
         let slot_deadline = protocol.slot_deadline_under_locks(held_since);
         let (output, run) = match protocol.run_rule(rule, invocation, plan, &context, &snapshots, slot_deadline).await {
             Ok(ran) => ran,
             Err(e) => {
-                protocol.release_after_failure(&acquired.leases, "rule failed").await;
+                protocol.release_after_failure(acquired.leases, "rule failed").await;
                 return Err(e);
             }
         };
@@ -105,14 +108,14 @@ async fn run_alone(
         let request = CommitRequest {
             models: &plan.sorted,
             changes: &sorted_changes,
-            guard: CommitGuard::Leases { leases: &acquired.leases, versions: &versions },
+            guard: CommitGuard::Leases { leases: acquired.leases.leases(), versions: &versions },
             records: CommitRecords::NONE,
         };
         let receipt = match protocol.commit(request, &entries, idem).await {
             Ok(Committed::Applied(receipt)) => receipt,
             Ok(Committed::Recorded { record, .. }) => {
                 // Another mode committed the key meanwhile: nothing of this run was written.
-                protocol.release_after_failure(&acquired.leases, "the invocation was committed meanwhile").await;
+                protocol.release_after_failure(acquired.leases, "the invocation was committed meanwhile").await;
                 let timings =
                     Timings { wait: acquired.waited, load: load_time, run: run_time, commit: commit_start.elapsed() };
                 return replay(plan, idem, &record, timings);
@@ -127,7 +130,7 @@ async fn run_alone(
                         continue;
                     }
                     Err(e) => {
-                        protocol.release_after_failure(&acquired.leases, "models kept changing").await;
+                        protocol.release_after_failure(acquired.leases, "models kept changing").await;
                         return Err(e);
                     }
                 }
@@ -135,12 +138,14 @@ async fn run_alone(
             Err(e) => {
                 // Nothing was written (or, for an unknown outcome, the locks are ours or run
                 // out). Free what we may still hold (a no-op for lost locks).
-                protocol.release_after_failure(&acquired.leases, "commit refused").await;
+                protocol.release_after_failure(acquired.leases, "commit refused").await;
                 return Err(e.into());
             }
         };
         let commit_time = commit_start.elapsed();
-        // Local followers may go now that the store released the locks.
+        // The commit released the locks: nothing is left for the releaser, and local followers
+        // may go.
+        acquired.leases.settle();
         drop(acquired.turn);
         return Ok(outcome(
             plan,

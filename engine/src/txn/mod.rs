@@ -11,8 +11,9 @@
 //!
 //! Files, one job each: `plan` (an invocation resolved into lock order), `flow` (the steps the
 //! flows share: running the rule, assembling the outcome), `idempotency` (keys, records,
-//! replays, lost commit replies), `acquire` and `local_queue` (taking locks), one file per
-//! mode, and `group` (group commit).
+//! replays, lost commit replies), `acquire` and `local_queue` (taking locks), `release`
+//! (releasing the locks of invocations whose callers gave up), one file per mode, and `group`
+//! (group commit).
 
 mod acquire;
 mod flow;
@@ -23,6 +24,7 @@ mod lock_mode;
 mod optimistic;
 mod pipeline;
 mod plan;
+mod release;
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,12 +36,13 @@ use tracing::{debug, warn};
 
 use self::idempotency::Idempotency;
 pub(crate) use self::plan::Plan;
+use self::release::{HeldLeases, Releaser};
 use crate::engine::EngineConfig;
 use crate::error::{Error, InvocationError, Result};
 use crate::invocation::{Invocation, Mode, Outcome, RetryPolicy, RunContext};
 use crate::rule::Rule;
 use crate::runtime::RuleRuntime;
-use crate::store::{LockLease, Store};
+use crate::store::Store;
 
 /// The protocol settings of an engine: the timeouts and sizes the flows read.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +81,8 @@ pub(crate) struct Protocol {
     queue: local_queue::LocalLockQueue,
     groups: group::GroupLines,
     inflight: idempotency::InFlight,
+    /// Releases the locks of invocations dropped while they held them.
+    releaser: Releaser,
     /// This engine instance's id: the first half of every invocation id (and lock owner).
     instance: String,
     sequence: AtomicU64,
@@ -90,6 +95,7 @@ impl fmt::Debug for Protocol {
             .field("settings", &self.settings)
             .field("instance", &self.instance)
             .field("groups", &self.groups)
+            .field("releaser", &self.releaser)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +103,7 @@ impl fmt::Debug for Protocol {
 impl Protocol {
     pub(crate) fn new(store: Arc<dyn Store>, runtime: RuleRuntime, settings: Settings) -> Self {
         Self {
+            releaser: Releaser::new(Arc::clone(&store)),
             store,
             runtime,
             settings,
@@ -195,11 +202,14 @@ impl Protocol {
     }
 
     /// Frees the locks of an attempt that failed after taking them (a rule failure, a refused
-    /// commit): nothing was written. A release that fails only logs: the leases run out by
-    /// themselves.
-    async fn release_after_failure(&self, leases: &[LockLease], failure: &'static str) {
-        if let Err(error) = self.store.release(leases).await {
+    /// commit; for a commit of unknown outcome too, as the release is token-checked: a commit
+    /// that landed released them already, one still on its way cannot land once they are
+    /// free). A release that fails only logs: the leases run out by themselves. Cancelled
+    /// before the release was answered, the leases go to the releaser.
+    async fn release_after_failure(&self, leases: HeldLeases, failure: &'static str) {
+        if let Err(error) = self.store.release(leases.leases()).await {
             warn!(%error, failure, "could not release the locks after a failure; their leases will run out");
         }
+        leases.settle();
     }
 }

@@ -3,7 +3,8 @@
 //! client), then let the commit go. It also loses commit replies on request (the commit
 //! applied but its caller hears `Unavailable`, or it never arrived), and can fail the
 //! resolves that follow; and loses lock-and-load replies (the locks were taken, the caller
-//! hears `Unavailable`). Every other call goes straight to the wrapped store.
+//! hears `Unavailable`). It also tells when a lock-and-load took its locks, and counts
+//! releases. Every other call goes straight to the wrapped store.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,6 +36,8 @@ pub struct GatedStore {
     failing_resolves: AtomicU32,
     resolves: AtomicU32,
     lost_lock_replies: AtomicU32,
+    lock_watchers: Mutex<Vec<oneshot::Sender<Vec<LockLease>>>>,
+    releases: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -77,6 +80,8 @@ impl GatedStore {
             failing_resolves: AtomicU32::new(0),
             resolves: AtomicU32::new(0),
             lost_lock_replies: AtomicU32::new(0),
+            lock_watchers: Mutex::new(Vec::new()),
+            releases: AtomicU32::new(0),
         })
     }
 
@@ -101,6 +106,19 @@ impl GatedStore {
         self.resolves.load(Ordering::SeqCst)
     }
 
+    /// Resolves with the leases of the next lock-and-load that takes its locks, once the store
+    /// has taken them (before its caller sees them).
+    pub fn on_next_lock(&self) -> oneshot::Receiver<Vec<LockLease>> {
+        let (tx, rx) = oneshot::channel();
+        self.lock_watchers.lock().unwrap_or_else(PoisonError::into_inner).push(tx);
+        rx
+    }
+
+    /// How many releases were asked for (whatever they released).
+    pub fn releases(&self) -> u32 {
+        self.releases.load(Ordering::SeqCst)
+    }
+
     /// Arms a gate for the next commit that has none yet (gates are used in arming order).
     pub fn arm(&self) -> GateHandle {
         let (reached_tx, reached_rx) = oneshot::channel();
@@ -115,14 +133,20 @@ impl Store for GatedStore {
     async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError> {
         let lose =
             self.lost_lock_replies.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        let attempt = self.inner.try_lock_and_load(request).await;
+        let attempt = self.inner.try_lock_and_load(request).await?;
+        if let LockAttempt::Acquired { leases, .. } = &attempt {
+            let watchers = std::mem::take(&mut *self.lock_watchers.lock().unwrap_or_else(PoisonError::into_inner));
+            for watcher in watchers {
+                let _ = watcher.send(leases.clone());
+            }
+        }
         if lose {
-            let took = matches!(attempt, Ok(LockAttempt::Acquired { .. }));
+            let took = matches!(attempt, LockAttempt::Acquired { .. });
             return Err(StoreError::Unavailable(format!(
                 "the test lost the lock-and-load reply (locks taken: {took})"
             )));
         }
-        attempt
+        Ok(attempt)
     }
     async fn load(&self, models: &[ModelTarget]) -> Result<Vec<ModelSnapshot>, StoreError> {
         self.inner.load(models).await
@@ -165,7 +189,9 @@ impl Store for GatedStore {
         }
     }
     async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError> {
-        self.inner.release(leases).await
+        let released = self.inner.release(leases).await;
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        released
     }
     async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
         self.inner.delete(model).await
