@@ -87,10 +87,15 @@ impl Setup {
 
     /// Tries to take the lock of `key` from outside the engines, with a 60 s lease.
     async fn try_take(&self, key: &str) -> Result<Option<Vec<LockLease>>> {
+        self.try_take_as(key, "test-holder").await
+    }
+
+    /// As [`Setup::try_take`], as `owner` (a store gives an owner its own live lock again).
+    async fn try_take_as(&self, key: &str, owner: &str) -> Result<Option<Vec<LockLease>>> {
         let request = LockRequest {
             models: vec![self.target(key)?],
             action: ACTION.into(),
-            owner: "test-probe".into(),
+            owner: owner.into(),
             lease: LEASE,
             record: None,
         };
@@ -103,7 +108,7 @@ impl Setup {
 
     /// Whether someone holds the lock of `key` (a probe that gets it gives it back at once).
     async fn lock_held(&self, key: &str) -> Result<bool> {
-        match self.try_take(key).await? {
+        match self.try_take_as(key, "test-probe").await? {
             Some(leases) => {
                 self.store.release(&leases).await?;
                 Ok(false)
