@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::error::Error;
 
 /// Why setting up a harness, seeding or reading a model failed. (A failed *invocation* is
-/// not a harness error: it is the [`Run`]'s result, to assert on.)
+/// not a harness error: it is the [`Run`](super::Run)'s result, to assert on.)
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HarnessError {

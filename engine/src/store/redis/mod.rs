@@ -2,7 +2,7 @@
 //!
 //! Every protocol step is one function call, so one round trip: lock-and-load, load, commit
 //! (guard, checks, records, writes, version bumps and release together), release, resolve,
-//! delete ([`functions`], `library.lua`). The layout of the keys is documented in [`keys`].
+//! delete (`functions.rs`, `library.lua`). The layout of the keys is documented in [`keys`].
 //! Waiters are woken through one Pub/Sub subscription per store (see [`ReleaseBus`]); a lock
 //! whose holder vanished is free once its deadline passed.
 //!
