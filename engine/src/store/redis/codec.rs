@@ -44,8 +44,8 @@ pub(super) struct CommitPart {
 /// are): fewer arguments and less work in Redis.
 pub(super) fn encode_changes(layout: &KeyLayout, target: &ModelTarget, changes: &[FieldChange]) -> CommitPart {
     let mut part = CommitPart { keys: Vec::new(), op_count: 0, ops: Vec::new() };
-    // Where the `argc` of the last op sits in `ops`, when that op is a data hash `HSET`.
-    let mut open_hset: Option<usize> = None;
+    // When the last op is a data hash `HSET`: where its `argc` sits in `ops`, and its value.
+    let mut open_hset: Option<(usize, usize)> = None;
     for change in changes {
         let field = change.field();
         let ty = target.schema.field(field).map(|f| f.ty);
@@ -60,14 +60,14 @@ pub(super) fn encode_changes(layout: &KeyLayout, target: &ModelTarget, changes: 
             },
         };
         if let (0, FieldChange::Set { field, value }) = (slot, change) {
-            if let Some(at) = open_hset {
-                let argc = std::str::from_utf8(&part.ops[at]).ok().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+            if let Some((at, argc)) = open_hset {
                 part.ops[at] = (argc + 2).to_string().into_bytes();
                 part.ops.push(field.clone().into_bytes());
                 part.ops.push(value.encode());
+                open_hset = Some((at, argc + 2));
                 continue;
             }
-            open_hset = Some(part.ops.len() + 3);
+            open_hset = Some((part.ops.len() + 3, 2));
         } else {
             open_hset = None;
         }
