@@ -9,6 +9,7 @@ pub use support::*;
 
 mod assemblyscript;
 mod catalog;
+mod chaos;
 mod cli;
 mod error_kinds;
 mod exactly_once;

@@ -267,13 +267,30 @@ pub(super) fn decode_record(text: &str) -> Result<StoredRecord, StoreError> {
     Ok(StoredRecord { versions, payload: payload.to_owned() })
 }
 
-/// Converts a Redis error into a store error, keeping connection trouble retryable.
+/// Converts a Redis error into a store error, keeping connection trouble and the server's
+/// "not now" replies retryable.
 pub(crate) fn redis_error(e: redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() || says_not_now(&e) {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Backend(e.to_string())
     }
+}
+
+/// Whether the server refused the command for now, before running it: still loading its data
+/// after a restart (`LOADING`, which the chaos suite met after every Redis restart), a slot in
+/// migration (`TRYAGAIN`), a cluster or primary not reachable (`CLUSTERDOWN`, `MASTERDOWN`).
+fn says_not_now(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+        )
+    )
 }
 
 #[cfg(test)]
@@ -281,6 +298,22 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn a_server_that_is_loading_or_moving_a_slot_is_unavailable_not_broken() {
+        use redis::{ErrorKind, RedisError, ServerErrorKind};
+        for kind in [
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::ClusterDown,
+            ServerErrorKind::MasterDown,
+        ] {
+            let error = redis_error(RedisError::from((ErrorKind::Server(kind), "not now")));
+            assert!(matches!(error, StoreError::Unavailable(_)), "{kind:?}: {error:?}");
+        }
+        let error = redis_error(RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "bad")));
+        assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    }
 
     fn text(ops: &[Vec<u8>]) -> Vec<String> {
         ops.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
