@@ -8,6 +8,7 @@ mod support;
 pub use support::*;
 
 mod assemblyscript;
+mod bad_input;
 mod catalog;
 mod chaos;
 mod cli;
