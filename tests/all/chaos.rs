@@ -68,12 +68,15 @@ fn violated(checks: &Checks) -> Vec<&'static str> {
     checks.violated().to_vec()
 }
 
+/// A list history case: the invariant it must be reported under, the final lists, the history.
+type ListCase = (&'static str, Vec<Vec<String>>, Vec<Record<ListTxn>>);
+
 /// Each list anomaly the checker looks for, in a history of its own, is reported under its own
 /// name, and a clean history of the same shape is not.
 #[test]
 fn the_list_append_checker_reports_each_anomaly() -> Result<()> {
     let append = |k| Mop::Append(k);
-    let cases: Vec<(&str, Vec<Vec<String>>, Vec<Record<ListTxn>>)> = vec![
+    let cases: Vec<ListCase> = vec![
         (
             "clean",
             vec![strings(&["t1", "t2"])],
