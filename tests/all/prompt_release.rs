@@ -309,7 +309,7 @@ enum Ended {
     Cancelled,
 }
 
-/// 600 transfers among 4 accounts, from two engines at once, nine in ten given up after a
+/// 1,000 transfers among 4 accounts, from two engines at once, nine in ten given up after a
 /// random 0–5 ms (a seeded rng): some finish, the others are dropped wherever they are (in a
 /// local line, a group line, a lock-and-load in flight, the rule, the commit). One in three
 /// rules runs for milliseconds, so that callers also give up while their rules run. Each transfer moves a
@@ -321,7 +321,7 @@ enum Ended {
 async fn a_cancellation_storm_loses_nothing_applies_each_acknowledged_transfer_once_and_leaves_no_lock(
     backend: Backend,
 ) -> Result<()> {
-    const TRANSFERS: usize = 600;
+    const TRANSFERS: usize = 1_000;
     let seed = seed();
     let setup = Setup::new(backend, "release-storm").await?;
     let keys: Vec<String> = (0..4).map(|i| format!("acct{i}")).collect();
