@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::ids::validate_name;
-use super::value::{FieldType, FieldValue};
+use super::value::{FieldType, FieldValue, Scalar};
 use crate::error::SchemaError;
 
 /// One field of a model schema.
@@ -100,7 +100,7 @@ impl ModelSchema {
     ///
     /// # Errors
     /// [`SchemaError`] for an invalid model or field name, a duplicate field, a default of the
-    /// wrong type, or a schema without fields.
+    /// wrong type, a NaN or infinite float default, or a schema without fields.
     pub fn new(
         name: impl Into<String>,
         fields: impl IntoIterator<Item = (String, FieldDef)>,
@@ -118,6 +118,18 @@ impl ModelSchema {
                 return Err(SchemaError::InvalidField {
                     model_type: name.clone(),
                     reason: format!("default {:?} is not a {}", def.default, def.ty),
+                    field,
+                });
+            }
+            if let FieldValue::Scalar(Scalar::Float(f)) = &def.default
+                && !f.is_finite()
+            {
+                // A `float` is a finite f64 (the README): NaN and infinities have no JSON form, so
+                // the registry's JSON copy would read back as no default at all, and the stores
+                // keep floats as text that must parse back.
+                return Err(SchemaError::InvalidField {
+                    model_type: name.clone(),
+                    reason: format!("default {f} is not a finite float"),
                     field,
                 });
             }
@@ -313,7 +325,7 @@ impl ModelTypes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::value::{Scalar, ScalarKind};
+    use crate::model::value::ScalarKind;
 
     const CHARACTER: &str = r#"
         name = "GameCharacter"
@@ -414,5 +426,34 @@ mod tests {
             let err = ModelSchema::from_toml(text).expect_err(text).to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
+    }
+
+    #[test]
+    fn a_non_finite_float_default_is_refused_naming_the_field() {
+        let float = FieldType::Scalar(ScalarKind::Float);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let default = FieldValue::Scalar(Scalar::Float(bad));
+            let built = ModelSchema::builder("A").field("n", FieldType::Scalar(ScalarKind::Int)).field_with_default(
+                "ratio",
+                float,
+                default.clone(),
+            );
+            let direct = ModelSchema::new("A", [("ratio".to_owned(), FieldDef { ty: float, default })]);
+            for (how, result) in [("builder", built.build()), ("new", direct)] {
+                match result {
+                    Err(SchemaError::InvalidField { model_type, field, reason }) => {
+                        assert_eq!((model_type.as_str(), field.as_str()), ("A", "ratio"), "{how} {bad}");
+                        assert!(reason.contains("finite"), "{how} {bad}: {reason} should say why");
+                    }
+                    other => panic!("{how} {bad}: expected an invalid field, got {other:?}"),
+                }
+            }
+        }
+        // A finite float default is kept, and survives the JSON form the registry stores.
+        let schema = ModelSchema::builder("A")
+            .field_with_default("ratio", float, FieldValue::Scalar(Scalar::Float(-0.5)))
+            .build()
+            .expect("a finite default");
+        assert_eq!(ModelSchema::from_json(&schema.to_json().to_string()).expect("round trip"), schema);
     }
 }
