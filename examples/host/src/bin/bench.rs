@@ -28,13 +28,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use bench::fair::{self, Fairness};
 use bench::overhead::{self, Case, Cost, int};
 use bench::report::{self, Context};
 use bench::run::{self, Row, Timing};
 use bench::server::RedisUnderTest;
-use bench::workloads::Workload;
-use bench::fair::{self, Fairness};
 use bench::workloads::Impl;
+use bench::workloads::Workload;
 use bench::{soak, stall, sys};
 use wasmtx::{FieldType, FieldValue, ModelSchema, Scalar, ScalarKind};
 use wasmtx_examples::rules::{RuleArtifacts, build_assemblyscript_rules};
@@ -109,7 +109,8 @@ fn parse_args() -> Result<Args> {
                     .iter()
                     .filter(|w| *w != "fair")
                     .map(|w| {
-                        Workload::parse(w).with_context(|| format!("unknown workload {w} (hot, bank, level, append, fair)"))
+                        Workload::parse(w)
+                            .with_context(|| format!("unknown workload {w} (hot, bank, level, append, fair)"))
                     })
                     .collect::<Result<_>>()?;
                 args.full_matrix = false;
