@@ -16,6 +16,7 @@ mod error_kinds;
 mod exactly_once;
 mod examples;
 mod failures;
+mod fairness;
 mod fixture_files;
 mod group_commit;
 mod guides;

@@ -25,6 +25,13 @@ mod release_bus;
 pub use record::{CommitRecords, RecordEntry, RecordRef, StoredRecord};
 pub use release_bus::{ReleaseBus, ReleaseWatch};
 
+/// How long a waiter's place in a lock's line lasts after its last attempt (see
+/// [`Store::try_lock_and_load`]).
+pub const WAITER_TTL: Duration = Duration::from_millis(1000);
+
+/// The most owners waiting in line for one lock; later ones wait without a place.
+pub const MAX_WAITERS: usize = 64;
+
 /// A request to take one action's locks on several models and load them, all or nothing.
 #[derive(Debug, Clone)]
 pub struct LockRequest {
@@ -57,11 +64,12 @@ pub enum LockAttempt {
         /// One snapshot per model, in request order.
         snapshots: Vec<ModelSnapshot>,
     },
-    /// At least one lock is held by someone else; nothing was taken.
+    /// At least one lock is held by someone else, or free but due to an earlier waiter;
+    /// nothing was taken.
     Busy {
-        /// The index (in request order) of a model whose lock is held.
+        /// The index (in request order) of a model whose lock is held or due to another.
         model_index: usize,
-        /// When that lock's lease runs out, if the store knows.
+        /// When that lock's lease (or the earlier waiter's place) runs out, if the store knows.
         expires_in: Option<Duration>,
     },
     /// The request's idempotency key is recorded as committed: nothing was taken or loaded.
@@ -148,11 +156,23 @@ pub struct CommitReceipt {
 /// # Notes
 /// Implementations are shared by every invocation of an engine (and possibly by several
 /// engines): every method may be called concurrently. Atomicity is the store's job: a commit
-/// either applies all its changes and releases its locks, or writes nothing.
+/// either applies all its changes and releases its locks, or writes nothing. So is fairness: a
+/// store keeps a bounded line of waiters per lock and gives a free lock to the oldest one, so
+/// that the waiters of several engines are served in about arrival order (see
+/// [`Store::try_lock_and_load`] and [`Store::withdraw`]).
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Takes every lock of `request` and loads every model, in one step (one round trip for
     /// Redis). All or nothing: if any lock is held, nothing is taken.
+    ///
+    /// Waiters are served in about arrival order: an attempt refused at a model leaves the
+    /// owner a place in that lock's line (kept, not renewed, by its later attempts there, and
+    /// taken from the lines of the request's other models), and a free lock goes to the owner
+    /// of the oldest place still alive; to anyone when no place is. A place runs out
+    /// [`WAITER_TTL`] after the owner's last attempt (so a waiter must try again well within
+    /// that: the engine does at least every 250 ms), or when [`Store::withdraw`] removes it;
+    /// at most [`MAX_WAITERS`] owners have a place in one line. A lock the owner holds itself
+    /// is taken again whatever the line.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails or holds data that does not fit the schema.
@@ -212,6 +232,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`StoreError`] if the store fails (the leases then run out by themselves).
     async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError>;
+
+    /// Gives up waiting for these locks: removes `owner`'s place in their lines (see
+    /// [`Store::try_lock_and_load`]), so that the next waiter's turn comes at once rather than
+    /// when the place would have run out. Writes nothing else; a lock where `owner` has no
+    /// place is left alone.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails (the place then runs out by itself).
+    async fn withdraw(&self, locks: &[LockId], owner: &str) -> Result<(), StoreError>;
 
     /// Deletes every key of a model (its data, not its locks or fencing counter) and bumps
     /// its version.

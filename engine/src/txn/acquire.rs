@@ -1,5 +1,7 @@
 //! Taking an invocation's locks: the local line first, then the store, waiting for releases
-//! with a bound.
+//! with a bound. In the store, a refused attempt leaves the invocation a place in the lock's
+//! line, so that waiters of every engine are served in about arrival order
+//! ([`crate::Store::try_lock_and_load`]); a wait that ends without the locks withdraws it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use tokio::time::Instant;
 
 use super::Protocol;
 use super::local_queue::LocalTurn;
-use super::release::{HeldLeases, PendingLock};
+use super::release::{HeldLeases, PendingLock, WaitingPlace};
 use crate::error::Error;
 use crate::model::change::ModelSnapshot;
 use crate::model::ids::LockId;
@@ -16,7 +18,9 @@ use crate::store::{LockAttempt, LockRequest, StoredRecord};
 
 /// The longest a waiter sleeps without re-trying, in case a release announcement was lost
 /// (a dropped Pub/Sub connection, say). Releases normally wake waiters at once.
+/// It is also how often a waiter renews its place in the store's line: well within its life.
 const MAX_QUIET_WAIT: Duration = Duration::from_millis(250);
+const _: () = assert!(MAX_QUIET_WAIT.as_millis() * 2 < crate::store::WAITER_TTL.as_millis());
 
 /// Locks held and models loaded.
 #[derive(Debug)]
@@ -86,10 +90,23 @@ impl Protocol {
         // what it took released) by the releaser.
         let request = Arc::new(request.clone());
         let sender = self.releaser.sender();
+        // Withdrawn if the wait ends without the locks (or handed to the releaser if dropped).
+        let mut place = WaitingPlace::new(locks.clone(), request.owner.clone(), sender.clone());
         loop {
             let attempt_start = Instant::now();
-            match PendingLock::new(&self.store, &request, sender.clone()).await? {
+            let attempt = match PendingLock::new(&self.store, &request, sender.clone()).await {
+                Ok(attempt) => attempt,
+                Err(error) => {
+                    // A lost reply may hide a refusal that left a place in line: the dropped
+                    // place has the releaser withdraw it.
+                    place.arm();
+                    return Err(error.into());
+                }
+            };
+            match attempt {
                 LockAttempt::Acquired { leases, snapshots } => {
+                    // Taking the locks removed the place.
+                    place.disarm();
                     return Ok(Acquisition::Held(Acquired {
                         leases: HeldLeases::new(leases, sender),
                         snapshots,
@@ -99,6 +116,7 @@ impl Protocol {
                     }));
                 }
                 LockAttempt::Recorded(record) => {
+                    place.withdraw(&*self.store).await;
                     return Ok(Acquisition::Recorded {
                         record,
                         waited: attempt_start - start,
@@ -106,9 +124,12 @@ impl Protocol {
                     });
                 }
                 LockAttempt::Busy { model_index, expires_in } => {
+                    place.arm();
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(timed_out(model_index));
+                        let error = timed_out(model_index);
+                        place.withdraw(&*self.store).await;
+                        return Err(error);
                     }
                     let mut wait = (deadline - now).min(MAX_QUIET_WAIT);
                     if let Some(expiry) = expires_in {

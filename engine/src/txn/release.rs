@@ -1,6 +1,9 @@
 //! Prompt release of an invocation's locks when its caller gives up.
 //!
 //! A caller may drop an invocation's future at any await (a timeout, a dropped HTTP request).
+//! While it waits, it has a place in the store's line of a busy lock ([`Store::withdraw`]): a
+//! dropped [`WaitingPlace`] hands that over too, and the releaser withdraws it, so the next
+//! waiter's turn comes at once rather than when the place runs out.
 //! The locks it held would then stay taken for the rest of their lease, longer than anyone else
 //! waits for them. So from the moment the store returns leases until a commit or a release
 //! settles them, they belong to a [`HeldLeases`] guard; one dropped unsettled hands them over a
@@ -32,6 +35,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tracing::{debug, warn};
 
+use crate::model::ids::LockId;
 use crate::store::{LockAttempt, LockLease, LockRequest, Store, StoreError};
 
 /// A lock-and-load on its way to the store, owning what it needs.
@@ -41,8 +45,11 @@ type LockFuture = Pin<Box<dyn Future<Output = Result<LockAttempt, StoreError>> +
 pub(super) enum Handover {
     /// Leases to release.
     Leases(Vec<LockLease>),
-    /// A lock-and-load sent but not answered: release what it takes.
-    Pending(LockFuture),
+    /// A lock-and-load sent but not answered: release what it takes (or withdraw the place in
+    /// line it leaves).
+    Pending(LockFuture, Arc<LockRequest>),
+    /// A waiter's place in the lines of these locks, to withdraw.
+    Withdraw(Vec<LockId>, String),
 }
 
 /// The channel to the releaser task: unbounded, because `Drop` can neither wait for room nor
@@ -108,10 +115,20 @@ async fn serve(store: Arc<dyn Store>, mut handovers: UnboundedReceiver<Handover>
 async fn settle(store: Arc<dyn Store>, handover: Handover) {
     let leases = match handover {
         Handover::Leases(leases) => leases,
-        Handover::Pending(attempt) => match attempt.await {
+        Handover::Withdraw(locks, owner) => return withdraw(&*store, &locks, &owner).await,
+        Handover::Pending(attempt, request) => match attempt.await {
             Ok(LockAttempt::Acquired { leases, .. }) => leases,
+            // Nothing was taken, but the attempt left a place in line.
+            Ok(LockAttempt::Busy { .. }) => {
+                let locks: Vec<LockId> = request
+                    .models
+                    .iter()
+                    .map(|m| LockId { model: m.id.clone(), action: request.action.clone() })
+                    .collect();
+                return withdraw(&*store, &locks, &request.owner).await;
+            }
             // Nothing was taken.
-            Ok(LockAttempt::Busy { .. } | LockAttempt::Recorded(_)) => return,
+            Ok(LockAttempt::Recorded(_)) => return,
             Err(error) => {
                 warn!(%error, "the lock-and-load of a cancelled invocation failed; any lock it took will run out with its lease");
                 return;
@@ -122,6 +139,69 @@ async fn settle(store: Arc<dyn Store>, handover: Handover) {
         Ok(()) => debug!(locks = leases.len(), "released the locks of a cancelled invocation"),
         Err(error) => {
             warn!(%error, locks = leases.len(), "could not release the locks of a cancelled invocation; their leases will run out");
+        }
+    }
+}
+
+async fn withdraw(store: &dyn Store, locks: &[LockId], owner: &str) {
+    match store.withdraw(locks, owner).await {
+        Ok(()) => debug!(locks = locks.len(), "withdrew the place in line of a cancelled invocation"),
+        Err(error) => {
+            warn!(%error, "could not withdraw the place in line of a cancelled invocation; it will run out by itself");
+        }
+    }
+}
+
+/// A waiter's place in the store's lines of its locks, from its first refused attempt until it
+/// takes them or gives up: dropped while armed (a cancelled wait), it hands the place to the
+/// releaser, which withdraws it.
+pub(super) struct WaitingPlace {
+    locks: Vec<LockId>,
+    owner: String,
+    armed: bool,
+    sender: Option<HandoverSender>,
+}
+
+impl fmt::Debug for WaitingPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitingPlace").field("owner", &self.owner).field("armed", &self.armed).finish_non_exhaustive()
+    }
+}
+
+impl WaitingPlace {
+    /// No place yet, for `owner` in the lines of `locks`.
+    pub(super) fn new(locks: Vec<LockId>, owner: String, sender: Option<HandoverSender>) -> Self {
+        Self { locks, owner, armed: false, sender }
+    }
+
+    /// A refused attempt left a place in line.
+    pub(super) fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    /// The locks were taken (which removes the place), or the place was withdrawn.
+    pub(super) fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Withdraws the place now, if there is one (a wait that ends without the locks).
+    pub(super) async fn withdraw(&mut self, store: &dyn Store) {
+        if std::mem::take(&mut self.armed) {
+            withdraw(store, &self.locks, &self.owner).await;
+        }
+    }
+}
+
+impl Drop for WaitingPlace {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(sender) = &self.sender {
+            let handover = Handover::Withdraw(std::mem::take(&mut self.locks), std::mem::take(&mut self.owner));
+            if sender.send(handover).is_err() {
+                debug!("the releaser stopped: a cancelled waiter's place in line will run out by itself");
+            }
         }
     }
 }
@@ -181,6 +261,7 @@ impl Drop for HeldLeases {
 /// to the releaser, which waits for the reply and releases what it took.
 pub(super) struct PendingLock {
     attempt: Option<LockFuture>,
+    request: Arc<LockRequest>,
     /// Whether it was polled: an attempt never polled was never sent.
     sent: bool,
     sender: Option<HandoverSender>,
@@ -195,9 +276,9 @@ impl fmt::Debug for PendingLock {
 impl PendingLock {
     /// Starts `request` on `store` (sent at the first poll).
     pub(super) fn new(store: &Arc<dyn Store>, request: &Arc<LockRequest>, sender: Option<HandoverSender>) -> Self {
-        let (store, request) = (Arc::clone(store), Arc::clone(request));
-        let attempt: LockFuture = Box::pin(async move { store.try_lock_and_load(&request).await });
-        Self { attempt: Some(attempt), sent: false, sender }
+        let (store, sent_request) = (Arc::clone(store), Arc::clone(request));
+        let attempt: LockFuture = Box::pin(async move { store.try_lock_and_load(&sent_request).await });
+        Self { attempt: Some(attempt), request: Arc::clone(request), sent: false, sender }
     }
 }
 
@@ -220,7 +301,7 @@ impl Drop for PendingLock {
         let Some(attempt) = self.attempt.take().filter(|_| self.sent) else { return };
         match &self.sender {
             Some(sender) => {
-                if sender.send(Handover::Pending(attempt)).is_err() {
+                if sender.send(Handover::Pending(attempt, Arc::clone(&self.request))).is_err() {
                     warn!(
                         "the releaser stopped with its runtime: the locks a cancelled lock-and-load takes will run out with their lease"
                     );

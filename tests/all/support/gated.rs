@@ -196,6 +196,9 @@ impl Store for GatedStore {
     async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
         self.inner.delete(model).await
     }
+    async fn withdraw(&self, locks: &[LockId], owner: &str) -> Result<(), StoreError> {
+        self.inner.withdraw(locks, owner).await
+    }
     fn watch(&self, locks: &[LockId]) -> ReleaseWatch {
         self.inner.watch(locks)
     }

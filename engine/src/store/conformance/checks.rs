@@ -7,7 +7,7 @@ use super::fixture::*;
 use super::{CheckError, Context as _, bail, ensure};
 use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
 use crate::model::value::{FieldValue, Scalar};
-use crate::store::{CommitGuard, CommitRecords, CommitRequest, Store, StoreError};
+use crate::store::{CommitGuard, CommitRecords, CommitRequest, Store, StoreError, WAITER_TTL};
 
 type Result<T> = std::result::Result<T, CheckError>;
 
@@ -326,6 +326,43 @@ pub async fn commit_wakes_a_watch_registered_before_the_attempt(store: Arc<dyn S
     expect_eq(fx.field(&next.snapshots[0], "count")?, &int(1), "count seen by the waiter")
 }
 
+/// Waiters are served in arrival order: a free lock goes to the oldest waiter (every other
+/// owner, one that never waited included, finds it busy until then, with a bound no later than
+/// the place's life), the owner that took it leaves the line, and a waiter that withdraws
+/// passes its turn on at once, waking the others; once nobody waits, anyone takes it.
+pub async fn a_free_lock_goes_to_its_oldest_waiter_and_a_withdrawn_one_passes_its_turn(
+    store: Arc<dyn Store>,
+    ns: &str,
+) -> Result<()> {
+    let fx = Fx::new(store, ns)?;
+    let m = fx.model("m");
+    let held = fx.acquire(&[&m], "act", "holder").await?;
+    fx.expect_busy(&[&m], "act", "first").await?;
+    fx.expect_busy(&[&m], "act", "second").await?;
+    fx.store.release(&held.leases).await?;
+
+    let (index, expires_in) = fx.expect_busy(&[&m], "act", "second").await.context("the lock is due to `first`")?;
+    expect_eq(index, 0, "busy model index")?;
+    ensure!(expires_in.is_some_and(|left| left <= WAITER_TTL), "a place outlives its life: {expires_in:?}");
+    fx.expect_busy(&[&m], "act", "late").await.context("an owner that never waited queues too")?;
+    let other = fx.acquire(&[&m], "other", "late").await.context("another action has a line of its own")?;
+    fx.store.release(&other.leases).await?;
+    let first = fx.acquire(&[&m], "act", "first").await.context("the oldest waiter takes the free lock")?;
+    fx.store.release(&first.leases).await?;
+
+    // `second` is next, then `late`: `second` withdraws, which wakes the others at once.
+    fx.expect_busy(&[&m], "act", "late").await.context("the lock is due to `second`")?;
+    let mut watch = fx.store.watch(&[lock_id(&m, "act")]);
+    fx.store.withdraw(&[lock_id(&m, "act")], "second").await?;
+    tokio::time::timeout(WAIT_BOUND, watch.released()).await.context("the withdrawal did not wake the line")?;
+    let late = fx.acquire(&[&m], "act", "late").await.context("the next waiter's turn")?;
+    fx.store.release(&late.leases).await?;
+    fx.store.withdraw(&[lock_id(&m, "act")], "nobody").await.context("withdrawing no place")?;
+    let anyone = fx.acquire(&[&m], "act", "anyone").await.context("nobody waits: anyone takes the lock")?;
+    fx.store.release(&anyone.leases).await?;
+    Ok(())
+}
+
 /// Releasing with a lease whose lock was taken over (its lease ran out) leaves the new
 /// holder's lock in place.
 pub async fn release_with_a_stale_token_keeps_the_new_holders_lock(store: Arc<dyn Store>, ns: &str) -> Result<()> {
@@ -420,6 +457,8 @@ pub async fn lock_mode_commits_are_refused_after_another_writer_and_keep_their_l
     }
     expect_eq(fx.load(&m).await?, after_refund.clone(), "the model after the refused commit")?;
     fx.expect_busy(&[&m], "fund", "other").await.context("the refused commit kept its lock")?;
+    // `other` stops waiting: the lock is nobody's due once released.
+    fx.store.withdraw(&[lock_id(&m, "fund")], "other").await?;
 
     // An unguarded write (a pipeline, a direct operation) counts too.
     fx.write(&m, vec![append(&["kept"])]).await?;

@@ -165,6 +165,7 @@ macro_rules! __conformance_check_names {
             release_wakes_a_watch_registered_before_the_attempt,
             commit_wakes_a_watch_registered_before_the_attempt,
             release_with_a_stale_token_keeps_the_new_holders_lock,
+            a_free_lock_goes_to_its_oldest_waiter_and_a_withdrawn_one_passes_its_turn,
             versions_guard_refuses_a_stale_version_and_applies_the_current_one,
             versions_guard_refuses_while_a_lock_of_its_action_is_held,
             lock_mode_commits_are_refused_after_another_writer_and_keep_their_locks,

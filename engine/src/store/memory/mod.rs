@@ -6,7 +6,8 @@
 //! it, and by [`Store::delete`]) and a fencing counter shared by all its actions. Values are
 //! kept as the text Redis would store, so a model reads back the same from both stores, even
 //! after its schema changed. Releases wake watchers through a [`ReleaseBus`] whose channels are
-//! the locks' [`LockId`] `Display` forms.
+//! the locks' [`LockId`] `Display` forms. Each lock has a line of waiters, served in arrival
+//! order as in the Redis store (see [`Store::try_lock_and_load`]).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -133,6 +134,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn withdraw(&self, locks: &[LockId], owner: &str) -> Result<(), StoreError> {
+        let due = self.state().withdraw(locks, owner, Instant::now());
+        self.announce(&due);
+        Ok(())
+    }
+
     async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
         Ok(self.state().delete(&model.id))
     }
@@ -208,6 +215,36 @@ mod tests {
             CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard, records: CommitRecords::NONE };
         assert!(matches!(state.commit(&late, t0 + lease), Err(StoreError::LockLost { .. })));
         assert_eq!(state.load(std::slice::from_ref(&a))?[0].version, 0, "the lost commit wrote nothing");
+        Ok(())
+    }
+
+    /// A free lock is due to the oldest waiter until its place runs out, [`WAITER_TTL`] after
+    /// its last attempt; a waiter refused at one model of a request keeps no place elsewhere.
+    #[test]
+    fn a_free_lock_waits_for_its_oldest_waiter_until_the_place_runs_out() -> Result<(), StoreError> {
+        use crate::store::WAITER_TTL;
+        let mut state = State::default();
+        let (a, b) = (target("a"), target("b"));
+        let t0 = Instant::now();
+        let lease = Duration::from_secs(60);
+        let (held, _) = acquired(state.try_lock_and_load(&request(&[&a], "holder", lease), t0)?);
+        let busy = state.try_lock_and_load(&request(&[&a], "waiter", lease), t0)?;
+        assert!(matches!(busy, LockAttempt::Busy { model_index: 0, .. }), "{busy:?}");
+        state.release(&held);
+
+        let later = t0 + Duration::from_millis(1);
+        match state.try_lock_and_load(&request(&[&a], "late", lease), later)? {
+            LockAttempt::Busy { model_index: 0, expires_in: Some(left) } => {
+                assert_eq!(left, WAITER_TTL - Duration::from_millis(1));
+            }
+            other => panic!("expected the lock to wait for its waiter, got {other:?}"),
+        }
+        // `b` is free and nobody waits for it: `late` keeps its place at `a` only.
+        let busy = state.try_lock_and_load(&request(&[&a, &b], "late", lease), later)?;
+        assert!(matches!(busy, LockAttempt::Busy { model_index: 0, .. }), "{busy:?}");
+        acquired(state.try_lock_and_load(&request(&[&b], "third", lease), later)?);
+        // The waiter never came back: its place ran out, and `late`, next in line, gets `a`.
+        acquired(state.try_lock_and_load(&request(&[&a], "late", lease), t0 + WAITER_TTL)?);
         Ok(())
     }
 

@@ -9,7 +9,8 @@ use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
 use crate::store::record::RecordRef;
 use crate::store::{
-    CommitGuard, CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, StoreError, StoredRecord,
+    CommitGuard, CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, MAX_WAITERS, StoreError,
+    StoredRecord, WAITER_TTL,
 };
 
 /// The shortest lease: Redis' `PX` takes whole milliseconds and at least one.
@@ -24,6 +25,10 @@ const MIN_SWEEP: usize = 64;
 pub(super) struct State {
     models: HashMap<ModelId, ModelEntry>,
     locks: HashMap<LockId, HeldLock>,
+    /// The waiters of each lock, oldest first (see [`crate::Store::try_lock_and_load`]).
+    lines: HashMap<LockId, Vec<Waiter>>,
+    /// As `sweep_at`, for lines.
+    sweep_lines_at: usize,
     /// Sweep expired locks when the lock table reaches this size (twice the live size after
     /// the last sweep), so that locks nobody touches again do not pile up.
     sweep_at: usize,
@@ -55,6 +60,13 @@ struct ModelEntry {
     /// The last fencing token issued for any action on this model.
     fence: u64,
     data: ModelData,
+}
+
+/// A waiter's place in a lock's line.
+#[derive(Debug)]
+struct Waiter {
+    owner: String,
+    expires_at: Instant,
 }
 
 #[derive(Debug)]
@@ -116,6 +128,8 @@ impl Default for State {
         Self {
             models: HashMap::new(),
             locks: HashMap::new(),
+            lines: HashMap::new(),
+            sweep_lines_at: MIN_SWEEP,
             sweep_at: MIN_SWEEP,
             records: HashMap::new(),
             sweep_records_at: MIN_SWEEP,
@@ -134,16 +148,29 @@ impl State {
         for (model_index, target) in request.models.iter().enumerate() {
             let lock = LockId { model: target.id.clone(), action: request.action.clone() };
             // A live lock of this owner was taken by an attempt whose reply was lost: it is
-            // taken again (the new token fences the old one off).
-            if let Some(held) = self.live_lock(&lock, now)
-                && held.owner != request.owner
-            {
-                let expires_in = held.expires_at.saturating_duration_since(now);
+            // taken again (the new token fences the old one off), whatever the line.
+            let refused = match self.live_lock(&lock, now) {
+                Some(held) if held.owner != request.owner => Some(held.expires_at),
+                Some(_) => None,
+                // A free lock is due to the oldest live waiter, if any.
+                None => self
+                    .live_line(&lock, now)
+                    .and_then(|line| line.first())
+                    .filter(|first| first.owner != request.owner)
+                    .map(|first| first.expires_at),
+            };
+            if let Some(until) = refused {
+                self.wait_in_line(request, model_index, now);
+                let expires_in = until.saturating_duration_since(now);
                 return Ok(LockAttempt::Busy { model_index, expires_in: Some(expires_in) });
             }
         }
         let snapshots = self.load(&request.models)?;
         self.sweep_expired_locks(now);
+        for target in &request.models {
+            let lock = LockId { model: target.id.clone(), action: request.action.clone() };
+            self.leave_line(&lock, &request.owner, now);
+        }
         let expires_at = now + request.lease.clamp(MIN_LEASE, MAX_LEASE);
         let leases = request
             .models
@@ -296,6 +323,70 @@ impl State {
             }
         }
         released
+    }
+
+    /// Removes `owner` from the lines of these locks; returns the free ones someone else still
+    /// waits for (to announce: the next waiter's turn has come).
+    pub fn withdraw(&mut self, locks: &[LockId], owner: &str, now: Instant) -> Vec<LockId> {
+        let mut announce = Vec::new();
+        for lock in locks {
+            if self.leave_line(lock, owner, now) && self.lines.contains_key(lock) && self.live_lock(lock, now).is_none()
+            {
+                announce.push(lock.clone());
+            }
+        }
+        announce
+    }
+
+    /// The line of `lock` without its expired places (forgotten when empty).
+    fn live_line(&mut self, lock: &LockId, now: Instant) -> Option<&[Waiter]> {
+        let line = self.lines.get_mut(lock)?;
+        line.retain(|w| w.expires_at > now);
+        if line.is_empty() {
+            self.lines.remove(lock);
+            return None;
+        }
+        self.lines.get(lock).map(Vec::as_slice)
+    }
+
+    /// Removes `owner`'s place in the line of `lock`; returns whether it had one.
+    fn leave_line(&mut self, lock: &LockId, owner: &str, now: Instant) -> bool {
+        let Some(line) = self.lines.get_mut(lock) else { return false };
+        let before = line.len();
+        line.retain(|w| w.owner != owner);
+        let left = line.len() < before;
+        line.retain(|w| w.expires_at > now);
+        if line.is_empty() {
+            self.lines.remove(lock);
+        }
+        left
+    }
+
+    /// `request` was refused at model `index`: its owner keeps (or takes) a place in that
+    /// lock's line, and leaves the lines of its other models.
+    fn wait_in_line(&mut self, request: &LockRequest, index: usize, now: Instant) {
+        for (i, target) in request.models.iter().enumerate() {
+            let lock = LockId { model: target.id.clone(), action: request.action.clone() };
+            if i != index {
+                self.leave_line(&lock, &request.owner, now);
+                continue;
+            }
+            let line = self.lines.entry(lock).or_default();
+            line.retain(|w| w.expires_at > now);
+            let expires_at = now + WAITER_TTL;
+            if let Some(place) = line.iter_mut().find(|w| w.owner == request.owner) {
+                place.expires_at = expires_at;
+            } else if line.len() < MAX_WAITERS {
+                line.push(Waiter { owner: request.owner.clone(), expires_at });
+            }
+        }
+        if self.lines.len() >= self.sweep_lines_at {
+            self.lines.retain(|_, line| {
+                line.retain(|w| w.expires_at > now);
+                !line.is_empty()
+            });
+            self.sweep_lines_at = (self.lines.len() * 2).max(MIN_SWEEP);
+        }
     }
 
     /// Forgets a model's data and bumps its version (its locks and fencing counter stay).

@@ -28,22 +28,23 @@ pub(super) const LIBRARY: &str = include_str!("library.lua");
 /// library's `VERSION` says the same (a unit test checks). Bumped on every change of the
 /// library: at connect, a server holding an older version gets this one, a server holding a
 /// newer one is refused ([`StoreError::Incompatible`]).
-pub const LIBRARY_VERSION: u32 = 3;
+pub const LIBRARY_VERSION: u32 = 4;
 
 /// The library's functions, one per protocol step. Their names carry [`LIBRARY_VERSION`]: an
 /// engine of another version still running after an upgrade replaced the library finds no
 /// function (and is refused when it reloads) rather than calling one with arguments it lays
 /// out differently. Only `wasmtx_version`, which that check calls, keeps its name.
 pub(super) mod step {
-    pub const LOCK_AND_LOAD: &str = "wasmtx_v3_lock_and_load";
-    pub const LOAD: &str = "wasmtx_v3_load";
-    pub const COMMIT: &str = "wasmtx_v3_commit";
-    pub const RELEASE: &str = "wasmtx_v3_release";
-    pub const RESOLVE: &str = "wasmtx_v3_resolve";
-    pub const DELETE: &str = "wasmtx_v3_delete";
+    pub const LOCK_AND_LOAD: &str = "wasmtx_v4_lock_and_load";
+    pub const LOAD: &str = "wasmtx_v4_load";
+    pub const COMMIT: &str = "wasmtx_v4_commit";
+    pub const RELEASE: &str = "wasmtx_v4_release";
+    pub const RESOLVE: &str = "wasmtx_v4_resolve";
+    pub const DELETE: &str = "wasmtx_v4_delete";
+    pub const WITHDRAW: &str = "wasmtx_v4_withdraw";
     /// Every step (the unit test checks the library registers them).
     #[cfg(test)]
-    pub const ALL: [&str; 6] = [LOCK_AND_LOAD, LOAD, COMMIT, RELEASE, RESOLVE, DELETE];
+    pub const ALL: [&str; 7] = [LOCK_AND_LOAD, LOAD, COMMIT, RELEASE, RESOLVE, DELETE, WITHDRAW];
 }
 
 /// One call of a library function: `FCALL name numkeys keys... args...`.
@@ -204,6 +205,10 @@ mod tests {
             assert!(LIBRARY.contains(&format!("'{name}'")), "{name} is registered");
         }
         assert!(LIBRARY.contains("'wasmtx_version'"));
+        let ttl = crate::store::WAITER_TTL.as_millis();
+        assert!(LIBRARY.contains(&format!("\nlocal TICKET_TTL_MS = {ttl}\n")), "the waiters' place life is {ttl} ms");
+        let most = crate::store::MAX_WAITERS;
+        assert!(LIBRARY.contains(&format!("\nlocal MAX_TICKETS = {most}\n")), "a line holds {most} waiters");
         assert_eq!(LIBRARY.matches("redis.register_function").count(), step::ALL.len() + 1, "no other function");
     }
 }

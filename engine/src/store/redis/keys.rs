@@ -15,6 +15,7 @@
 //! | `~v` | the version (missing: 0), bumped by every commit that changes the model |
 //! | `~f` | the last fencing token drawn for the model (any action) |
 //! | `~l:<action>` | that action's lock: `<token>:<deadline>:<owner>` (deadline in Unix ms, by the server's clock), then `:w` once someone waits; free when empty, missing or past its deadline |
+//! | `~q:<action>` | that lock's waiters, oldest first: `<deadline>:<owner length>:<owner>` each (deadline in Unix ms, by the server's clock), at most [`MAX_WAITERS`](crate::store::MAX_WAITERS); missing when nobody waits (see [`Store::try_lock_and_load`](crate::Store::try_lock_and_load)) |
 //!
 //! `T`, `k`, `<field>` and `<action>` are written [escaped](escape) in keys: `%` as `%25`, `:`
 //! as `%3A`, `{` as `%7B` and `}` as `%7D`, every other character as it is. An escaped name holds
@@ -27,7 +28,8 @@
 //! Releases are announced on the channel `<prefix>:released` with the lock's name
 //! ([`KeyLayout::lock`], `<prefix>:{T:k}:lock:<action>`) as message, and only when someone waits
 //! (the lock value's `:w` suffix, set by a waiter that found the lock busy), so uncontended
-//! commits publish nothing.
+//! commits publish nothing; also when a waiter withdraws from the line of a free lock that
+//! others still wait for.
 
 use std::borrow::Cow;
 

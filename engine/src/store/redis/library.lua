@@ -7,11 +7,20 @@
 --
 -- A model is its data hash (the scalar fields, plus the engine's fields, whose names start with
 -- `~`, which no schema field can: `~v` version, `~f` last fencing token, `~l:<action>` that
--- action's lock) and one key per list or dict field. A lock is `<token>:<deadline ms>:<owner>`,
--- with `:w` appended once a waiter flagged itself; free when empty, missing, or past its
--- deadline by the server's clock (`TIME`).
+-- action's lock, `~q:<action>` its waiters) and one key per list or dict field. A lock is
+-- `<token>:<deadline ms>:<owner>`, with `:w` appended once a waiter flagged itself; free when
+-- empty, missing, or past its deadline by the server's clock (`TIME`).
+--
+-- Waiters are served in arrival order: an attempt that finds the lock held, or free but
+-- promised to an earlier waiter, leaves a ticket in `~q:<action>` (one per owner, oldest
+-- first: `<deadline ms>:<owner length>:<owner>` each, no separator). A free lock goes to the
+-- owner of the oldest live ticket; any owner takes it when no ticket is live. A ticket lives
+-- TICKET_TTL_MS from the owner's last attempt (a waiter tries again at least every 250 ms), at
+-- most MAX_TICKETS wait per lock, and `withdraw` removes one (a waiter that gave up).
 
-local VERSION = '3'
+local VERSION = '4'
+local TICKET_TTL_MS = 1000
+local MAX_TICKETS = 64
 
 -- Written for Redis's CPU (measured with callgrind on the functions alone, see HACKING.md):
 -- no table per model or op where an index into KEYS/ARGV does, numbers formatted with `%d`
@@ -61,13 +70,13 @@ local function owned_by(held, owner)
   return named == owner .. ':w', true
 end
 
--- Reads model `i`'s data hash. Returns it (flat), its fencing counter (text) and the value of
--- its field `lock_field` (if given and present), or nil and the error reply (a key of the
--- wrong type, an engine field that is not a count).
-local function read_data(i, data, lock_field)
+-- Reads model `i`'s data hash. Returns it (flat), its fencing counter (text) and the values of
+-- its fields `lock_field` and `queue_field` (if given and present), or nil and the error reply
+-- (a key of the wrong type, an engine field that is not a count).
+local function read_data(i, data, lock_field, queue_field)
   local flat, found = read_typed('HGETALL', data)
   if found then return nil, {'WRONGTYPE', i, data, found} end
-  local fence, held = '0', nil
+  local fence, held, queued = '0', nil, nil
   for x = 1, #flat, 2 do
     local f = flat[x]
     if byte(f, 1) == TILDE then
@@ -77,10 +86,62 @@ local function read_data(i, data, lock_field)
         if f == '~f' then fence = v end
       elseif f == lock_field then
         held = flat[x + 1]
+      elseif f == queue_field then
+        queued = flat[x + 1]
       end
     end
   end
-  return flat, fence, held
+  return flat, fence, held, queued
+end
+
+-- The live tickets (deadline after `now`) of a waiters field's text: deadlines and owners,
+-- oldest first. Text that does not parse ends the list.
+local function parse_tickets(q, now)
+  local deadlines, owners, pos = {}, {}, 1
+  while pos <= #q do
+    local d, len, at = match(q, '^(%d+):(%d+):()', pos)
+    if not d then break end
+    len = tonumber(len)
+    d = tonumber(d)
+    if d > now then
+      deadlines[#deadlines + 1] = d
+      owners[#owners + 1] = sub(q, at, at + len - 1)
+    end
+    pos = at + len
+  end
+  return {deadlines = deadlines, owners = owners}
+end
+
+local function format_tickets(t)
+  local parts = {}
+  for x = 1, #t.owners do parts[x] = format('%d:%d:', t.deadlines[x], #t.owners[x]) .. t.owners[x] end
+  return table.concat(parts)
+end
+
+-- Removes `owner`'s ticket; returns whether it had one.
+local function drop_ticket(t, owner)
+  for x = 1, #t.owners do
+    if t.owners[x] == owner then
+      table.remove(t.owners, x)
+      table.remove(t.deadlines, x)
+      return true
+    end
+  end
+  return false
+end
+
+-- Refreshes `owner`'s ticket, keeping its place, or appends one (unless MAX_TICKETS wait).
+local function keep_ticket(t, owner, now)
+  for x = 1, #t.owners do
+    if t.owners[x] == owner then
+      t.deadlines[x] = now + TICKET_TTL_MS
+      return
+    end
+  end
+  if #t.owners < MAX_TICKETS then
+    t.owners[#t.owners + 1] = owner
+    t.deadlines[#t.deadlines + 1] = now + TICKET_TTL_MS
+  end
 end
 
 -- Appends the collections of a model to `out`: `c` keys from KEYS[k + 1], `kinds` one letter
@@ -107,45 +168,96 @@ local function committed_record(key)
   return nil
 end
 
+-- A lock-and-load refused at model `i` (its lock `held` by another, or due to an earlier
+-- ticket): keeps `owner`'s ticket there (and flags a holder's lock so that its release is
+-- announced), drops its tickets on the other models, so that a waiter never keeps a free
+-- lock's turn while it waits for another; a waiters field left empty goes. Returns the reply.
+local function refuse(keys, ks, n, queueds, tickets, i, held, pttl, owner, field, qfield, now)
+  for j = 1, n do
+    local q = queueds and queueds[j]
+    local parsed = tickets and tickets[j]
+    local data, set, text = keys[ks[j]], {}, nil
+    if j == i then
+      local t = parsed or parse_tickets(q or '', now)
+      keep_ticket(t, owner, now)
+      text = format_tickets(t)
+      if held and sub(held, -2) ~= ':w' then
+        set[#set + 1] = field
+        set[#set + 1] = held .. ':w'
+      end
+    elseif q and find(q, owner, 1, true) then
+      local t = parsed or parse_tickets(q, now)
+      if drop_ticket(t, owner) then text = format_tickets(t) end
+    end
+    if text == '' then
+      redis.call('HDEL', data, qfield)
+    elseif text then
+      set[#set + 1] = qfield
+      set[#set + 1] = text
+    end
+    if #set > 0 then redis.call('HSET', data, unpack(set)) end
+  end
+  return {'BUSY', i, pttl}
+end
+
 -- Lock-and-load. KEYS: per model `data, coll_1..coll_c`, then the record key when
 -- `has_record`. ARGV: `owner, lease_ms, lock_field, n, has_record ('1'|'0')`, then per model
--- `c, kinds`. Returns `{'RECORDED', record}` (nothing taken), `{'BUSY', model, pttl}` (after
--- flagging the holder's lock so that its release is announced), `{'WRONGTYPE', model, key,
--- found}`, `{'CORRUPT', model, field, reason}`, or `{'OK', then per model token, data hash
--- (flat), collections...}`.
+-- `c, kinds`. Returns `{'RECORDED', record}` (nothing taken), `{'BUSY', model, pttl}` (a lock
+-- held, or free but promised to an earlier waiter: the owner's ticket is kept on that model
+-- and dropped from the others, a holder's lock flagged so that its release is announced; pttl
+-- is when the lease or the earlier ticket runs out), `{'WRONGTYPE', model, key, found}`,
+-- `{'CORRUPT', model, field, reason}`, or `{'OK', then per model token, data hash (flat),
+-- collections...}`.
 local function lock_and_load(keys, args)
   if not format then bind() end
   local owner, lease, field, n = args[1], tonumber(args[2]), args[3], SMALL[args[4]] or tonumber(args[4])
+  local qfield = '~q:' .. sub(field, 4)
   if args[5] == '1' then
     local r = committed_record(keys[#keys])
     if r then return {'RECORDED', r} end
   end
-  -- Per model: its first key's index, collection count, kinds, data hash, fence, lock value.
-  local ks, cs, kinds, flats, fences, helds = {}, {}, {}, {}, {}, {}
+  -- Per model: its first key's index, collection count, kinds, data hash, fence, lock value;
+  -- `queueds` its waiters' tickets (text), made only for a model that has some.
+  local ks, cs, kinds, flats, fences, helds, queueds = {}, {}, {}, {}, {}, {}, nil
   local k, a = 1, 6
   for i = 1, n do
     local c = SMALL[args[a]] or tonumber(args[a])
     ks[i], cs[i], kinds[i] = k, c, args[a + 1]
-    local flat, fence, held = read_data(i, keys[k], field)
+    local flat, fence, held, queued = read_data(i, keys[k], field, qfield)
     if not flat then return fence end -- the error reply
+    if queued and queued ~= '' then
+      queueds = queueds or {}
+      queueds[i] = queued
+    end
     flats[i], fences[i], helds[i] = flat, fence, held
     k, a = k + 1 + c, a + 2
   end
   -- A live lock is busy unless it names this owner: then an earlier attempt of this invocation
   -- took it and its reply was lost; it is taken again (a new token fences the lost one off),
-  -- keeping a waiter's flag.
-  local now, flagged = now_ms(), {}
+  -- keeping a waiter's flag, whatever the tickets. A free lock with live tickets is busy
+  -- unless this owner's is the oldest (`tickets`: the parsed ones, per model).
+  local now, flagged, tickets = now_ms(), {}, nil
   for i = 1, n do
-    local held = helds[i]
+    local held, free = helds[i], true
     if held and held ~= '' then
       local _, deadline = lock_parts(held)
       if deadline and deadline > now then
         local mine, waited = owned_by(held, owner)
         if not mine then
-          if sub(held, -2) ~= ':w' then redis.call('HSET', keys[ks[i]], field, held .. ':w') end
-          return {'BUSY', i, deadline - now}
+          return refuse(keys, ks, n, queueds, tickets, i, held, deadline - now, owner, field, qfield, now)
         end
         flagged[i] = waited
+        free = false
+      end
+    end
+    local queued = free and queueds and queueds[i]
+    if queued then
+      local t = parse_tickets(queued, now)
+      tickets = tickets or {}
+      tickets[i] = t
+      local first = t.owners[1]
+      if first and first ~= owner then
+        return refuse(keys, ks, n, queueds, tickets, i, nil, t.deadlines[1] - now, owner, field, qfield, now)
       end
     end
   end
@@ -164,7 +276,20 @@ local function lock_and_load(keys, args)
   for i = 1, n do
     local token = tonumber(fences[i]) + 1
     local text = format('%d', token)
-    redis.call('HSET', keys[ks[i]], '~f', text, field, text .. (flagged[i] and tail .. ':w' or tail))
+    local t = tickets and tickets[i]
+    if t then
+      -- Taken: the owner's ticket goes; waiters left behind get the release announced.
+      drop_ticket(t, owner)
+      if #t.owners > 0 then
+        flagged[i] = true
+        redis.call('HSET', keys[ks[i]], '~f', text, field, text .. tail .. ':w', qfield, format_tickets(t))
+      else
+        redis.call('HDEL', keys[ks[i]], qfield)
+        redis.call('HSET', keys[ks[i]], '~f', text, field, text .. (flagged[i] and tail .. ':w' or tail))
+      end
+    else
+      redis.call('HSET', keys[ks[i]], '~f', text, field, text .. (flagged[i] and tail .. ':w' or tail))
+    end
     out[#out + 1] = token
     out[#out + 1] = flats[i]
     local colls = loaded[i]
@@ -687,6 +812,32 @@ local function release(keys, args)
   return 'OK'
 end
 
+-- Withdraw `owner`'s tickets (a waiter that gave up), announcing it on a free lock someone
+-- else still waits for (the next waiter's turn has come). KEYS: `data_1, data_2, ...`. ARGV:
+-- `channel, lock_field, lock_suffix, owner`.
+local function withdraw(keys, args)
+  if not format then bind() end
+  local channel, field, suffix, owner = args[1], args[2], args[3], args[4]
+  local qfield = '~q:' .. sub(field, 4)
+  local now
+  for _, data in ipairs(keys) do
+    local r = redis.call('HMGET', data, qfield, field)
+    local q, held = r[1], r[2]
+    if q and q ~= '' and find(q, owner, 1, true) then
+      now = now or now_ms()
+      local t = parse_tickets(q, now)
+      if drop_ticket(t, owner) then
+        if #t.owners > 0 then redis.call('HSET', data, qfield, format_tickets(t)) else redis.call('HDEL', data, qfield) end
+        local _, deadline = lock_parts(held or '')
+        if #t.owners > 0 and not (deadline and deadline > now) then
+          redis.call('PUBLISH', channel, data .. suffix)
+        end
+      end
+    end
+  end
+  return 'OK'
+end
+
 -- Resolve commit attempt `commit_id` whose reply was lost: returns, per record key, the
 -- committed record or false, and marks the attempt as aborted in every record that is not
 -- committed, so that it can no longer apply. KEYS: the record keys. ARGV: `commit_id,
@@ -727,10 +878,11 @@ end
 -- The steps' names carry the version: an engine of another version that is still running after
 -- an upgrade replaced the library finds no function (and is refused at its reload) instead of
 -- calling one with arguments it lays out differently.
-redis.register_function('wasmtx_v3_lock_and_load', lock_and_load)
-redis.register_function{function_name = 'wasmtx_v3_load', callback = load, flags = {'no-writes'}}
-redis.register_function('wasmtx_v3_commit', commit)
-redis.register_function('wasmtx_v3_release', release)
-redis.register_function('wasmtx_v3_resolve', resolve)
-redis.register_function('wasmtx_v3_delete', delete)
+redis.register_function('wasmtx_v4_lock_and_load', lock_and_load)
+redis.register_function{function_name = 'wasmtx_v4_load', callback = load, flags = {'no-writes'}}
+redis.register_function('wasmtx_v4_commit', commit)
+redis.register_function('wasmtx_v4_release', release)
+redis.register_function('wasmtx_v4_withdraw', withdraw)
+redis.register_function('wasmtx_v4_resolve', resolve)
+redis.register_function('wasmtx_v4_delete', delete)
 redis.register_function{function_name = 'wasmtx_version', callback = version, flags = {'no-writes'}}

@@ -420,6 +420,23 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(locks = locks.len()))]
+    async fn withdraw(&self, locks: &[LockId], owner: &str) -> Result<(), StoreError> {
+        let keys = &self.inner.keys;
+        let mut actions: Vec<&str> = locks.iter().map(|l| l.action.as_str()).collect();
+        actions.sort_unstable();
+        actions.dedup();
+        for action in actions {
+            let mut call = FunctionCall::new(step::WITHDRAW);
+            call.arg(keys.released_channel()).arg(keys::lock_field(action)).arg(keys::lock_suffix(action)).arg(owner);
+            for lock in locks.iter().filter(|l| l.action == action) {
+                call.key(keys.data(&lock.model));
+            }
+            let _: Value = call.invoke(&mut self.conn()).await?;
+        }
+        Ok(())
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(model = %model.id))]
     async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
         let keys = &self.inner.keys;

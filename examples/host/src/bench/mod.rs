@@ -1,6 +1,7 @@
 //! The benchmark behind `cargo run --release --bin bench`: the engine against a Lua script and
 //! a hand-written lock protocol on the same Redis, four workloads, three concurrencies.
 
+pub mod fair;
 pub mod overhead;
 pub mod report;
 pub mod run;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::fair::Fairness;
 use super::overhead::Cost;
 use super::run::Row;
 use super::soak::Soak;
@@ -175,6 +176,7 @@ pub fn markdown(
     ctx: &Context,
     rows: &[Row],
     costs: &[Cost],
+    fairness: &[Fairness],
     stall: Option<&Stall>,
     soak: Option<&Soak>,
     previous: Option<&str>,
@@ -301,6 +303,16 @@ pub fn markdown(
         let _ = writeln!(s);
     }
 
+    let _ = writeln!(s, "## Fairness between engines (issue 18)\n");
+    if fairness.is_empty() {
+        let text = kept
+            .get("fair")
+            .map_or("Not run yet: `cargo run --release --bin bench -- --workloads fair`.", |t| t.trim());
+        let _ = writeln!(s, "<!-- keep:fair -->\n{text}\n<!-- /keep:fair -->\n");
+    } else {
+        let _ = writeln!(s, "<!-- keep:fair -->\n{}<!-- /keep:fair -->\n", fair_section(fairness, ctx));
+    }
+
     let _ = writeln!(s, "## Engine cost per invocation, without Redis\n");
     let _ = writeln!(
         s,
@@ -364,6 +376,55 @@ pub fn markdown(
         .get("notes")
         .map_or("Written by hand after a run: what the figures say, and why a missed target is missed.", |t| t.trim());
     let _ = writeln!(s, "<!-- keep:notes -->\n{notes}\n<!-- /keep:notes -->");
+    s
+}
+
+fn fair_section(fairness: &[Fairness], ctx: &Context) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "*Kept*: measured by `{}` on {}. Two engine instances on one Redis, each with its own connection, \
+         release listener and local lock lines (as two host processes), their callers all bumping one hot counter \
+         in lock mode for {:.1} s. Per engine: operations completed and its share of them, latencies as callers \
+         saw them, and the longest lock wait an outcome reported (`Outcome::timings.wait`). *share ratio*: the \
+         larger share over the smaller (1.00 is even).\n",
+        ctx.command,
+        ctx.date,
+        ctx.window.as_secs_f64()
+    );
+    let _ = writeln!(
+        s,
+        "| implementation | callers per engine | engine | ops | ops/s | share | p50 ms | p99 ms | max ms | max wait ms | errors | share ratio | invariant |"
+    );
+    let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+    for f in fairness {
+        for (e, share) in f.engines.iter().enumerate() {
+            let (ratio, invariant) = if e == 0 {
+                let invariant = match &f.invariant {
+                    Ok(what) => format!("ok: {what}"),
+                    Err(why) => format!("**FAILED**: {why}"),
+                };
+                (format!("{:.2}", f.ratio()), invariant)
+            } else {
+                (String::new(), String::new())
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.0} | {:.1} % | {} | {} | {} | {} | {} | {ratio} | {invariant} |",
+                f.imp.label(),
+                f.callers,
+                e + 1,
+                share.ops,
+                share.ops as f64 / f.window.as_secs_f64(),
+                f.share(e),
+                ms(share.p50),
+                ms(share.p99),
+                ms(share.max),
+                ms(share.max_wait),
+                share.errors,
+            );
+        }
+    }
     s
 }
 

@@ -4,8 +4,11 @@
 //!
 //! Options (after `--`):
 //! - `--duration SECS` measured window per row (default 2), `--warmup SECS` (default 0.5);
-//! - `--concurrency 1,16,64`, `--workloads hot,bank,level,append`, `--impls lock,lock1,optimistic,
+//! - `--concurrency 1,16,64`, `--workloads hot,bank,level,append,fair`, `--impls lock,lock1,optimistic,
 //!   pipeline,lua,hand` (defaults: all; `lock1` is lock mode without grouping);
+//! - `fair` (issue 18): two engines on one hot counter, each with its own connection and local
+//!   lines, 16 callers each (or each `--concurrency` given), `lock1` and `lock`: each engine's
+//!   share of the turns, latencies and longest lock wait;
 //! - `--redis-url URL` to use a running Redis (default: start a private `redis-server` on a
 //!   free loopback port, stopped at the end);
 //! - `--iterations N` runs per rule for the per-invocation cost (default 20000);
@@ -25,10 +28,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use bench::fair::{self, Fairness};
 use bench::overhead::{self, Case, Cost, int};
 use bench::report::{self, Context};
 use bench::run::{self, Row, Timing};
 use bench::server::RedisUnderTest;
+use bench::workloads::Impl;
 use bench::workloads::Workload;
 use bench::{soak, stall, sys};
 use wasmtx::{FieldType, FieldValue, ModelSchema, Scalar, ScalarKind};
@@ -41,6 +46,8 @@ struct Args {
     warmup: Duration,
     concurrency: Vec<usize>,
     workloads: Vec<Workload>,
+    fair: bool,
+    concurrency_given: bool,
     impls: Option<Vec<String>>,
     redis_url: Option<String>,
     iterations: usize,
@@ -61,6 +68,8 @@ fn parse_args() -> Result<Args> {
         warmup: Duration::from_millis(500),
         concurrency: vec![1, 16, 64],
         workloads: Workload::ALL.to_vec(),
+        fair: true,
+        concurrency_given: false,
         impls: None,
         redis_url: None,
         iterations: 20_000,
@@ -89,16 +98,19 @@ fn parse_args() -> Result<Args> {
                     .split(',')
                     .map(|c| c.trim().parse().with_context(|| format!("concurrency {c}")))
                     .collect::<Result<_>>()?;
+                args.concurrency_given = true;
                 args.full_matrix = false;
             }
             "--workloads" => {
-                args.workloads = it
-                    .next()
-                    .context("--workloads needs a list")?
-                    .split(',')
+                let names: Vec<String> =
+                    it.next().context("--workloads needs a list")?.split(',').map(|w| w.trim().to_owned()).collect();
+                args.fair = names.iter().any(|w| w == "fair");
+                args.workloads = names
+                    .iter()
+                    .filter(|w| *w != "fair")
                     .map(|w| {
-                        Workload::parse(w.trim())
-                            .with_context(|| format!("unknown workload {w} (hot, bank, level, append)"))
+                        Workload::parse(w)
+                            .with_context(|| format!("unknown workload {w} (hot, bank, level, append, fair)"))
                     })
                     .collect::<Result<_>>()?;
                 args.full_matrix = false;
@@ -322,6 +334,48 @@ async fn main() -> Result<()> {
         }
     }
 
+    let mut fairness: Vec<Fairness> = Vec::new();
+    if args.fair && !args.soak_only && !args.stall_only {
+        let timing = Timing { warmup: args.warmup, window: args.window };
+        let callers = if args.concurrency_given { args.concurrency.clone() } else { vec![16] };
+        let imps = [Impl::Engine { mode: wasmtx::Mode::Lock, max_group: 1 }, Impl::LOCK];
+        for (i, imp) in imps.into_iter().enumerate() {
+            if args.impls.as_ref().is_some_and(|only| !only.iter().any(|o| *o == imp.key())) {
+                continue;
+            }
+            for (j, &c) in callers.iter().enumerate() {
+                let f = fair::run(&server, rules, imp, c, timing, i * 100 + j).await?;
+                eprintln!(
+                    "bench:   fair {} engines × {c} callers, {:<28} {}  share ratio {:.2}  {}",
+                    f.engines.len(),
+                    imp.label(),
+                    f.engines
+                        .iter()
+                        .enumerate()
+                        .map(|(e, s)| format!(
+                            "[engine {}: {} ops ({:.1} %), p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, max wait {:.1} ms, {} errors]",
+                            e + 1,
+                            s.ops,
+                            f.share(e),
+                            s.p50.as_secs_f64() * 1e3,
+                            s.p99.as_secs_f64() * 1e3,
+                            s.max.as_secs_f64() * 1e3,
+                            s.max_wait.as_secs_f64() * 1e3,
+                            s.errors
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    f.ratio(),
+                    match &f.invariant {
+                        Ok(_) => "invariant ok".to_owned(),
+                        Err(e) => format!("INVARIANT FAILED: {e}"),
+                    }
+                );
+                fairness.push(f);
+            }
+        }
+    }
+
     let stall = if args.full_matrix || args.stall_only {
         eprintln!("bench: a trivial invocation beside 8 looping rules…");
         let s = stall::run(&server, rules, 8, args.window.max(Duration::from_secs(2))).await?;
@@ -377,7 +431,7 @@ async fn main() -> Result<()> {
     let default_out = workspace_root().join("examples").join("host").join("BENCHMARKS.md");
     let out = args.out.clone().unwrap_or_else(|| default_out.clone());
     let previous = std::fs::read_to_string(&out).ok();
-    let text = report::markdown(&ctx, &rows, &costs, stall.as_ref(), soak.as_ref(), previous.as_deref());
+    let text = report::markdown(&ctx, &rows, &costs, &fairness, stall.as_ref(), soak.as_ref(), previous.as_deref());
     println!("{text}");
     let write = !args.no_write && (args.out.is_some() || args.full_matrix || args.soak_only);
     if write {
@@ -396,6 +450,7 @@ async fn main() -> Result<()> {
         eprintln!("bench: partial run, results not written (pass --out PATH to write them)");
     }
     let failed = rows.iter().filter(|r| r.invariant.is_err()).count()
+        + fairness.iter().filter(|f| f.invariant.is_err()).count()
         + soak.iter().flat_map(|s| &s.invariants).filter(|i| i.is_err()).count();
     if failed > 0 {
         bail!("{failed} invariant check(s) failed");
