@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::json;
 use wasmtx::backend::BackendOptions;
-use wasmtx::{Engine, Error, FieldValue, Invocation, Mode, Rule, Scalar};
+use wasmtx::{Engine, Error, FieldValue, Invocation, Mode, RetryPolicy, Rule, Scalar};
 
 use crate::gated::LostReply;
 use crate::{Backend, TestEnv, compile_rules, engine_on, on_both_stores, probe_ops, redis_url, unique_prefix};
@@ -16,6 +16,7 @@ use crate::{Backend, TestEnv, compile_rules, engine_on, on_both_stores, probe_op
 on_both_stores!(
     a_lost_commit_reply_is_resolved_and_applies_once_in_every_mode,
     a_lost_lock_and_load_reply_does_not_lock_the_model_for_the_lease,
+    the_locks_of_a_lost_lock_and_load_reply_are_released_when_the_invocation_gives_up,
     a_commit_nobody_can_resolve_is_an_unknown_outcome_and_its_key_tells_it_later,
     a_repeated_key_replays_from_a_second_engine_and_a_changed_invocation_is_refused,
     concurrent_repeats_of_one_key_apply_once,
@@ -81,6 +82,36 @@ async fn a_lost_lock_and_load_reply_does_not_lock_the_model_for_the_lease(backen
         let next =
             engine.invoke(&rules.probe, &bump(&key, Mode::Lock)).await.with_context(|| format!("{key}: next"))?;
         ensure!(next.attempts == 1 && count(&engine, &key).await? == 2, "{key}: the next invocation: {next:?}");
+    }
+    ensure!(env.held_locks().await?.is_empty(), "locks left: {:?}", env.held_locks().await?);
+    Ok(())
+}
+
+/// The lock-and-load took the locks but its reply was lost, and the invocation is not retried
+/// (retries off): it fails as the store's outage, and the locks it never heard of are released
+/// once it ends, so the next invocation (another owner) takes them at once instead of waiting
+/// out the 60 s lease (beyond its 2 s acquire timeout), in lock mode alone and in a group.
+async fn the_locks_of_a_lost_lock_and_load_reply_are_released_when_the_invocation_gives_up(
+    backend: Backend,
+) -> Result<()> {
+    let env = TestEnv::new(backend, "lost-lock-no-retry").await?;
+    for group in [1, 8] {
+        let (engine, rules, gated) = env.gated_engine(|b| {
+            b.lease(Duration::from_secs(60))
+                .acquire_timeout(Duration::from_secs(2))
+                .max_group(group)
+                .retry(RetryPolicy::never())
+        })?;
+        let key = format!("lost-lock-once-{group}");
+        gated.lose_lock_replies(1);
+        match engine.invoke(&rules.probe, &bump(&key, Mode::Lock)).await {
+            Ok(out) => bail!("{key}: a lost lock-and-load reply came back Ok without a retry: {out:?}"),
+            Err(err) => ensure!(matches!(*err, Error::Store(_)), "{key}: {err}"),
+        }
+        ensure!(count(&engine, &key).await? == 0, "{key}: nothing was committed");
+        let next =
+            engine.invoke(&rules.probe, &bump(&key, Mode::Lock)).await.with_context(|| format!("{key}: next"))?;
+        ensure!(next.attempts == 1 && count(&engine, &key).await? == 1, "{key}: the next invocation: {next:?}");
     }
     ensure!(env.held_locks().await?.is_empty(), "locks left: {:?}", env.held_locks().await?);
     Ok(())

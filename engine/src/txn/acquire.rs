@@ -14,7 +14,7 @@ use super::release::{HeldLeases, PendingLock, WaitingPlace};
 use crate::error::Error;
 use crate::model::change::ModelSnapshot;
 use crate::model::ids::LockId;
-use crate::store::{LockAttempt, LockRequest, StoredRecord};
+use crate::store::{LockAttempt, LockRequest, StoreError, StoredRecord};
 
 /// The longest a waiter sleeps without re-trying, in case a release announcement was lost
 /// (a dropped Pub/Sub connection, say). Releases normally wake waiters at once.
@@ -98,8 +98,12 @@ impl Protocol {
                 Ok(attempt) => attempt,
                 Err(error) => {
                     // A lost reply may hide a refusal that left a place in line: the dropped
-                    // place has the releaser withdraw it.
+                    // place has the releaser withdraw it. It may also hide locks taken: a retry
+                    // takes them again, and they are reclaimed when the invocation ends.
                     place.arm();
+                    if matches!(error, StoreError::Unavailable(_)) {
+                        self.unsure.note(&request);
+                    }
                     return Err(error.into());
                 }
             };

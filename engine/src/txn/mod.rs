@@ -25,6 +25,7 @@ mod optimistic;
 mod pipeline;
 mod plan;
 mod release;
+mod unsure;
 
 use std::fmt;
 use std::sync::Arc;
@@ -83,6 +84,8 @@ pub(crate) struct Protocol {
     inflight: idempotency::InFlight,
     /// Releases the locks of invocations dropped while they held them.
     releaser: Releaser,
+    /// Lock requests whose replies were lost, reclaimed when their invocation ends.
+    unsure: unsure::UnsureLocks,
     /// This engine instance's id: the first half of every invocation id (and lock owner).
     instance: String,
     sequence: AtomicU64,
@@ -104,6 +107,7 @@ impl Protocol {
     pub(crate) fn new(store: Arc<dyn Store>, runtime: RuleRuntime, settings: Settings) -> Self {
         Self {
             releaser: Releaser::new(Arc::clone(&store)),
+            unsure: unsure::UnsureLocks::default(),
             store,
             runtime,
             settings,
@@ -146,6 +150,14 @@ impl Protocol {
             idempotency_key: Some(idem.key.clone()),
         };
         let started = Instant::now();
+        // Declared first, dropped last: once the invocation is over (or dropped), the locks a
+        // lost lock-and-load reply may have left it are reclaimed.
+        let _unsure = unsure::UnsureGuard::new(
+            &self.unsure,
+            invocation_id.clone(),
+            Arc::clone(&self.store),
+            self.releaser.sender(),
+        );
         // Another call with this key running in this engine goes first; this one then finds
         // its record (or runs, if it failed).
         let _hold = match plan.sorted.first() {

@@ -183,22 +183,9 @@ pub async fn clear(conn: &mut MultiplexedConnection, private: bool, prefix: &str
         redis::cmd("FLUSHALL").query_async::<()>(conn).await?;
         return Ok(());
     }
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        if !keys.is_empty() {
-            redis::cmd("UNLINK").arg(&keys).query_async::<()>(conn).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
+    // Batches, so a large keyspace is never one command's arguments.
+    for batch in wasmtx_example_host::scan::keys_under(conn, prefix).await?.chunks(1000) {
+        redis::cmd("UNLINK").arg(batch).query_async::<()>(conn).await?;
     }
+    Ok(())
 }

@@ -18,26 +18,6 @@ async fn now_ms(conn: &mut MultiplexedConnection) -> Result<u64> {
     Ok(secs * 1000 + micros / 1000)
 }
 
-async fn keys(conn: &mut MultiplexedConnection, prefix: &str) -> Result<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            return Ok(keys);
-        }
-        cursor = next;
-    }
-}
-
 /// The data hashes' live locks, as `(key, field, deadline)`; malformed lock values are
 /// reported to `checks`.
 async fn live_locks(
@@ -50,7 +30,7 @@ async fn live_locks(
     let lease_ms = u64::try_from((lease + SLACK).as_millis())?;
     let mut live = Vec::new();
     // A data hash is `<prefix>:{T:k}`: the key ends with the hash tag.
-    for key in keys(conn, prefix).await?.into_iter().filter(|k| k.ends_with('}')) {
+    for key in crate::scan::keys_under(conn, prefix).await?.into_iter().filter(|k| k.ends_with('}')) {
         let fields: Vec<(String, String)> = redis::cmd("HGETALL").arg(&key).query_async(conn).await?;
         for (field, value) in fields.into_iter().filter(|(f, _)| f.starts_with("~l:")) {
             if value.is_empty() {
@@ -84,7 +64,8 @@ pub async fn check(
     checks: &mut Checks,
 ) -> Result<Duration> {
     let started = Instant::now();
-    let records: Vec<String> = keys(conn, prefix).await?.into_iter().filter(|k| k.contains(":done:")).collect();
+    let records: Vec<String> =
+        crate::scan::keys_under(conn, prefix).await?.into_iter().filter(|k| k.contains(":done:")).collect();
     for chunk in records.chunks(500) {
         let mut pipe = redis::pipe();
         for key in chunk {
