@@ -142,7 +142,10 @@ mod tests {
         let unsure = UnsureLocks::default();
         let lost = request("inv-1");
         // The store took the lock; the caller never heard.
-        assert!(matches!(store.try_lock_and_load(&lost).await.unwrap(), LockAttempt::Acquired { .. }));
+        assert!(matches!(
+            store.try_lock_and_load(&lost).await.expect("the memory store answers"),
+            LockAttempt::Acquired { .. }
+        ));
         let mut released = store.watch(&[LockId { model: ModelId::new("T", "k"), action: "a".into() }]);
         unsure.note(&lost);
         unsure.note(&lost);
@@ -151,7 +154,10 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), released.released()).await.expect("released");
         let other = request("inv-2");
         assert!(
-            matches!(store.try_lock_and_load(&other).await.unwrap(), LockAttempt::Acquired { .. }),
+            matches!(
+                store.try_lock_and_load(&other).await.expect("the memory store answers"),
+                LockAttempt::Acquired { .. }
+            ),
             "the lost reply's lock was not reclaimed"
         );
     }
