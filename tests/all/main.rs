@@ -23,6 +23,7 @@ mod guides;
 mod harness;
 mod isolation;
 mod lock_mode;
+mod logs;
 mod modes;
 mod prompt_release;
 mod redis_library;

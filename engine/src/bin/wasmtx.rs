@@ -35,12 +35,14 @@ use crate::workspace::{Purpose, Workspace};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.command.is_serve());
     let json = cli.global.json;
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(wasmtx::ErrorClass::Internal, wasmtx::ErrorKind::Runtime, e.to_string()))
+    let result = init_tracing(cli.command.is_serve())
+        .and_then(|()| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::new(wasmtx::ErrorClass::Internal, wasmtx::ErrorKind::Runtime, e.to_string()))
+        })
         .and_then(|runtime| runtime.block_on(run(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,10 +82,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Logs to stderr, filtered by `WASMTX_LOG` (default: warnings, and info for `serve`).
-fn init_tracing(serving: bool) {
+/// Logs to stderr, filtered by `WASMTX_LOG` (default: warnings, and info for `serve`), as text
+/// (ANSI colours only when stderr is a terminal and `NO_COLOR` is unset) or, with
+/// `WASMTX_LOG_FORMAT=json`, one JSON object per line.
+///
+/// # Errors
+/// Bad input for a `WASMTX_LOG_FORMAT` other than `text` or `json`.
+fn init_tracing(serving: bool) -> Result<(), Failure> {
+    use std::io::IsTerminal as _;
+
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WASMTX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let format = std::env::var("WASMTX_LOG_FORMAT").unwrap_or_default();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match format.as_str() {
+        "" | "text" => {
+            let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            logs.with_ansi(ansi).init();
+        }
+        "json" => logs.json().with_ansi(false).with_current_span(true).init(),
+        other => return Err(Failure::input(format!("WASMTX_LOG_FORMAT is {other:?}: use `text` or `json`"))),
+    }
+    Ok(())
 }
