@@ -25,6 +25,41 @@ use crate::error::Error;
 use crate::invocation::{Mode, Outcome};
 use crate::registry::RegistryStats;
 
+/// One metric family the server exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricFamily {
+    /// Its name (a histogram's series add `_bucket`, `_sum` and `_count`).
+    pub name: &'static str,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    /// Its `# HELP` text.
+    pub help: &'static str,
+}
+
+const fn family(name: &'static str, kind: &'static str, help: &'static str) -> MetricFamily {
+    MetricFamily { name, kind, help }
+}
+
+/// Every metric family `/metrics` can show (a family shows once it has a sample; the gauges
+/// and registry counters always do): what dashboards and alerts may name.
+pub const FAMILIES: &[MetricFamily] = &[
+    family("wasmtx_invocations_total", "counter", "Rule invocations by rule, mode and outcome (ok or the error kind)."),
+    family("wasmtx_invocation_duration_seconds", "histogram", "Wall time of rule invocations, retries included."),
+    family("wasmtx_lock_wait_seconds", "histogram", "Time lock-mode invocations waited for their locks."),
+    family("wasmtx_lock_timeouts_total", "counter", "Invocations that gave up waiting for a lock."),
+    family("wasmtx_conflicts_total", "counter", "Optimistic attempts that found a model changed since it was loaded."),
+    family("wasmtx_retries_total", "counter", "Extra attempts after retryable failures."),
+    family("wasmtx_http_requests_total", "counter", "HTTP requests by method, route and status."),
+    family("wasmtx_http_request_duration_seconds", "histogram", "Wall time of HTTP requests."),
+    family("wasmtx_http_requests_in_flight", "gauge", "HTTP requests being served."),
+    family("wasmtx_registry_epoch", "gauge", "The registry epoch this instance runs."),
+    family("wasmtx_rules_cached", "gauge", "Compiled rules held in memory."),
+    family("wasmtx_rules_compiled_total", "counter", "Rules compiled from their bytes."),
+    family("wasmtx_rules_loaded_precompiled_total", "counter", "Rules loaded from the precompiled cache."),
+    family("wasmtx_registry_refreshes_total", "counter", "Registry snapshots read."),
+];
+
 /// Upper bounds of the histogram buckets, in seconds.
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -163,23 +198,7 @@ impl Metrics {
 }
 
 fn header(out: &mut String, name: &str, kind: &str) {
-    let help = match name {
-        "wasmtx_invocations_total" => "Rule invocations by rule, mode and outcome (ok or the error kind).",
-        "wasmtx_invocation_duration_seconds" => "Wall time of rule invocations, retries included.",
-        "wasmtx_lock_wait_seconds" => "Time lock-mode invocations waited for their locks.",
-        "wasmtx_lock_timeouts_total" => "Invocations that gave up waiting for a lock.",
-        "wasmtx_conflicts_total" => "Optimistic attempts that found a model changed since it was loaded.",
-        "wasmtx_retries_total" => "Extra attempts after retryable failures.",
-        "wasmtx_http_requests_total" => "HTTP requests by method, route and status.",
-        "wasmtx_http_request_duration_seconds" => "Wall time of HTTP requests.",
-        "wasmtx_http_requests_in_flight" => "HTTP requests being served.",
-        "wasmtx_registry_epoch" => "The registry epoch this instance runs.",
-        "wasmtx_rules_cached" => "Compiled rules held in memory.",
-        "wasmtx_rules_compiled_total" => "Rules compiled from their bytes.",
-        "wasmtx_rules_loaded_precompiled_total" => "Rules loaded from the precompiled cache.",
-        "wasmtx_registry_refreshes_total" => "Registry snapshots read.",
-        _ => "",
-    };
+    let help = FAMILIES.iter().find(|f| f.name == name).map_or("", |f| f.help);
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
@@ -211,6 +230,28 @@ mod tests {
         assert!(text.contains("wasmtx_http_request_duration_seconds_bucket{route=\"/v1/rules\",le=\"0.05\"} 2"));
         assert!(text.contains("wasmtx_http_request_duration_seconds_count{route=\"/v1/rules\"} 2"));
         assert!(text.contains("# TYPE wasmtx_registry_epoch gauge"));
+    }
+
+    /// Every family rendered is listed in [`FAMILIES`], with its kind and a help text.
+    #[test]
+    fn every_rendered_family_is_listed() {
+        let m = Metrics::default();
+        m.record_request("POST", "/v1/invoke/{rule}", 409, Duration::from_millis(3));
+        let timeout = Error::LockTimeout {
+            lock: crate::model::ids::LockId { model: crate::model::ids::ModelId::new("T", "k"), action: "run".into() },
+            waited: Duration::from_millis(5),
+        };
+        m.record_invocation("r", Mode::Lock, Duration::from_millis(6), Err(&timeout));
+        let text = m.render(RegistryStats::default());
+        let mut seen = 0;
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, kind) = line.split_once(' ').expect("a TYPE line names a kind");
+            let listed = FAMILIES.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name} is not listed"));
+            assert_eq!(listed.kind, kind, "{name}");
+            assert!(!listed.help.is_empty(), "{name}");
+            seen += 1;
+        }
+        assert!(seen >= 10, "{text}");
     }
 
     #[test]
