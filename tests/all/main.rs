@@ -26,6 +26,7 @@ mod isolation;
 mod lock_mode;
 mod logs;
 mod modes;
+mod packaging;
 mod prompt_release;
 mod redis_library;
 mod registry;

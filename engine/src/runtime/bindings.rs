@@ -8,7 +8,7 @@
 
 wasmtime::component::bindgen!({
     world: "rule",
-    path: "../wit",
+    path: "wit",
     with: {
         "wasmtx:rule/models.model": crate::runtime::host::ModelHandle,
     },

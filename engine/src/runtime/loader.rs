@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn the_host_version_is_the_wit_files() {
-        let wit = include_str!("../../../wit/wasmtx.wit");
+        let wit = include_str!("../../wit/wasmtx.wit");
         assert!(wit.contains(&format!("package {PACKAGE}@{HOST_VERSION};")), "update HOST_VERSION with the WIT");
     }
 

@@ -138,7 +138,7 @@ pub mod prelude {
 #[allow(unsafe_code, missing_docs, unused_qualifications, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "rule",
         // The export macro is invoked from the rule's crate through `export_rule!`.
         pub_export_macro: true,

@@ -55,7 +55,7 @@ fn core_rule(body: &str) -> Vec<u8> {
 
 fn embed_metadata(module: &mut Vec<u8>) {
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit")).expect("WIT");
+    let (package, _) = resolve.push_path(concat!(env!("CARGO_MANIFEST_DIR"), "/wit")).expect("WIT");
     let world = resolve.select_world(&[package], Some("rule")).expect("world");
     wit_component::embed_component_metadata(module, &resolve, world, wit_component::StringEncoding::UTF8, false)
         .expect("embed");
