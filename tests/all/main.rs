@@ -9,6 +9,7 @@ pub use support::*;
 
 mod assemblyscript;
 mod bad_input;
+mod build_command;
 mod catalog;
 mod chaos;
 mod cli;

@@ -4,6 +4,8 @@
 // The modules live in `src/bin/wasmtx/` (a binary's root file looks for modules beside it).
 #[path = "wasmtx/args.rs"]
 mod args;
+#[path = "wasmtx/build_cmd.rs"]
+mod build_cmd;
 #[path = "wasmtx/datadir.rs"]
 mod datadir;
 #[path = "wasmtx/failure.rs"]
@@ -64,6 +66,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => serve_cmd::run(args, &cli.global).await,
         // A fresh embedded store per case: no backend to open.
         Command::Test(args) => test_cmd::run(&args, out),
+        Command::Build(args) => build_cmd::run(&args, out),
         command => {
             let mut workspace = Workspace::open(&cli.global, Purpose::COMMAND).await?;
             let result = match command {
@@ -73,7 +76,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 // Handled above.
                 #[cfg(feature = "server")]
                 Command::Serve(_) => Ok(()),
-                Command::Test(_) => Ok(()),
+                Command::Test(_) | Command::Build(_) => Ok(()),
             };
             // What a failed command wrote (nothing, by the engine's contract) is saved too.
             workspace.save()?;

@@ -156,6 +156,8 @@ error_kinds! {
     FixtureSetup = "fixture_setup" from [Fixtures];
     /// The rule a fixture file is run on is a `.wasm` older than its project's sources: build it again, or give the project directory.
     StaleRule = "stale_rule" from [Fixtures];
+    /// A rule project could not be built (`wasmtx build`: a missing toolchain or wasm target, a compile error); the tool's output is in the message.
+    BuildFailed = "build_failed" from [Command];
     /// A fixture case failed (`wasmtx test`).
     TestFailed = "test_failed" from [Command];
     /// The command could not start its async runtime.

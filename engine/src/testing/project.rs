@@ -99,6 +99,15 @@ impl RuleProject {
         }
     }
 
+    /// The name the harness (and `wasmtx build`) gives the rule built to `wasm`: an
+    /// AssemblyScript project's package name, a Rust crate's library name (`-` for `_`).
+    pub fn rule_name_for(&self, wasm: &Path) -> String {
+        match self {
+            Self::Rust { .. } => super::rule_name(wasm),
+            Self::AssemblyScript { name, .. } => name.clone(),
+        }
+    }
+
     /// The project's directory.
     pub fn dir(&self) -> &Path {
         match self {

@@ -106,6 +106,18 @@ pub enum Command {
         "unknown error kind included), 6 the rule or a schema cannot be loaded or built, or the .wasm is stale.",
     ))]
     Test(TestArgs),
+    /// Build the rule project in a directory (a Rust crate or an AssemblyScript project), check
+    /// the result as an upload would, and print the artefact, its size, digest and exports.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  wasmtx build                 # the project in this directory\n",
+        "  wasmtx --json build rules/points\n\n",
+        "A Rust crate is built with `cargo build --release --target wasm32-unknown-unknown` (the target is ",
+        "installed with rustup if missing); an AssemblyScript project with `npm install` and `npm run build` ",
+        "when its sources are newer than its output. Exit codes: 0 built and valid, 3 not a rule project, ",
+        "6 the build failed (kind build_failed) or the result is not a valid rule (the upload's error kinds).",
+    ))]
+    Build(BuildArgs),
 }
 
 impl Command {
@@ -277,6 +289,14 @@ pub struct ServeArgs {
     /// How long a shutdown waits for in-flight requests.
     #[arg(long, default_value = "30000", value_name = "MS")]
     pub drain_timeout_ms: u64,
+}
+
+/// `wasmtx build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project's directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }
 
 /// `wasmtx test`.
