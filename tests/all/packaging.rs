@@ -1,8 +1,8 @@
 //! The SDKs and the engine could be published as they are: each crate has the metadata a
 //! registry asks for and its package holds every file its build reads (the WIT contract, the
 //! Functions library), and the AssemblyScript SDK's `npm pack` holds its sources and tools.
-//! (`cargo package -p wasmtx-guest-derive -p wasmtx-guest` and `-p wasmtx` also build the
-//! packages: minutes, so not here; the README says how to run them.)
+//! (`cargo package -p wasmtx-guest-derive -p wasmtx-guest` also builds the two SDK packages,
+//! and `cargo package -p wasmtx` the engine's: minutes of compiling, so not here.)
 
 use std::process::Command;
 
