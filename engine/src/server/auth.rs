@@ -6,7 +6,7 @@
 //! one the server does not know, is refused with 401 (`missing_token`, `invalid_token`); a
 //! token whose scope is too weak with 403 (`insufficient_scope`). `/healthz` is always open,
 //! `/metrics` as configured ([`MetricsAccess`](super::MetricsAccess)), `GET` routes but the
-//! audit trail too with [`ServerConfig::public_reads`](super::ServerConfig::public_reads).
+//! audit trail too with `ServerConfig::public_reads`.
 //! The caller (its token's name and scope) goes into the request's extensions for the
 //! handlers, and into the request's `tracing` span.
 

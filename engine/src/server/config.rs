@@ -52,42 +52,42 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Sets [`ServerConfig::tokens`].
+    /// Sets the `tokens` field.
     #[must_use]
     pub fn tokens(mut self, tokens: TokenSet) -> Self {
         self.tokens = tokens;
         self
     }
 
-    /// Sets [`ServerConfig::public_reads`].
+    /// Sets the `public_reads` field.
     #[must_use]
     pub fn public_reads(mut self, public: bool) -> Self {
         self.public_reads = public;
         self
     }
 
-    /// Sets [`ServerConfig::metrics`].
+    /// Sets the `metrics` field.
     #[must_use]
     pub fn metrics(mut self, access: MetricsAccess) -> Self {
         self.metrics = access;
         self
     }
 
-    /// Sets [`ServerConfig::body_limit`].
+    /// Sets the `body_limit` field.
     #[must_use]
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
         self
     }
 
-    /// Sets [`ServerConfig::drain_timeout`].
+    /// Sets the `drain_timeout` field.
     #[must_use]
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
     }
 
-    /// Sets [`ServerConfig::limits`].
+    /// Sets the `limits` field.
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

@@ -55,35 +55,35 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Sets [`Limits::header_timeout`].
+    /// Sets the `header_timeout` field.
     #[must_use]
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.header_timeout = timeout;
         self
     }
 
-    /// Sets [`Limits::header_bytes`].
+    /// Sets the `header_bytes` field.
     #[must_use]
     pub fn header_bytes(mut self, bytes: usize) -> Self {
         self.header_bytes = bytes;
         self
     }
 
-    /// Sets [`Limits::body_timeout`].
+    /// Sets the `body_timeout` field.
     #[must_use]
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
         self
     }
 
-    /// Sets [`Limits::max_in_flight`].
+    /// Sets the `max_in_flight` field.
     #[must_use]
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
         self
     }
 
-    /// Sets [`Limits::max_invocations_per_rule`].
+    /// Sets the `max_invocations_per_rule` field.
     #[must_use]
     pub fn max_invocations_per_rule(mut self, n: usize) -> Self {
         self.max_invocations_per_rule = n;

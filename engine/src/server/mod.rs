@@ -24,7 +24,7 @@
 //! **Authentication** ([`tokens`], `auth`): with tokens configured every `/v1` route needs
 //! `Authorization: Bearer <token>` of a scope that covers it (`read`: every `GET` but the audit
 //! trail; `invoke`: that and invocations; `admin`: everything), reads included unless
-//! [`ServerConfig::public_reads`]; `/healthz` is open, `/metrics` as [`MetricsAccess`] says.
+//! `ServerConfig::public_reads`; `/healthz` is open, `/metrics` as [`MetricsAccess`] says.
 //! Without tokens everything is open and [`ServerConfig::check_bind`] refuses a non-loopback
 //! address. **Limits** ([`Limits`]): header and body read timeouts, a header size cap, caps on
 //! requests and per-rule invocations in flight (503 `server_busy` with `Retry-After` past them).
