@@ -7,6 +7,9 @@ mod support;
 
 pub use support::*;
 
+mod api_audit;
+mod api_auth;
+mod api_limits;
 mod assemblyscript;
 mod bad_input;
 mod build_command;

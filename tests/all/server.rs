@@ -293,9 +293,14 @@ async fn writes_need_the_token_and_public_addresses_need_one() -> Result<()> {
     }
     let response = env.http.put(server.at("/v1/models/Account/a/fields/balance")).json(&json!(1)).send().await?;
     ensure!(response.status() == StatusCode::UNAUTHORIZED);
-    // Reads stay open; nothing was written.
-    let response = env.http.get(server.at("/v1/rules")).send().await?;
-    ensure!(response.status() == StatusCode::OK && response.json::<Value>().await? == json!([]));
+    // Reads need the token too (secure by default: `--public-reads` opens them); `/metrics` is
+    // open on loopback; nothing was written.
+    for path in ["/v1/rules", "/v1/models", "/v1/models/Account/a"] {
+        let response = env.http.get(server.at(path)).send().await?;
+        ensure!(response.status() == StatusCode::UNAUTHORIZED, "{path}: {}", response.status());
+    }
+    let (status, listed) = env.get(&server, "/v1/rules").await?;
+    ensure!(status == StatusCode::OK && listed == json!([]), "{status} {listed}");
     ensure!(env.http.get(server.at("/metrics")).send().await?.status() == StatusCode::OK);
     let (status, _) = env.upload(&server, "bank-transfer", bank_transfer()?, false).await?;
     ensure!(status == StatusCode::CREATED, "the right token works");

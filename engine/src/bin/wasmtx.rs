@@ -76,6 +76,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 // Handled above.
                 #[cfg(feature = "server")]
                 Command::Serve(_) => Ok(()),
+                #[cfg(feature = "server")]
+                Command::Audit(args) => serve_cmd::audit(&args, &workspace, &cli.global, out).await,
                 Command::Test(_) | Command::Build(_) => Ok(()),
             };
             // What a failed command wrote (nothing, by the engine's contract) is saved too.

@@ -180,10 +180,16 @@ error_kinds! {
     BadBody = "bad_body" from [Http];
     /// A request body over the server's limit.
     BodyTooLarge = "body_too_large" from [Http];
-    /// A write (or, with `--protect-reads`, a read) without `Authorization: Bearer <token>`.
+    /// A request without `Authorization: Bearer <token>` to a server with tokens (every `/v1` route needs one unless reads are public).
     MissingToken = "missing_token" from [Http];
-    /// A bearer token that is not the server's.
+    /// A bearer token that is none of the server's.
     InvalidToken = "invalid_token" from [Http];
+    /// A valid token whose scope does not cover the request (`read` < `invoke` < `admin`).
+    InsufficientScope = "insufficient_scope" from [Http];
+    /// The server (or the rule) has as many requests (invocations) in flight as it takes: retry after `Retry-After` seconds (retryable).
+    ServerBusy = "server_busy" from [Http];
+    /// The request's body did not arrive within the server's body timeout.
+    RequestTimeout = "request_timeout" from [Http];
     /// No such route.
     NoRoute = "no_route" from [Http];
     /// The route does not take this method.

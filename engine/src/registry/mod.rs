@@ -18,8 +18,10 @@
 //!
 //! Files, one job each: `error` (failures and their classes), `record` (what is stored),
 //! `storage` (the trait), `memory` and `redis` (the backends), `instance` (the per-engine
-//! view), `refresh` (its background task), `cache` and `disk` (compiled rules).
+//! view), `refresh` (its background task), `cache` and `disk` (compiled rules), `audit` (who
+//! changed what).
 
+pub mod audit;
 mod cache;
 mod disk;
 mod error;

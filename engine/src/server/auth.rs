@@ -1,36 +1,98 @@
-//! Bearer-token authentication: writes (every method but `GET` and `HEAD`) need
-//! `Authorization: Bearer <token>` when the server has a token; reads too if configured so.
-//! `/healthz` and `/metrics` are always open.
+//! Authentication and authorisation: which [`Scope`] each route needs ([`needed`]), and the
+//! middleware that checks a request's bearer token against the server's [`Tokens`].
+//!
+//! With no token configured every route is open (the server then listens on loopback only).
+//! With tokens, every `/v1` route needs one, reads included: a request without a token, or with
+//! one the server does not know, is refused with 401 (`missing_token`, `invalid_token`); a
+//! token whose scope is too weak with 403 (`insufficient_scope`). `/healthz` is always open,
+//! `/metrics` as configured ([`MetricsAccess`](super::MetricsAccess)), `GET` routes but the
+//! audit trail too with `ServerConfig::public_reads`.
+//! The caller (its token's name and scope) goes into the request's extensions for the
+//! handlers, and into the request's `tracing` span.
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
+use super::tokens::{Caller, Scope};
 use crate::error::kind::ErrorKind;
 
-/// Refuses requests that need the token and do not carry it.
-pub(super) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = state.config.token.as_deref() else { return next.run(request).await };
-    let path = request.uri().path();
-    let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
-    if path == "/healthz" || path == "/metrics" || (is_read && !state.config.protect_reads) {
+/// What a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Needs {
+    /// Nothing: open to anyone.
+    Nothing,
+    /// A token of at least this scope.
+    Scope(Scope),
+}
+
+/// What a request with this method on this route (its pattern, as `MatchedPath` has it, or
+/// `None` when no route matched) needs. Open reads and metrics are decided by the caller.
+pub(super) fn needed(method: &Method, route: Option<&str>) -> Needs {
+    let is_read = matches!(*method, Method::GET | Method::HEAD);
+    match route {
+        Some("/healthz") => Needs::Nothing,
+        Some("/metrics") => Needs::Scope(Scope::Read),
+        Some("/v1/audit") => Needs::Scope(Scope::Admin),
+        Some("/v1/rules/{name}/invoke") if *method == Method::POST => Needs::Scope(Scope::Invoke),
+        // An unknown route: any token, so that only callers with one learn what is there.
+        None => Needs::Scope(Scope::Read),
+        Some(_) if is_read => Needs::Scope(Scope::Read),
+        Some(_) => Needs::Scope(Scope::Admin),
+    }
+}
+
+/// Refuses requests whose token is missing, unknown or too weak for the route; hands the
+/// others on with their [`Caller`].
+pub(super) async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let tokens = state.tokens.current();
+    if tokens.is_empty() {
+        request.extensions_mut().insert(Caller::anonymous());
         return next.run(request).await;
     }
-    let refusal = match request.headers().get(header::AUTHORIZATION).map(|v| bearer_token(v.as_bytes())) {
-        Some(Some(token)) if constant_time_eq(token, expected.as_bytes()) => return next.run(request).await,
-        None => ApiError::new(
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let needs = match (needed(request.method(), route.as_deref()), route.as_deref()) {
+        (Needs::Scope(_), Some("/metrics")) if state.config.metrics == super::MetricsAccess::Open => Needs::Nothing,
+        (Needs::Scope(Scope::Read), Some(r)) if state.config.public_reads && r.starts_with("/v1/") => Needs::Nothing,
+        (needs, _) => needs,
+    };
+    let presented = request.headers().get(header::AUTHORIZATION).map(|v| bearer_token(v.as_bytes()));
+    let caller = match presented {
+        Some(Some(secret)) => tokens.find(secret).map(|t| Caller { name: t.name().into(), scope: t.scope() }),
+        _ => None,
+    };
+    if let Some(caller) = &caller {
+        tracing::Span::current().record("token", &*caller.name);
+    }
+    let refusal = match (needs, &caller, presented) {
+        (Needs::Nothing, _, _) => None,
+        (Needs::Scope(scope), Some(caller), _) if caller.scope.grants(scope) => None,
+        (Needs::Scope(scope), Some(caller), _) => Some(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorKind::InsufficientScope,
+            format!("the token `{}` has scope `{}`; this request needs `{scope}`", caller.name, caller.scope),
+        )),
+        (Needs::Scope(_), None, None) => Some(ApiError::new(
             StatusCode::UNAUTHORIZED,
             ErrorKind::MissingToken,
             "this request needs `Authorization: Bearer <token>`",
-        ),
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, ErrorKind::InvalidToken, "the bearer token is not valid"),
+        )),
+        (Needs::Scope(_), None, Some(_)) => {
+            Some(ApiError::new(StatusCode::UNAUTHORIZED, ErrorKind::InvalidToken, "the bearer token is not valid"))
+        }
     };
-    // Read (and drop) the body first, within the body limit: a client still sending it would
-    // otherwise see its connection reset instead of this answer.
-    let _ = axum::body::to_bytes(request.into_body(), state.config.body_limit).await;
+    let Some(refusal) = refusal else {
+        request.extensions_mut().insert(caller.unwrap_or_else(|| Caller { name: "public".into(), scope: Scope::Read }));
+        return next.run(request).await;
+    };
+    tracing::info!(kind = %refusal.body.kind, "refused");
+    // Read (and drop) the body first, within the body limit and the body timeout: a client
+    // still sending it would otherwise see its connection reset instead of this answer.
+    let drain = axum::body::to_bytes(request.into_body(), state.config.body_limit);
+    let _ = tokio::time::timeout(state.config.limits.body_timeout, drain).await;
     refusal.into_response()
 }
 
@@ -41,36 +103,28 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
 }
 
-/// Compares without stopping at the first difference, so timing does not tell how much of a
-/// guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, &x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
-    }
-    diff == 0
-}
-
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
+    use super::*;
 
     #[test]
     fn bearer_tokens_are_parsed() {
-        use super::bearer_token;
         assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
         assert_eq!(bearer_token(b"bearer  abc "), Some(&b"abc"[..]));
         assert_eq!(bearer_token(b"Bearer "), None);
         assert_eq!(bearer_token(b"Bearer"), None);
         assert_eq!(bearer_token(b"Basic abc"), None);
+    }
+
+    #[test]
+    fn routes_need_their_scope() {
+        let scope = |method: Method, route: &str| needed(&method, Some(route));
+        assert_eq!(scope(Method::GET, "/healthz"), Needs::Nothing);
+        assert_eq!(scope(Method::GET, "/v1/models/{model_type}/{key}"), Needs::Scope(Scope::Read));
+        assert_eq!(scope(Method::POST, "/v1/rules/{name}/invoke"), Needs::Scope(Scope::Invoke));
+        assert_eq!(scope(Method::GET, "/v1/rules/{name}/invoke"), Needs::Scope(Scope::Read));
+        assert_eq!(scope(Method::POST, "/v1/rules/{name}"), Needs::Scope(Scope::Admin));
+        assert_eq!(scope(Method::GET, "/v1/audit"), Needs::Scope(Scope::Admin));
+        assert_eq!(needed(&Method::DELETE, None), Needs::Scope(Scope::Read));
     }
 }

@@ -17,12 +17,22 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The body.
     pub body: ErrorBody,
+    /// The `Retry-After` header's seconds, if any.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     /// An error of the server's own (bad request shape, authentication, ...).
     pub fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody::new(kind, message) }
+        Self { status, body: ErrorBody::new(kind, message), retry_after: None }
+    }
+
+    /// The same error, retryable, with a `Retry-After: <secs>` header.
+    #[must_use]
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self.body.retryable = true;
+        self
     }
 
     /// A 400 with kind `bad_request`.
@@ -53,7 +63,7 @@ impl ApiError {
 
     fn of(class: ErrorClass, body: ErrorBody) -> Self {
         let status = StatusCode::from_u16(class.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self { status, body }
+        Self { status, body, retry_after: None }
     }
 }
 
@@ -71,6 +81,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, axum::Json(self.body.to_json())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -70,6 +70,7 @@ pub(super) async fn invoke(
         invocation = invocation.retry(engine.config().retry.attempts(max_attempts));
     }
     let active = state.registry.resolve(&name).await?;
+    let _slot = state.gates.invocation(&name)?;
     let span = info_span!(
         "invocation",
         rule = %name,

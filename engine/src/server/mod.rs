@@ -19,23 +19,35 @@
 //! | `PUT /v1/models/{type}/{key}/fields/{field}` | set one field (body: its JSON value) |
 //! | `DELETE /v1/models/{type}/{key}` | delete a model's data |
 //!
-//! Writes (every method but `GET`/`HEAD`) need `Authorization: Bearer <token>` when a token is
-//! configured; [`ServerConfig::check_bind`] refuses a non-loopback address without one.
-//! Errors are `{"error": {"kind", "message", "retryable"}}` with 400 (bad input), 401 (token),
-//! 404 (unknown rule, version, model type or route), 409 (conflict, lock timeout, active
-//! version), 413 (body or rule too large), 422 (rule refused: an upload that is not a valid
-//! rule, or an invocation the rule rejected or failed), 503 (store unreachable) and 500 (server
-//! faults only). Every request runs in a `tracing` span, every invocation in its own.
+//! | `GET /v1/audit[?limit=n]` | the audit trail, newest first (see [`crate::registry::audit`]) |
+//!
+//! **Authentication** ([`tokens`], `auth`): with tokens configured every `/v1` route needs
+//! `Authorization: Bearer <token>` of a scope that covers it (`read`: every `GET` but the audit
+//! trail; `invoke`: that and invocations; `admin`: everything), reads included unless
+//! `ServerConfig::public_reads`; `/healthz` is open, `/metrics` as [`MetricsAccess`] says.
+//! Without tokens everything is open and [`ServerConfig::check_bind`] refuses a non-loopback
+//! address. **Limits** ([`Limits`]): header and body read timeouts, a header size cap, caps on
+//! requests and per-rule invocations in flight (503 `server_busy` with `Retry-After` past them).
+//! Errors are `{"error": {"kind", "message", "retryable"}}` with 400 (bad input), 401 (no or
+//! unknown token), 403 (scope too weak), 404 (unknown rule, version, model type or route), 408
+//! (body too slow), 409 (conflict, lock timeout, active version), 413 (body or rule too large),
+//! 422 (rule refused: an upload that is not a valid rule, or an invocation the rule rejected or
+//! failed), 503 (store unreachable, or saturated) and 500 (server faults only). Every request
+//! runs in a `tracing` span (with the token's name), every invocation in its own.
 
+mod audit;
 mod auth;
+mod config;
 mod error;
 mod invoke;
+mod limits;
+mod listen;
 pub mod metrics;
 mod models;
 mod rules;
+pub mod tokens;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,58 +59,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::{Level, info, warn};
+use tracing::Level;
 
+pub use self::config::{MetricsAccess, ServerConfig};
 pub use self::error::ApiError;
+pub use self::limits::Limits;
+pub use self::listen::serve_with_limits;
 use self::metrics::Metrics;
+pub use self::tokens::{Caller, NamedToken, Scope, TokenError, TokenSet, Tokens};
 use crate::error::kind::ErrorKind;
 use crate::registry::Registry;
-
-/// Server settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServerConfig {
-    /// The bearer token writes need (`None`: no authentication, loopback only).
-    pub token: Option<String>,
-    /// Whether reads need the token too (`/healthz` and `/metrics` never do).
-    pub protect_reads: bool,
-    /// The largest request body accepted, in bytes (default 8 MiB + 64 KiB: the engine's
-    /// largest rule and some room). Larger bodies get a 413.
-    pub body_limit: usize,
-    /// How long a shutdown waits for in-flight requests before giving up on them (default 30 s).
-    pub drain_timeout: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            token: None,
-            protect_reads: false,
-            body_limit: (8 << 20) + (64 << 10),
-            drain_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl ServerConfig {
-    /// Checks that the server may listen on `addr`: a non-loopback address needs a token.
-    ///
-    /// # Errors
-    /// A message saying why not.
-    pub fn check_bind(&self, addr: SocketAddr) -> Result<(), String> {
-        if self.token.as_deref().is_some_and(str::is_empty) {
-            return Err("the token is empty".into());
-        }
-        if !addr.ip().is_loopback() && self.token.is_none() {
-            return Err(format!(
-                "refusing to listen on {addr} without a token: set --token or WASMTX_TOKEN, or bind to 127.0.0.1"
-            ));
-        }
-        Ok(())
-    }
-}
+use crate::registry::audit::{AuditLog, DEFAULT_RETENTION, FileAuditLog};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -106,13 +78,59 @@ pub(crate) struct AppState {
     registry: Registry,
     metrics: Arc<Metrics>,
     config: Arc<ServerConfig>,
+    tokens: Tokens,
+    gates: Arc<limits::Gates>,
+    audit: Arc<dyn AuditLog>,
 }
 
-/// The API's router over `registry`, with authentication, body limit, JSON errors, metrics and
-/// tracing.
+/// The API's router over `registry`, with authentication, limits, JSON errors, metrics and
+/// tracing, its tokens fixed and its audit trail in memory: see [`Api`] for the others.
 pub fn router(registry: Registry, config: ServerConfig) -> Router {
-    let state = AppState { registry, metrics: Arc::new(Metrics::default()), config: Arc::new(config) };
-    let body_limit = state.config.body_limit;
+    Api::new(registry, config).router()
+}
+
+/// The API, to build its [`Router`] with an audit log of the store's and tokens that can be
+/// replaced while it serves.
+#[derive(Debug)]
+pub struct Api {
+    state: AppState,
+}
+
+impl Api {
+    /// The API over `registry` (tokens from `config`, audit trail in memory).
+    pub fn new(registry: Registry, config: ServerConfig) -> Self {
+        let tokens = Tokens::new(config.tokens.clone());
+        let gates = Arc::new(limits::Gates::new(&config.limits));
+        let state = AppState {
+            registry,
+            metrics: Arc::new(Metrics::default()),
+            config: Arc::new(config),
+            tokens,
+            gates,
+            audit: Arc::new(FileAuditLog::in_memory(DEFAULT_RETENTION)),
+        };
+        Self { state }
+    }
+
+    /// Records registry changes in `log`.
+    #[must_use]
+    pub fn audit_log(mut self, log: Arc<dyn AuditLog>) -> Self {
+        self.state.audit = log;
+        self
+    }
+
+    /// The handle to replace the tokens while the router serves.
+    pub fn tokens(&self) -> Tokens {
+        self.state.tokens.clone()
+    }
+
+    /// The router.
+    pub fn router(self) -> Router {
+        build(self.state)
+    }
+}
+
+fn build(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -125,17 +143,24 @@ pub fn router(registry: Registry, config: ServerConfig) -> Router {
         .route("/v1/models/{model_type}", get(models::show).put(models::define).delete(models::delete_schema))
         .route("/v1/models/{model_type}/{key}", get(models::read).delete(models::delete))
         .route("/v1/models/{model_type}/{key}/fields/{field}", put(models::set_field))
+        .route("/v1/audit", get(audit::list))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), limits::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_oversized))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::cap_in_flight))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), record_request))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        token = tracing::field::Empty,
+                    )
                 })
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
@@ -143,7 +168,8 @@ pub fn router(registry: Registry, config: ServerConfig) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting connections
-/// and lets in-flight requests finish, for at most `drain_timeout`.
+/// and lets in-flight requests finish, for at most `drain_timeout`; with the default
+/// [`Limits`] on request heads (see [`serve_with_limits`]).
 ///
 /// # Errors
 /// An I/O error of the listener.
@@ -153,26 +179,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain_timeout: Duration,
 ) -> std::io::Result<()> {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown.await;
-        info!("shutting down: no new connections, finishing in-flight requests");
-        let _ = stopping_tx.send(());
-    });
-    let drained = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(drain_timeout).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server.into_future() => result,
-        () = drained => {
-            warn!(?drain_timeout, "in-flight requests still running after the drain timeout; stopping anyway");
-            Ok(())
-        }
-    }
+    serve_with_limits(listener, router, shutdown, drain_timeout, &Limits::default()).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

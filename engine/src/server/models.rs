@@ -4,15 +4,18 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::audit::record;
 use super::error::ApiError;
+use super::tokens::Caller;
 use crate::model::ids::ModelId;
 use crate::model::schema::ModelSchema;
 use crate::model::value::FieldValue;
+use crate::registry::audit::{AuditAction, AuditEntry};
 use crate::registry::{RegistryError, SchemaRecord};
 use crate::views::model_json;
 
@@ -33,15 +36,19 @@ pub(super) async fn show(
 /// last record.
 pub(super) async fn delete_schema(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<SchemaRecord>, ApiError> {
-    Ok(Json(state.registry.delete_model(&name).await?))
+    let deleted = state.registry.delete_model(&name).await?;
+    record(&state, &caller, AuditEntry::new("", AuditAction::DeleteSchema, &name).revision(deleted.revision)).await;
+    Ok(Json(deleted))
 }
 
 /// `PUT /v1/models/{type}` with the schema as JSON (or TOML, with a `Content-Type` naming
 /// toml); its `name` must be the path's.
 pub(super) async fn define(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -57,7 +64,9 @@ pub(super) async fn define(
             schema.name()
         )));
     }
-    Ok(Json(state.registry.define_model(schema).await?))
+    let defined = state.registry.define_model(schema).await?;
+    record(&state, &caller, AuditEntry::new("", AuditAction::DefineSchema, &name).revision(defined.revision)).await;
+    Ok(Json(defined))
 }
 
 /// `GET /v1/models/{type}/{key}`: the model's state (defaults if never written).

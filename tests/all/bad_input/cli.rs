@@ -173,6 +173,18 @@ async fn bad_command_lines_get_their_exit_code_and_kind_and_write_nothing(backen
             3,
             Some("insecure_bind"),
         ),
+        (
+            "serve with a malformed token entry",
+            with(&["serve", "--addr", "127.0.0.1:0", "--tokens", "ops:root:a-long-secret"], &[]),
+            3,
+            Some("bad_input"),
+        ),
+        (
+            "serve with a token file that is missing",
+            with(&["serve", "--addr", "127.0.0.1:0", "--tokens-file", "/no/such/tokens"], &[]),
+            3,
+            Some("bad_input"),
+        ),
         ("serve on an address in use", with(&["serve", "--addr", &busy_addr], &[]), 3, Some("cannot_listen")),
         ("a fixture file that cannot be read", with(&["test", "/no/such/fixtures.toml"], &[]), 3, Some("bad_input")),
         (

@@ -127,7 +127,7 @@ async fn bad_http_requests_get_their_status_and_kind_and_write_nothing(backend: 
     if let Some(redis) = &redis {
         global.extend(["--store", url.as_str(), "--prefix", redis.prefix.as_str()]);
     }
-    let serve = ["--token", TOKEN, "--body-limit", body_limit_arg.as_str()];
+    let serve = ["--token", TOKEN, "--tokens", "viewer:read:bad-input-reader", "--body-limit", body_limit_arg.as_str()];
     let http = reqwest::Client::new();
     let send = |server: &Server, request: &Request| {
         let mut builder = http.request(request.method.clone(), server.at(&request.path)).body(request.body.clone());

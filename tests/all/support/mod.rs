@@ -128,8 +128,13 @@ impl RedisFixture {
                     format!("{items:?}")
                 }
                 "string" => {
-                    let v: String = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-                    v
+                    // Stored rules are bytes, not text.
+                    let v: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+                    String::from_utf8(v).unwrap_or_else(|e| format!("{:?}", e.into_bytes()))
+                }
+                "stream" => {
+                    let n: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await?;
+                    format!("{n} entries")
                 }
                 other => other.to_owned(),
             };

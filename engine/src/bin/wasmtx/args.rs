@@ -89,10 +89,20 @@ pub enum Command {
     #[command(after_help = concat!(
         "Examples:\n",
         "  wasmtx serve                                   # embedded store, 127.0.0.1:8080\n",
-        "  WASMTX_TOKEN=s3cret wasmtx --store redis://127.0.0.1:6379 serve --addr 0.0.0.0:8080\n\n",
-        "Writes need `Authorization: Bearer <token>` when a token is set; a non-loopback address needs one.",
+        "  WASMTX_TOKEN=an-admin-secret wasmtx --store redis://127.0.0.1:6379 serve\n",
+        "  wasmtx --store redis://127.0.0.1:6379 serve --tokens-file /etc/wasmtx/tokens --addr 10.0.0.5:8080\n\n",
+        "Tokens: `--token` is one `admin` token named `default`; --tokens-file (one `name:scope:secret` a line, ",
+        "# comments) and WASMTX_TOKENS (entries separated by commas) add named ones. Scopes: read (GET but ",
+        "/v1/audit), invoke (read + POST .../invoke), admin (everything). With any token every /v1 route needs one ",
+        "(401 without or with an unknown one, 403 with too weak a scope); /healthz is open. A non-loopback address ",
+        "needs a token, and gets a warning: the API is plain HTTP, put a TLS-terminating proxy in front. ",
+        "SIGHUP (or a change of the file, checked every second) reloads the tokens.",
     ))]
     Serve(ServeArgs),
+    /// List the newest entries of the audit trail: every upload, activation, rollback,
+    /// deletion and schema change the server made, with the token's name.
+    #[cfg(feature = "server")]
+    Audit(AuditArgs),
     /// Run a fixture file of given/when/then cases against a rule, each case on a fresh
     /// embedded store (no Redis, no data directory).
     #[command(after_help = concat!(
@@ -274,12 +284,41 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the address is printed).
     #[arg(long, env = "WASMTX_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Bearer token writes need (required on a non-loopback address).
+    /// One token of scope `admin`, named `default` (a non-loopback address needs a token).
     #[arg(long, env = "WASMTX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Require the token for reads too (not for /healthz and /metrics).
+    /// A file of named tokens, one `name:scope:secret` a line (scopes: read, invoke, admin).
+    #[arg(long, env = "WASMTX_TOKENS_FILE", value_name = "PATH")]
+    pub tokens_file: Option<PathBuf>,
+    /// Named tokens, `name:scope:secret` separated by commas.
+    #[arg(long, env = "WASMTX_TOKENS", hide_env_values = true, value_name = "ENTRIES")]
+    pub tokens: Option<String>,
+    /// Let anyone read (every GET under /v1 but /v1/audit) without a token.
     #[arg(long)]
-    pub protect_reads: bool,
+    pub public_reads: bool,
+    /// Who may read /metrics: `open`, `token` (any scope), or `auto`: open on a loopback
+    /// address, token elsewhere.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "open", "token"])]
+    pub metrics: String,
+    /// How long a client has to send a request's headers (and how long an idle connection is
+    /// kept).
+    #[arg(long, default_value = "10000", value_name = "MS")]
+    pub header_timeout_ms: u64,
+    /// Largest request head (request line and headers), in bytes (at least 8192); larger: 431.
+    #[arg(long, default_value = "65536", value_name = "BYTES")]
+    pub header_bytes: usize,
+    /// How long a client has to send a request's body once its headers arrived; then 408.
+    #[arg(long, default_value = "30000", value_name = "MS")]
+    pub body_timeout_ms: u64,
+    /// Most requests handled at once (/healthz aside); more get 503 with Retry-After.
+    #[arg(long, default_value = "512", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
+    /// Most invocations of one rule at once; more get 503 with Retry-After.
+    #[arg(long, default_value = "128", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_invocations_per_rule: u64,
+    /// How many audit entries the store keeps (the newest).
+    #[arg(long, default_value = "10000", value_name = "N")]
+    pub audit_retention: usize,
     /// Largest request body, in bytes [default: --max-rule-bytes + 64 KiB].
     #[arg(long, value_name = "BYTES")]
     pub body_limit: Option<usize>,
@@ -297,6 +336,15 @@ pub struct BuildArgs {
     /// The project's directory.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+}
+
+/// `wasmtx audit`.
+#[cfg(feature = "server")]
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// How many entries, newest first.
+    #[arg(long, default_value = "100", value_name = "N")]
+    pub limit: usize,
 }
 
 /// `wasmtx test`.

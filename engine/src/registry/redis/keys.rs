@@ -10,6 +10,7 @@
 //! | `<prefix>:{registry}:refs` | HASH | digest → number of versions with these bytes |
 //! | `<prefix>:{registry}:schemas` | HASH | model type → schema record (JSON: `revision`, `defined_at_ms`, `schema`) |
 //! | `<prefix>:{registry}:epoch` | STRING | bumped by each activation, rule deletion and schema change |
+//! | `<prefix>:{registry}:audit` | STREAM | the audit trail ([`crate::registry::audit`]), capped |
 //!
 //! Each epoch bump is published on the channel `<prefix>:{registry}:changed`.
 
@@ -54,6 +55,11 @@ impl RegistryKeys {
     /// The epoch counter.
     pub fn epoch(&self) -> String {
         format!("{}:epoch", self.stem)
+    }
+
+    /// The audit trail's stream.
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.stem)
     }
 
     /// The channel epoch bumps are published on.

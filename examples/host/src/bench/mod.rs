@@ -2,6 +2,7 @@
 //! a hand-written lock protocol on the same Redis, four workloads, three concurrencies.
 
 pub mod fair;
+pub mod http;
 pub mod overhead;
 pub mod report;
 pub mod run;

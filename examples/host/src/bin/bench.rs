@@ -14,6 +14,10 @@
 //! - `--iterations N` runs per rule for the per-invocation cost (default 20000);
 //! - `--soak SECS` also run the memory-flatness run (`--soak 60` for the issue's figure),
 //!   `--soak-only` to run only that;
+//! - `--http-only` run only the HTTP row (issue 16): bank transfers through a `wasmtx serve`
+//!   process from `--http-connections N` (default 64) keep-alive clients for `--duration` (use
+//!   60 for the issue's figure), with `--wasmtx PATH` (default: `wasmtx` beside this binary,
+//!   `cargo build --release --bin wasmtx`); prints the row;
 //! - `--stall-only` run only the looping-neighbour measure (a trivial invocation beside 8 rules
 //!   looping to their deadline; part of every full run);
 //! - `--as-rule PATH` an AssemblyScript build of the counter rule (input `{"delta": 1}` on a model
@@ -54,6 +58,9 @@ struct Args {
     soak: Option<Duration>,
     soak_only: bool,
     stall_only: bool,
+    http_only: bool,
+    http_connections: usize,
+    wasmtx: Option<PathBuf>,
     as_rule: Option<PathBuf>,
     out: Option<PathBuf>,
     no_write: bool,
@@ -76,6 +83,9 @@ fn parse_args() -> Result<Args> {
         soak: None,
         soak_only: false,
         stall_only: false,
+        http_only: false,
+        http_connections: 64,
+        wasmtx: None,
         as_rule: None,
         out: None,
         no_write: false,
@@ -127,6 +137,11 @@ fn parse_args() -> Result<Args> {
                 args.soak_only = true;
                 args.soak = args.soak.or(Some(Duration::from_secs(60)));
             }
+            "--http-only" => args.http_only = true,
+            "--http-connections" => {
+                args.http_connections = it.next().context("--http-connections needs a number")?.parse()?;
+            }
+            "--wasmtx" => args.wasmtx = Some(it.next().context("--wasmtx needs a path")?.into()),
             "--stall-only" => {
                 args.stall_only = true;
                 args.full_matrix = false;
@@ -273,6 +288,21 @@ async fn main() -> Result<()> {
         None => format!("{} at {}", server.version, server.url),
     };
     eprintln!("bench: Redis {redis}");
+
+    if args.http_only {
+        let bin = match &args.wasmtx {
+            Some(bin) => bin.clone(),
+            None => std::env::current_exe()?.with_file_name("wasmtx"),
+        };
+        let prefix = format!("bench-http-{}", std::process::id());
+        eprintln!("bench: HTTP row, {} connections, {} s…", args.http_connections, args.window.as_secs_f64());
+        let bank = rules.read("bank_transfer")?;
+        let run = bench::http::run(&bin, &server.url, &prefix, bank, args.http_connections, args.window).await?;
+        println!("| row | invocations/s | p50 ms | p99 ms | errors | server RSS first → max → last |");
+        println!("|---|---|---|---|---|---|");
+        println!("{}", run.row());
+        return Ok(());
+    }
 
     let mut costs: Vec<Cost> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();

@@ -50,6 +50,26 @@ pub(super) fn requests(
             .auth(Auth::Header("Basic dXNlcjpwdw==")),
         request("an empty bearer token", Method::DELETE, "/v1/models/Account", "", 401, "invalid_token")
             .auth(Auth::Header("Bearer ")),
+        request("a read without a token", Method::GET, "/v1/models/Account/alice", "", 401, "missing_token")
+            .auth(Auth::None),
+        request(
+            "an upload with a read token",
+            Method::POST,
+            "/v1/rules/probe",
+            bank_transfer.clone(),
+            403,
+            "insufficient_scope",
+        )
+        .auth(Auth::Header("Bearer bad-input-reader")),
+        request(
+            "an invocation with a read token",
+            Method::POST,
+            "/v1/rules/bank-transfer/invoke",
+            "{}",
+            403,
+            "insufficient_scope",
+        )
+        .auth(Auth::Header("Bearer bad-input-reader")),
         // Sizes.
         request(
             "a body over the body limit",
