@@ -82,7 +82,7 @@ fn json_logs_are_one_object_per_line() -> Result<()> {
     }
     let serving = lines.last().context("no line")?;
     let record: serde_json::Value = serde_json::from_str(serving)?;
-    ensure!(record["fields"]["message"] == "serving" && record["fields"]["auth"] == false, "{record}");
+    ensure!(record["fields"]["message"] == "serving" && record["fields"]["tokens"] == 0, "{record}");
     Ok(())
 }
 
