@@ -12,6 +12,7 @@ mod bad_input;
 mod catalog;
 mod chaos;
 mod cli;
+mod cluster;
 mod error_kinds;
 mod exactly_once;
 mod examples;
