@@ -4,10 +4,12 @@
 //! |---|---|---|
 //! | `memory` (also `memory:`, `memory://`) | a fresh [`MemoryStore`] | a fresh [`MemoryRegistryStore`] |
 //! | `redis://host:port/db`, `rediss://...`, `redis+unix:///path`, `unix:///path` | [`RedisStore`] | [`RedisRegistryStore`], under the same key prefix |
+//! | `redis://host:port` of any Redis Cluster node, or several nodes comma-separated (`redis://h:7000,h:7001`) | [`RedisStore`] on the cluster (detected at connect) | [`RedisRegistryStore`] on the cluster, in one slot |
 //!
 //! The `wasmtx` command, `wasmtx serve`, the demo, the benchmark and the tests all open their
-//! backends here, so a new backend (Redis Cluster, say) is one more [`BackendUrl`] variant and
-//! one more factory function in this file.
+//! backends here, so a new backend is one more [`BackendUrl`] variant and one more factory
+//! function in this file. Both Redis stores share one connection type, which detects a
+//! cluster itself ([`connection`](crate::store::redis::connection)).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,7 +35,8 @@ use crate::store::{Store, StoreError};
 pub enum BackendUrl {
     /// The embedded in-memory store (nothing survives the process).
     Memory,
-    /// One Redis server (standalone, or a replicated primary).
+    /// Redis: one server (standalone, or a replicated primary), or a Redis Cluster (detected
+    /// at connect; the URL may name several nodes, comma-separated).
     Redis {
         /// The URL as given (it may hold a password: [`BackendUrl`]'s `Display` hides it).
         url: String,
@@ -228,8 +231,12 @@ fn registry_connect_error(error: RegistryError) -> StoreError {
     }
 }
 
-/// `scheme://user:password@host` → `scheme://user:***@host`.
+/// `scheme://user:password@host` → `scheme://user:***@host`, for each comma-separated node.
 pub(crate) fn redact(url: &str) -> String {
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
@@ -266,6 +273,7 @@ mod tests {
         assert_eq!(redact("redis://me:s3cret@h"), "redis://me:***@h");
         assert_eq!(redact("redis://token@h"), "redis://***@h");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact("redis://:pw@h:1,h:2,redis://:pw@h:3"), "redis://:***@h:1,h:2,redis://:***@h:3");
         let url = BackendUrl::parse("redis://u:pw@h:1").expect("a redis URL");
         assert_eq!(url.to_string(), "redis://u:***@h:1");
         assert!(!format!("{url:?}").contains("pw"));

@@ -48,6 +48,7 @@ pub use error::{AccessError, Error, InvocationError, Result, RuleLoadError, Sche
 pub use invocation::{ContextOverrides, DEFAULT_ACTION, Invocation, Mode, Outcome, RetryOn, RetryPolicy, Timings};
 pub use model::change::{FieldChange, ModelChanges, ModelSnapshot, ModelTarget};
 pub use model::ids::{LockId, ModelId};
+pub use model::placement::{Placement, PlacementKey};
 pub use model::schema::{FieldDef, ModelSchema, ModelTypes};
 pub use model::value::{FieldType, FieldValue, Scalar, ScalarKind};
 pub use registry::{Registry, RegistryError};

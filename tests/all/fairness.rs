@@ -23,7 +23,7 @@ use wasmtx::backend::BackendOptions;
 use wasmtx::store::{
     CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, ReleaseWatch, StoredRecord,
 };
-use wasmtx::{Engine, Error, Invocation, LockId, ModelId, ModelSnapshot, ModelTarget, Rule, Store, StoreError};
+use wasmtx::{Engine, Error, Invocation, LockId, ModelSnapshot, ModelTarget, Rule, Store, StoreError};
 
 use crate::{Backend, RedisFixture, compile_rules, engine_builder, on_both_stores, probe_ops, redis_url};
 
@@ -104,7 +104,7 @@ impl Store for Yielding {
     }
     async fn resolve(
         &self,
-        anchor: &ModelId,
+        anchor: &ModelTarget,
         keys: &[&str],
         commit_id: &str,
         retention: Duration,
@@ -122,6 +122,10 @@ impl Store for Yielding {
     }
     fn watch(&self, locks: &[LockId]) -> ReleaseWatch {
         self.inner.watch(locks)
+    }
+
+    fn ensure_co_located(&self, models: &[ModelTarget]) -> Result<(), StoreError> {
+        self.inner.ensure_co_located(models)
     }
 }
 

@@ -16,6 +16,7 @@ mod build_command;
 mod catalog;
 mod chaos;
 mod cli;
+mod cluster;
 mod dashboard;
 mod error_kinds;
 mod exactly_once;

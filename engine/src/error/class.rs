@@ -31,7 +31,8 @@ pub enum ErrorClass {
     TooLarge,
     /// A rule refused: uploaded bytes that are not a usable rule, or an invocation the rule
     /// rejected or failed (trap, deadline, memory cap); or an idempotency key reused for a
-    /// different invocation: HTTP 422.
+    /// different invocation; or an invocation over models in several Redis Cluster slots
+    /// (`cross_slot`): HTTP 422.
     Refused,
     /// The store is unreachable; retrying later may succeed: HTTP 503.
     Unavailable,
@@ -128,6 +129,7 @@ impl Error {
             Self::IdempotencyKeyReused { .. } => ErrorKind::IdempotencyKeyReused,
             Self::InProgress { .. } => ErrorKind::InProgress,
             Self::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            Self::CrossSlot(_) => ErrorKind::CrossSlot,
             Self::Store(_) => ErrorKind::Store,
         }
     }
@@ -160,7 +162,7 @@ impl Error {
                 ErrorClass::Conflict
             }
             Self::Overloaded { .. } => ErrorClass::Unavailable,
-            Self::Store(error) => error.class(),
+            Self::CrossSlot(error) | Self::Store(error) => error.class(),
         }
     }
 
@@ -174,7 +176,7 @@ impl Error {
             Self::Overloaded { .. } => Some(RetryClass::Unavailable),
             // The earlier call with the key held it for the whole acquire timeout, as a lock.
             Self::InProgress { .. } => Some(RetryClass::LockTimeout),
-            Self::Store(error) => error.retry_class(),
+            Self::CrossSlot(error) | Self::Store(error) => error.retry_class(),
             // Not retried blindly: the caller decides, with the key the error carries.
             Self::OutcomeUnknown { .. } => None,
             Self::UnknownModelType { .. }
@@ -228,6 +230,8 @@ impl StoreError {
             }
             // The store refused an attempt its caller had already given up on.
             Self::CommitAborted { .. } => ErrorClass::Internal,
+            // Well-formed, but this deployment cannot run it as one atomic step.
+            Self::CrossSlot { .. } => ErrorClass::Refused,
             Self::Unavailable(_) => ErrorClass::Unavailable,
             Self::InvalidUrl { .. } | Self::InvalidPrefix { .. } => ErrorClass::BadInput,
             Self::Corrupt { .. } | Self::Incompatible { .. } | Self::Backend(_) => ErrorClass::Internal,
@@ -243,6 +247,7 @@ impl StoreError {
             Self::CannotApply { .. }
             | Self::Recorded { .. }
             | Self::CommitAborted { .. }
+            | Self::CrossSlot { .. }
             | Self::Corrupt { .. }
             | Self::InvalidUrl { .. }
             | Self::InvalidPrefix { .. }
@@ -284,6 +289,7 @@ impl RegistryError {
                 | StoreError::CannotApply { .. }
                 | StoreError::Recorded { .. }
                 | StoreError::CommitAborted { .. }
+                | StoreError::CrossSlot { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::InvalidUrl { .. }
                 | StoreError::InvalidPrefix { .. }
@@ -311,6 +317,7 @@ impl RegistryError {
                 | StoreError::CannotApply { .. }
                 | StoreError::Recorded { .. }
                 | StoreError::CommitAborted { .. }
+                | StoreError::CrossSlot { .. }
                 | StoreError::Corrupt { .. }
                 | StoreError::Incompatible { .. }
                 | StoreError::Backend(_),

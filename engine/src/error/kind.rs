@@ -120,6 +120,8 @@ error_kinds! {
     InProgress = "in_progress" from [Engine];
     /// A commit's reply was lost and the store cannot be asked whether it landed: invoke again with the key.
     OutcomeUnknown = "outcome_unknown" from [Engine];
+    /// The invocation's models live in different Redis Cluster hash slots: refused before anything was locked; co-locate them with a placement.
+    CrossSlot = "cross_slot" from [Engine];
     /// The store failed (unreachable, corrupt data, a backend error).
     Store = "store" from [Engine, Registry];
     /// An upload that is not WebAssembly.

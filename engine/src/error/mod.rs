@@ -189,6 +189,10 @@ pub enum Error {
         /// What went wrong, last.
         reason: String,
     },
+    /// The invocation's models live in different Redis Cluster hash slots (see
+    /// [`StoreError::CrossSlot`]): refused before anything was locked or written.
+    #[error(transparent)]
+    CrossSlot(StoreError),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -239,6 +243,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::LockLost { lock } => Self::LockLost { lock },
             StoreError::CannotApply { model, field, reason } => Self::CannotApply { model, field, reason },
+            e @ StoreError::CrossSlot { .. } => Self::CrossSlot(e),
             other => Self::Store(other),
         }
     }
@@ -350,6 +355,14 @@ pub enum SchemaError {
     InvalidName {
         /// The name given.
         name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A placement (see [`Placement`](crate::Placement)) is not allowed.
+    #[error("invalid placement in group {group:?}: {reason}")]
+    InvalidPlacement {
+        /// The group named.
+        group: String,
         /// Why.
         reason: String,
     },

@@ -2,5 +2,6 @@
 
 pub mod change;
 pub mod ids;
+pub mod placement;
 pub mod schema;
 pub mod value;

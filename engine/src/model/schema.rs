@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::ids::validate_name;
+use super::placement::{Placement, PlacementFile};
 use super::value::{FieldType, FieldValue, Scalar};
 use crate::error::SchemaError;
 
@@ -39,6 +40,9 @@ pub struct FieldDef {
 pub struct ModelSchema {
     name: String,
     fields: IndexMap<String, FieldDef>,
+    /// Where its models live in a sharded store (`None`: each model in a slot of its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement: Option<Placement>,
 }
 
 /// The file form of a schema, shared by TOML and JSON.
@@ -46,6 +50,8 @@ pub struct ModelSchema {
 #[serde(deny_unknown_fields)]
 struct SchemaFile {
     name: String,
+    #[serde(default)]
+    placement: Option<PlacementFile>,
     fields: FieldFiles,
 }
 
@@ -93,7 +99,7 @@ struct FieldFile {
 impl ModelSchema {
     /// Starts a schema in Rust.
     pub fn builder(name: impl Into<String>) -> ModelSchemaBuilder {
-        ModelSchemaBuilder { name: name.into(), fields: Vec::new() }
+        ModelSchemaBuilder { name: name.into(), fields: Vec::new(), placement: None }
     }
 
     /// Builds a schema from fields, checking names, types and defaults.
@@ -158,7 +164,21 @@ impl ModelSchema {
         if map.is_empty() {
             return Err(SchemaError::InvalidName { name, reason: "a model type needs at least one field".into() });
         }
-        Ok(Self { name, fields: map })
+        Ok(Self { name, fields: map, placement: None })
+    }
+
+    /// This schema with its models placed by `placement` (see [`Placement`]): models of every
+    /// type placed in the same group and part share one hash slot of a Redis Cluster.
+    #[must_use]
+    pub fn with_placement(mut self, placement: Option<Placement>) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// Where this type's models live in a sharded store (`None`: each model in a slot of its
+    /// own).
+    pub fn placement(&self) -> Option<&Placement> {
+        self.placement.as_ref()
     }
 
     /// Parses a schema from TOML text (see the README for the format).
@@ -191,6 +211,7 @@ impl ModelSchema {
 
     fn from_file(file: SchemaFile) -> Result<Self, SchemaError> {
         let name = file.name;
+        let placement = file.placement.map(PlacementFile::placement).transpose()?;
         let mut fields = Vec::with_capacity(file.fields.0.len());
         for (field, spec) in file.fields.0 {
             let default = match &spec.default {
@@ -203,7 +224,7 @@ impl ModelSchema {
             };
             fields.push((field, FieldDef { ty: spec.ty, default }));
         }
-        Self::new(name, fields)
+        Ok(Self::new(name, fields)?.with_placement(placement))
     }
 
     /// The model type's name.
@@ -248,7 +269,12 @@ impl ModelSchema {
             .iter()
             .map(|(k, d)| (k.clone(), serde_json::json!({ "type": d.ty.to_string(), "default": d.default.to_json() })))
             .collect();
-        serde_json::json!({ "name": self.name, "fields": fields })
+        match &self.placement {
+            None => serde_json::json!({ "name": self.name, "fields": fields }),
+            Some(placement) => {
+                serde_json::json!({ "name": self.name, "placement": placement.to_json(), "fields": fields })
+            }
+        }
     }
 }
 
@@ -257,6 +283,7 @@ impl ModelSchema {
 pub struct ModelSchemaBuilder {
     name: String,
     fields: Vec<(String, FieldDef)>,
+    placement: Option<Placement>,
 }
 
 impl ModelSchemaBuilder {
@@ -272,12 +299,19 @@ impl ModelSchemaBuilder {
         self
     }
 
+    /// Places the type's models (see [`Placement`]).
+    #[must_use]
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = Some(placement);
+        self
+    }
+
     /// Checks and builds the schema.
     ///
     /// # Errors
     /// As [`ModelSchema::new`].
     pub fn build(self) -> Result<ModelSchema, SchemaError> {
-        ModelSchema::new(self.name, self.fields)
+        Ok(ModelSchema::new(self.name, self.fields)?.with_placement(self.placement))
     }
 }
 

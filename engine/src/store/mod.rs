@@ -220,7 +220,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// [`StoreError`] if the store fails: the outcome then stays unknown.
     async fn resolve(
         &self,
-        anchor: &ModelId,
+        anchor: &ModelTarget,
         keys: &[&str],
         commit_id: &str,
         retention: Duration,
@@ -252,6 +252,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Starts watching for releases of these locks. Call it *before* trying to take them, so
     /// that a release between the attempt and the wait is not missed.
     fn watch(&self, locks: &[LockId]) -> ReleaseWatch;
+
+    /// Checks, before anything is locked or written, that one invocation may span these models:
+    /// that the store can lock, load and commit them together atomically. A store on one server
+    /// (and the memory store) always can; a sharded one (Redis Cluster) only for models in one
+    /// shard (hash slot). The engine calls it first in every mode.
+    ///
+    /// # Errors
+    /// [`StoreError::CrossSlot`] naming the models and where they live.
+    fn ensure_co_located(&self, models: &[ModelTarget]) -> Result<(), StoreError>;
 }
 
 /// A failure of a store operation.
@@ -312,6 +321,19 @@ pub enum StoreError {
         field: String,
         /// Why.
         reason: String,
+    },
+    /// The models of one invocation live in different Redis Cluster hash slots, where no
+    /// atomic commit spans them. Refused before anything was locked or written.
+    #[error(
+        "models {} live in different Redis Cluster hash slots ({}), and one invocation commits atomically only within one slot; nothing was locked or written. Co-locate them: give their schemas one placement group (`placement = {{ group = \"...\", by = \"key\" }}` or `by = \"prefix\"`; see the README, *Redis Cluster*)",
+        models.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        slots.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    CrossSlot {
+        /// The models, in the order given.
+        models: Vec<ModelId>,
+        /// Each model's hash slot, in the same order.
+        slots: Vec<u16>,
     },
     /// The store could not be reached or the connection broke. Retrying may succeed.
     #[error("store unavailable: {0}")]

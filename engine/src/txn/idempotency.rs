@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 use super::{Plan, Protocol};
 use crate::error::{Error, Result};
 use crate::invocation::{Invocation, Outcome, Timings};
-use crate::model::change::ModelChanges;
+use crate::model::change::{ModelChanges, ModelTarget};
 use crate::model::ids::ModelId;
 use crate::rule::Rule;
 use crate::store::{CommitReceipt, CommitRecords, CommitRequest, RecordEntry, StoreError, StoredRecord};
@@ -185,7 +185,7 @@ impl Protocol {
                 };
                 warn!(key = %idem.key, %reason, "a commit's reply was lost: asking the store whether it applied");
                 let written: Vec<&str> = entries.iter().filter(|e| e.payload.is_some()).map(|e| e.key).collect();
-                match self.resolve(&anchor.id, &written, &commit_id, sent).await {
+                match self.resolve(anchor, &written, &commit_id, sent).await {
                     Ok(Some(record)) => Ok(Committed::Applied(CommitReceipt { versions: record.versions })),
                     Ok(None) => Err(CommitFailure::Store(StoreError::Unavailable(format!(
                         "{reason} (the commit did not apply, and now cannot)"
@@ -205,7 +205,7 @@ impl Protocol {
     /// them if it did; `None` once it surely did not and never will.
     async fn resolve(
         &self,
-        anchor: &ModelId,
+        anchor: &ModelTarget,
         keys: &[&str],
         commit_id: &str,
         sent: Instant,

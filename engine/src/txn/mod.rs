@@ -149,6 +149,9 @@ impl Protocol {
             invocation_id: Some(invocation_id.clone()),
             idempotency_key: Some(idem.key.clone()),
         };
+        // Models the store cannot commit together (several Redis Cluster slots) are refused
+        // before anything is locked, loaded or written, in every mode.
+        self.store.ensure_co_located(&plan.sorted).map_err(|e| fail(e.into()))?;
         let started = Instant::now();
         // Declared first, dropped last: once the invocation is over (or dropped), the locks a
         // lost lock-and-load reply may have left it are reclaimed.

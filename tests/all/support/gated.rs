@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use wasmtx::store::{
     CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, ReleaseWatch, StoredRecord,
 };
-use wasmtx::{LockId, ModelId, ModelSnapshot, ModelTarget, Store, StoreError};
+use wasmtx::{LockId, ModelSnapshot, ModelTarget, Store, StoreError};
 
 /// What happens to the reply of a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +156,7 @@ impl Store for GatedStore {
     }
     async fn resolve(
         &self,
-        anchor: &ModelId,
+        anchor: &ModelTarget,
         keys: &[&str],
         commit_id: &str,
         retention: std::time::Duration,
@@ -201,5 +201,9 @@ impl Store for GatedStore {
     }
     fn watch(&self, locks: &[LockId]) -> ReleaseWatch {
         self.inner.watch(locks)
+    }
+
+    fn ensure_co_located(&self, models: &[ModelTarget]) -> Result<(), StoreError> {
+        self.inner.ensure_co_located(models)
     }
 }

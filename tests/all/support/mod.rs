@@ -8,6 +8,7 @@
 pub mod gated;
 pub mod private_redis;
 pub mod process;
+pub mod test_cluster;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

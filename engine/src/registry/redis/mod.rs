@@ -2,12 +2,17 @@
 //! prefix. Writes are Lua scripts (one round trip, atomic); reads are plain commands; epoch
 //! bumps are published on a channel one Pub/Sub listener per store forwards to
 //! [`RegistryStore::changes`]. The layout is documented in [`keys`].
+//!
+//! The same URL reaches a standalone server or a Redis Cluster (see
+//! [`connection`](crate::store::redis::connection)). On a cluster the whole registry lives in
+//! one slot (every key carries the hash tag `{registry}`), every script declares every key it
+//! touches, and the changes channel is subscribed to on one node (a `PUBLISH` reaches every
+//! node).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 use tokio::sync::watch;
 
@@ -16,8 +21,8 @@ use super::error::RegistryError;
 use super::record::{AddedVersion, RuleInfo, RuleVersion, SchemaRecord, Snapshot};
 use super::storage::RegistryStore;
 use crate::model::schema::ModelSchema;
-use crate::store::StoreError;
-use crate::store::redis::{DEFAULT_PREFIX, Delivery, redis_error, spawn_subscription};
+use crate::store::redis::connection::RedisConnection;
+use crate::store::redis::{DEFAULT_PREFIX, Delivery, Timeouts, redis_error, spawn_subscription};
 
 pub mod keys;
 mod scripts;
@@ -65,19 +70,19 @@ impl RedisRegistryStoreBuilder {
     /// Connects, and subscribes to change announcements before returning.
     ///
     /// # Errors
-    /// [`RegistryError::Store`]: [`StoreError::InvalidPrefix`] for a prefix the layout cannot
-    /// use, [`StoreError::InvalidUrl`] for a malformed URL, [`StoreError::Unavailable`] if Redis
+    /// [`RegistryError::Store`]: [`StoreError::InvalidPrefix`](crate::StoreError::InvalidPrefix)
+    /// for a prefix the layout cannot use, [`StoreError::InvalidUrl`](crate::StoreError::InvalidUrl)
+    /// for a malformed URL, [`StoreError::Unavailable`](crate::StoreError::Unavailable) if Redis
     /// cannot be reached.
     pub async fn connect(self) -> Result<RedisRegistryStore, RegistryError> {
         crate::store::redis::keys::validate_prefix(&self.prefix)?;
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| StoreError::InvalidUrl { url: crate::backend::redact(&self.url), reason: e.to_string() })?;
-        let conn = ConnectionManager::new(client.clone()).await.map_err(redis_error)?;
+        let link = crate::store::redis::connection::connect(&self.url, Timeouts::default()).await?;
+        let conn = link.conn.clone();
         let keys = RegistryKeys::new(&self.prefix);
         let (changes, _) = watch::channel(0);
         let listener = {
             let changes = changes.clone();
-            spawn_subscription(client, keys.changed_channel(), move |delivery| match delivery {
+            spawn_subscription(link.nodes.clients()?, keys.changed_channel(), move |delivery| match delivery {
                 // The payload is the registry's epoch after the change.
                 Delivery::Message(payload) => {
                     let epoch = String::from_utf8_lossy(payload).parse::<u64>().ok();
@@ -99,7 +104,7 @@ pub struct RedisRegistryStore {
 
 #[derive(Debug)]
 struct Inner {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     keys: RegistryKeys,
     changes: watch::Sender<u64>,
     listener: tokio::task::JoinHandle<()>,
@@ -122,7 +127,7 @@ impl RedisRegistryStore {
         &self.inner.keys
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> RedisConnection {
         self.inner.conn.clone()
     }
 

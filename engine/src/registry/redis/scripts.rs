@@ -127,3 +127,32 @@ redis.call('HSET', KEYS[1], ARGV[1], record)
 redis.call('PUBLISH', ARGV[4], redis.call('INCR', KEYS[2]))
 return {1, record}
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The locals the scripts bind to `KEYS` entries.
+    const KEY_LOCALS: [&str; 5] = ["rule", "active_key", "wasm", "refs", "epoch_key"];
+
+    /// On a Redis Cluster a script may touch only the keys it declares (an undeclared key of
+    /// another node fails after the earlier writes applied): every `redis.call` names a key
+    /// from `KEYS` (directly or through a local bound to one), except `PUBLISH`, whose first
+    /// argument is a channel.
+    #[test]
+    fn every_script_touches_only_keys_it_declares() {
+        for script in [ADD_VERSION, ACTIVATE, DELETE_VERSION, DELETE_RULE, DELETE_SCHEMA, DEFINE_SCHEMA] {
+            for call in script.split("redis.call('").skip(1) {
+                let (command, rest) = call.split_once('\'').expect("a quoted command");
+                if command == "PUBLISH" {
+                    continue;
+                }
+                let key = rest.trim_start_matches([',', ' ']).split([',', ')']).next().unwrap_or_default().trim();
+                assert!(
+                    key.starts_with("KEYS[") || KEY_LOCALS.contains(&key),
+                    "{command} touches {key:?}, which is not a declared key:\n{script}"
+                );
+            }
+        }
+    }
+}

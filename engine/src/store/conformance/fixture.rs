@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{CHECK_TIMEOUT, CheckError, Context as _, bail, ensure};
 use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
+use crate::model::placement::{Placement, PlacementKey};
 use crate::model::schema::ModelSchema;
 use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
 use crate::store::{
@@ -27,10 +28,18 @@ pub(super) const WAIT_BOUND: Duration = Duration::from_secs(5);
 
 pub(super) const MODEL_TYPE: &str = "Conformance";
 
+/// Where the test models live: every model of one check in one placement group part (its
+/// key's text before the first `:`, the check's name), so that a multi-model check runs on a
+/// Redis Cluster as on one server; the suite thereby holds every store to placed layouts too.
+pub(super) fn placement() -> Result<Placement> {
+    Ok(Placement::new("conformance", PlacementKey::Prefix { separator: ":".into() })?)
+}
+
 /// The test model type: every scalar kind (with non-zero defaults where the type allows), a
 /// list and a dict.
 pub(super) fn test_schema() -> Result<ModelSchema> {
     Ok(ModelSchema::builder(MODEL_TYPE)
+        .placement(placement()?)
         .field("count", FieldType::Scalar(ScalarKind::Int))
         .field("other", FieldType::Scalar(ScalarKind::Int))
         .field_with_default("level", FieldType::Scalar(ScalarKind::Int), int(7))
@@ -46,6 +55,7 @@ pub(super) fn test_schema() -> Result<ModelSchema> {
 /// The same model type after `label` became an int (as a re-registered schema would be).
 pub(super) fn changed_schema() -> Result<ModelSchema> {
     Ok(ModelSchema::builder(MODEL_TYPE)
+        .placement(placement()?)
         .field("count", FieldType::Scalar(ScalarKind::Int))
         .field("label", FieldType::Scalar(ScalarKind::Int))
         .build()?)

@@ -111,7 +111,7 @@ pub async fn a_resolved_attempt_never_applies_and_the_next_attempt_does(store: A
     let fx = Fx::new(store, ns)?;
     let a = fx.model("a");
     let entry = [RecordEntry { key: "k", payload: Some("p") }];
-    let resolved = fx.store.resolve(&a.id, &["k"], "lost", LONG_LEASE).await?;
+    let resolved = fx.store.resolve(&a, &["k"], "lost", LONG_LEASE).await?;
     expect_eq(resolved, vec![None], "resolving an attempt that never arrived")?;
     match fx
         .commit_with(&[&a], vec![vec![increment("count", 1)]], CommitGuard::Unguarded, records("lost", &entry))
@@ -122,12 +122,12 @@ pub async fn a_resolved_attempt_never_applies_and_the_next_attempt_does(store: A
     }
     expect_eq(fx.load(&a).await?.version, 0, "the resolved attempt wrote nothing")?;
     // A second lost attempt is remembered beside the first.
-    expect_eq(fx.store.resolve(&a.id, &["k"], "lost-too", LONG_LEASE).await?, vec![None], "a second resolve")?;
+    expect_eq(fx.store.resolve(&a, &["k"], "lost-too", LONG_LEASE).await?, vec![None], "a second resolve")?;
 
     let receipt = fx
         .commit_with(&[&a], vec![vec![increment("count", 1)]], CommitGuard::Unguarded, records("next", &entry))
         .await?;
-    let found = fx.store.resolve(&a.id, &["k"], "next", LONG_LEASE).await?;
+    let found = fx.store.resolve(&a, &["k"], "next", LONG_LEASE).await?;
     let expected = StoredRecord { versions: receipt.versions, payload: "p".into() };
     expect_eq(found, vec![Some(expected)], "resolving an attempt that applied")?;
     for late in ["lost", "lost-too"] {

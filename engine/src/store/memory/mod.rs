@@ -21,7 +21,7 @@ use super::{
     StoreError, StoredRecord,
 };
 use crate::model::change::{ModelSnapshot, ModelTarget};
-use crate::model::ids::{LockId, ModelId};
+use crate::model::ids::LockId;
 
 mod data;
 mod dump;
@@ -120,12 +120,12 @@ impl Store for MemoryStore {
 
     async fn resolve(
         &self,
-        anchor: &ModelId,
+        anchor: &ModelTarget,
         keys: &[&str],
         commit_id: &str,
         retention: std::time::Duration,
     ) -> Result<Vec<Option<StoredRecord>>, StoreError> {
-        Ok(self.state().resolve(anchor, keys, commit_id, retention, Instant::now()))
+        Ok(self.state().resolve(&anchor.id, keys, commit_id, retention, Instant::now()))
     }
 
     async fn release(&self, leases: &[LockLease]) -> Result<(), StoreError> {
@@ -146,6 +146,11 @@ impl Store for MemoryStore {
 
     fn watch(&self, locks: &[LockId]) -> ReleaseWatch {
         self.inner.bus.watch(locks.iter().map(LockId::to_string))
+    }
+
+    /// One process holds every model: any models commit together.
+    fn ensure_co_located(&self, _models: &[ModelTarget]) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

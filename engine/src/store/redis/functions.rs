@@ -11,6 +11,10 @@
 //! `FUNCTION FLUSH` (or a restart of a server that keeps nothing on disk) the first call finds
 //! no function, loads the library again and repeats the call, which did not run.
 //!
+//! On a Redis Cluster the library is checked and loaded on every primary, each through a
+//! connection of its own (a `FUNCTION LIST` through the cluster client would ask one node at
+//! random), at connect and whenever a call finds no function.
+//!
 //! # Notes
 //! Functions need Redis 7.0 or later (as does `SET ... NX GET`, which the commit uses); an
 //! older server is refused at connect with [`StoreError::Incompatible`].
@@ -19,6 +23,7 @@ use redis::aio::ConnectionLike;
 use redis::{Cmd, ToRedisArgs, Value};
 
 use super::codec::redis_error;
+use super::connection::Connected;
 use crate::store::StoreError;
 
 /// The library's source.
@@ -89,15 +94,13 @@ impl FunctionCall {
     /// [`StoreError::Unavailable`] for connection trouble (the outcome of a writing call is
     /// then unknown), [`StoreError::Incompatible`] if the library cannot be loaded,
     /// [`StoreError::Backend`] for any other failure.
-    pub(super) async fn invoke<T: redis::FromRedisValue>(
-        &self,
-        conn: &mut (impl ConnectionLike + Send),
-    ) -> Result<T, StoreError> {
+    pub(super) async fn invoke<T: redis::FromRedisValue>(&self, link: &Connected) -> Result<T, StoreError> {
         let command = self.command();
-        match command.query_async::<T>(conn).await {
+        let mut conn = link.conn.clone();
+        match command.query_async::<T>(&mut conn).await {
             Err(e) if is_missing_function(&e) => {
-                ensure_loaded(conn).await?;
-                command.query_async::<T>(conn).await.map_err(redis_error)
+                link.ensure_library().await?;
+                command.query_async::<T>(&mut conn).await.map_err(redis_error)
             }
             other => other.map_err(redis_error),
         }

@@ -25,6 +25,19 @@
 //! common case) read as they are. (Action names in `~l:<action>` need no escaping: a hash field
 //! belongs to one key already.)
 //!
+//! A model type with a [`Placement`] in its schema keeps its models' keys under the group's
+//! tag instead, the type and key following it (every part escaped the same way):
+//!
+//! | key | placement |
+//! |---|---|
+//! | `<prefix>:{@<group>:<part>}:<T>:<k>` (then `:list:<field>`, ... as above) | by key (`<part>` is `k`) or key prefix (`<part>` is `k` up to the separator) |
+//! | `<prefix>:{@<group>}:<T>:<k>` | by group |
+//!
+//! A type name starts with a letter or `_`, and a leading `@` is escaped (`%40`) in the default
+//! layout anyway, so a placed tag (starting with `@`) never reads as a default one: the layout
+//! stays injective. The tag does not name the type, so models of several types placed in one
+//! group and part share one Redis Cluster slot.
+//!
 //! Releases are announced on the channel `<prefix>:released` with the lock's name
 //! ([`KeyLayout::lock`], `<prefix>:{T:k}:lock:<action>`) as message, and only when someone waits
 //! (the lock value's `:w` suffix, set by a waiter that found the lock busy), so uncontended
@@ -32,8 +45,13 @@
 //! others still wait for.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::model::change::ModelTarget;
 use crate::model::ids::ModelId;
+use crate::model::placement::Placement;
 use crate::model::value::FieldType;
 use crate::store::StoreError;
 
@@ -60,6 +78,38 @@ pub fn escape(name: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A model type's name in a default hash tag: [escaped](escape), and a leading `@` written
+/// `%40`, so it never reads as a placement group's tag.
+fn escape_type(name: &str) -> Cow<'_, str> {
+    match escape(name) {
+        Cow::Borrowed(text) if text.starts_with('@') => Cow::Owned(format!("%40{}", &text[1..])),
+        Cow::Owned(text) if text.starts_with('@') => Cow::Owned(format!("%40{}", &text[1..])),
+        other => other,
+    }
+}
+
+/// The Redis Cluster hash slot of a key (CRC16/XMODEM of its hash tag, modulo 16384), as
+/// `CLUSTER KEYSLOT` computes it.
+pub fn hash_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &bytes[open + 1..];
+        rest.iter().position(|&b| b == b'}').filter(|&close| close > 0).map(|close| &rest[..close])
+    });
+    crc16_xmodem(tagged.unwrap_or(bytes)) % 16384
+}
+
+fn crc16_xmodem(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
 /// Checks a key prefix: not empty, and no `{` or `}` (a brace would move the hash tag into the
 /// prefix, and the layout's injectivity rests on the tag).
 ///
@@ -76,6 +126,14 @@ pub fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The inside of a placed model's hash tag: `@<group>` or `@<group>:<part>`, escaped.
+fn placement_tag(placement: &Placement, key: &str) -> String {
+    match placement.part(key) {
+        None => format!("@{}", escape(placement.group())),
+        Some(part) => format!("@{}:{}", escape(placement.group()), escape(part)),
+    }
+}
+
 /// The data hash field that holds `action`'s lock.
 pub fn lock_field(action: &str) -> String {
     format!("~l:{action}")
@@ -87,15 +145,37 @@ pub(super) fn lock_suffix(action: &str) -> String {
 }
 
 /// Builds the Redis keys of models under one prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A layout knows the [`Placement`] of the model types it was told about ([`Self::place`],
+/// [`Self::learn`]); the others keep the default layout. Clones share what they know: the Redis
+/// store tells its layout the schema of every model it is asked about, so the keys of a lock it
+/// releases later (known by model id only) are the keys it locked.
+#[derive(Debug, Clone)]
 pub struct KeyLayout {
     prefix: String,
+    placements: Arc<Placements>,
 }
+
+/// The placement of each model type a layout knows about.
+#[derive(Debug, Default)]
+struct Placements {
+    /// Whether `by_type` may hold anything: the default layout's fast path.
+    any: AtomicBool,
+    by_type: RwLock<HashMap<String, Placement>>,
+}
+
+impl PartialEq for KeyLayout {
+    fn eq(&self, other: &Self) -> bool {
+        self.prefix == other.prefix
+    }
+}
+
+impl Eq for KeyLayout {}
 
 impl KeyLayout {
     /// A layout under `prefix` (no trailing colon; see [`validate_prefix`]).
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self { prefix: prefix.into(), placements: Arc::default() }
     }
 
     /// The prefix.
@@ -103,9 +183,66 @@ impl KeyLayout {
         &self.prefix
     }
 
+    /// Places `model_type`'s models by `placement` from now on (`None`: the default layout).
+    pub fn place(&self, model_type: &str, placement: Option<&Placement>) {
+        let placements = &self.placements;
+        match placement {
+            Some(placement) => {
+                let mut by_type = placements.by_type.write().unwrap_or_else(PoisonError::into_inner);
+                if by_type.get(model_type) != Some(placement) {
+                    by_type.insert(model_type.to_owned(), placement.clone());
+                }
+                placements.any.store(true, Ordering::Release);
+            }
+            None if placements.any.load(Ordering::Acquire) => {
+                placements.by_type.write().unwrap_or_else(PoisonError::into_inner).remove(model_type);
+            }
+            None => {}
+        }
+    }
+
+    /// Takes note of each target's placement (its schema's), as [`Self::place`] does.
+    pub fn learn(&self, targets: &[ModelTarget]) {
+        for target in targets {
+            let placement = target.schema.placement();
+            let known = self.placements.any.load(Ordering::Acquire);
+            if placement.is_none() && !known {
+                continue;
+            }
+            let same = known
+                && self.placements.by_type.read().unwrap_or_else(PoisonError::into_inner).get(&target.id.model_type)
+                    == placement;
+            if !same {
+                self.place(&target.id.model_type, placement);
+            }
+        }
+    }
+
+    /// The placement this layout knows for `model_type`.
+    pub fn placement_of(&self, model_type: &str) -> Option<Placement> {
+        if !self.placements.any.load(Ordering::Acquire) {
+            return None;
+        }
+        self.placements.by_type.read().unwrap_or_else(PoisonError::into_inner).get(model_type).cloned()
+    }
+
     /// The hash of scalar fields; also the common stem of the model's other keys.
     pub fn data(&self, id: &ModelId) -> String {
-        format!("{}:{{{}:{}}}", self.prefix, escape(&id.model_type), escape(&id.key))
+        match self.placement_of(&id.model_type) {
+            None => format!("{}:{{{}:{}}}", self.prefix, escape_type(&id.model_type), escape(&id.key)),
+            Some(placement) => format!(
+                "{}:{{{}}}:{}:{}",
+                self.prefix,
+                placement_tag(&placement, &id.key),
+                escape(&id.model_type),
+                escape(&id.key)
+            ),
+        }
+    }
+
+    /// The hash slot of the model's keys on a Redis Cluster.
+    pub fn slot(&self, id: &ModelId) -> u16 {
+        hash_slot(&self.data(id))
     }
 
     /// The key of a list or dict field; `None` for a scalar field (it lives in [`Self::data`]).
@@ -165,6 +302,37 @@ mod tests {
     }
 
     #[test]
+    fn placed_models_of_any_type_share_the_group_tag_and_slot() {
+        use crate::model::placement::PlacementKey;
+        let keys = KeyLayout::new("p");
+        let shop = Placement::new("shop", PlacementKey::Key).expect("valid");
+        let ledger = Placement::new("ledger", PlacementKey::Prefix { separator: "/".into() }).expect("valid");
+        keys.place("User", Some(&shop));
+        keys.place("Cart", Some(&shop));
+        keys.place("Account", Some(&ledger));
+        let (user, cart) = (ModelId::new("User", "alice"), ModelId::new("Cart", "alice"));
+        assert_eq!(keys.data(&user), "p:{@shop:alice}:User:alice");
+        assert_eq!(keys.lock(&cart, "add"), "p:{@shop:alice}:Cart:alice:lock:add");
+        assert_eq!(keys.slot(&user), keys.slot(&cart));
+        let (a, b) = (ModelId::new("Account", "l1/alice"), ModelId::new("Account", "l1/bob"));
+        assert_eq!(keys.data(&a), "p:{@ledger:l1}:Account:l1/alice");
+        assert_eq!(keys.slot(&a), keys.slot(&b));
+        keys.place("Cart", None);
+        assert_eq!(keys.data(&cart), "p:{Cart:alice}");
+        assert_eq!(keys.data(&ModelId::new("@x", "k")), "p:{%40x:k}");
+    }
+
+    #[test]
+    fn slots_are_those_redis_computes() {
+        // `CLUSTER KEYSLOT` on Redis 7.0.
+        assert_eq!(hash_slot("foo"), 12182);
+        assert_eq!(hash_slot("bar"), 5061);
+        assert_eq!(hash_slot("{foo}.x"), 12182);
+        assert_eq!(hash_slot("{}foo"), crc16_xmodem(b"{}foo") % 16384);
+        assert_eq!(hash_slot("123456789"), 0x31C3);
+    }
+
+    #[test]
     fn prefixes_that_would_move_the_hash_tag_are_refused() {
         for bad in ["", "a{b", "a}b", "a\nb"] {
             assert!(matches!(validate_prefix(bad), Err(StoreError::InvalidPrefix { .. })), "{bad:?}");
@@ -205,10 +373,24 @@ mod tests {
     fn decode(prefix: &str, key: &str) -> Option<Named> {
         let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
         let (tag, suffix) = rest.split_once('}')?;
-        let (model_type, model_key) = tag.split_once(':')?;
-        let id = ModelId::new(unescape(model_type)?, unescape(model_key)?);
+        let (id, suffix) = match tag.strip_prefix('@') {
+            // A placement group's tag, then `:<type>:<key>`.
+            Some(group_tag) => {
+                for name in group_tag.splitn(2, ':') {
+                    unescape(name)?;
+                }
+                let mut parts = suffix.strip_prefix(':')?.splitn(3, ':');
+                let (model_type, model_key) = (parts.next()?, parts.next()?);
+                let rest = parts.next().map(|r| format!(":{r}")).unwrap_or_default();
+                (ModelId::new(unescape(model_type)?, unescape(model_key)?), rest)
+            }
+            None => {
+                let (model_type, model_key) = tag.split_once(':')?;
+                (ModelId::new(unescape(model_type)?, unescape(model_key)?), suffix.to_owned())
+            }
+        };
         let part = |text: &str| unescape(text);
-        Some(match suffix {
+        Some(match suffix.as_str() {
             "" => Named::Data(id),
             s => {
                 let (kind, name) = s.strip_prefix(':')?.split_once(':')?;
@@ -226,17 +408,32 @@ mod tests {
     /// Generated names mixing the separators, spaces, unicode, the percent sign, text that looks
     /// escaped and the layout's own words.
     fn name(rng: &mut impl rand::Rng) -> String {
-        const PIECES: [&str; 22] = [
+        const PIECES: [&str; 25] = [
             "a", "B", "z9", ":", "::", " ", "é", "☃", "%", "%3A", "%25", "{", "}", "meta", "lock", "list", "dict", "_",
-            "-", ".", "registry", "0",
+            "-", ".", "registry", "0", "@", "%40", "/",
         ];
         let len = rng.random_range(0..6);
         (0..len).map(|_| PIECES[rng.random_range(0..PIECES.len())]).collect()
     }
 
-    /// Property: over generated model types, keys, fields and actions, every key decodes back
-    /// to exactly the (model, part) it was built for, so distinct models and parts never share
-    /// a key. The seed is printed; set `WASMTX_KEY_SEED` to replay one.
+    /// A generated placement: a few groups (valid names, some with `:`), each way of choosing
+    /// the part.
+    fn placement(rng: &mut impl rand::Rng) -> Option<Placement> {
+        use crate::model::placement::PlacementKey;
+        let group = ["ledger", "shop", "g:x", "a.b", "_"][rng.random_range(0..5)];
+        let by = match rng.random_range(0..4) {
+            0 => return None,
+            1 => PlacementKey::Group,
+            2 => PlacementKey::Key,
+            _ => PlacementKey::Prefix { separator: [":", "/", "%"][rng.random_range(0..3)].to_owned() },
+        };
+        Placement::new(group, by).ok()
+    }
+
+    /// Property: over generated model types, keys, fields and actions, placed by generated
+    /// placements or not, every key decodes back to exactly the (model, part) it was built for,
+    /// so distinct models and parts never share a key. The seed is printed; set
+    /// `WASMTX_KEY_SEED` to replay one.
     #[test]
     fn distinct_models_and_parts_never_share_a_key() {
         use rand::SeedableRng;
@@ -244,7 +441,7 @@ mod tests {
         println!("WASMTX_KEY_SEED={seed}");
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let keys = KeyLayout::new("wasmtx-test:p");
-        let mut seen: std::collections::HashMap<String, Named> = std::collections::HashMap::new();
+        let mut seen: HashMap<String, Named> = HashMap::new();
         let mut check = |key: String, named: Named| {
             assert_eq!(decode(keys.prefix(), &key).as_ref(), Some(&named), "seed {seed}: {key} does not decode back");
             if let Some(other) = seen.insert(key.clone(), named.clone()) {
@@ -253,6 +450,8 @@ mod tests {
         };
         for _ in 0..3000 {
             let id = ModelId::new(name(&mut rng), name(&mut rng));
+            let placed = placement(&mut rng);
+            keys.place(&id.model_type, placed.as_ref());
             let (field, action) = (name(&mut rng), name(&mut rng));
             check(keys.data(&id), Named::Data(id.clone()));
             check(keys.record(&id, &action), Named::Record(id.clone(), action.clone()));

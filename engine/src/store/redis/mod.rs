@@ -6,20 +6,29 @@
 //! Waiters are woken through one Pub/Sub subscription per store (see [`ReleaseBus`]); a lock
 //! whose holder vanished is free once its deadline passed.
 //!
+//! The same URL reaches a standalone server or a Redis Cluster (any node, or several
+//! comma-separated): the store detects which at connect ([`connection`]). On a cluster each
+//! function call goes to the primary of its models' slot; a multi-model call is possible only
+//! for models in one slot, which [`Store::ensure_co_located`] checks before anything is
+//! locked (models share a slot through a [placement](crate::Placement) in their schemas).
+//!
 //! # Notes
-//! The store talks to one Redis server (7.0 or later) by URL (it does not follow a Sentinel
-//! failover by itself); there is no Redis Cluster client yet. The key layout is ready for one
-//! (each model's keys share a slot), but a multi-model invocation runs one function over the
-//! keys of several models, which a cluster would allow only for models in one slot.
+//! The store talks to Redis 7.0 or later by URL; it does not follow a Sentinel failover by
+//! itself. A model type's placement comes with its schema in every call that names models
+//! (lock-and-load, load, commit, resolve, delete, [`Store::ensure_co_located`]); the calls that
+//! name locks only (release, withdraw, watch) use what the store learned from those (see
+//! [`KeyLayout`]), so a caller names a placed type's models once before it watches their locks
+//! (the engine's first step, the co-location check, does).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use self::codec::{Reply, collections, corrupt_field, decode_model, encode_changes, wrong_type};
+pub use self::connection::{CLUSTER_MAX_RETRY_WAIT_MS, CLUSTER_MIN_RETRY_WAIT_MS, CLUSTER_RETRIES};
+pub(crate) use self::connection::{Connected, Timeouts};
 pub use self::functions::LIBRARY_VERSION;
 use self::functions::{FunctionCall, step};
 pub use self::keys::{DEFAULT_PREFIX, KeyLayout};
@@ -32,6 +41,7 @@ use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
 
 mod codec;
+pub mod connection;
 mod functions;
 pub mod keys;
 mod subscription;
@@ -91,30 +101,27 @@ impl RedisStoreBuilder {
     /// that runs a newer library version.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         keys::validate_prefix(&self.prefix)?;
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| StoreError::InvalidUrl { url: crate::backend::redact(&self.url), reason: e.to_string() })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(redis_error)?;
-        functions::ensure_loaded(&mut conn).await?;
+        let timeouts = Timeouts { connect: Some(self.connect_timeout), response: Some(self.response_timeout) };
+        let link = connection::connect(&self.url, timeouts).await?;
+        link.ensure_library().await?;
         let keys = KeyLayout::new(self.prefix);
         let bus = ReleaseBus::new();
         let listener = {
             let bus = bus.clone();
-            spawn_subscription(client, keys.released_channel(), move |delivery| match delivery {
+            spawn_subscription(link.nodes.clients()?, keys.released_channel(), move |delivery| match delivery {
                 Delivery::Message(lock_key) => bus.announce(&String::from_utf8_lossy(lock_key)),
                 Delivery::MaybeMissed => bus.announce_all(),
             })
             .await?
         };
         let response_timeout = self.response_timeout;
-        Ok(RedisStore { inner: Arc::new(Inner { conn, keys, bus, listener, response_timeout }) })
+        Ok(RedisStore { inner: Arc::new(Inner { link, keys, bus, listener, response_timeout }) })
     }
 }
 
-/// The Redis backend. Cheap to clone; clones share one multiplexed connection (reconnecting by
-/// itself) and one Pub/Sub listener.
+/// The Redis backend, on a standalone server or a Redis Cluster. Cheap to clone; clones share
+/// one multiplexed connection (per node, on a cluster; reconnecting by itself) and one Pub/Sub
+/// listener.
 #[derive(Debug, Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -122,7 +129,7 @@ pub struct RedisStore {
 
 #[derive(Debug)]
 struct Inner {
-    conn: ConnectionManager,
+    link: Connected,
     keys: KeyLayout,
     bus: ReleaseBus,
     listener: tokio::task::JoinHandle<()>,
@@ -159,13 +166,19 @@ impl RedisStore {
         &self.inner.keys
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+    /// Whether the store is connected to a Redis Cluster (rather than one server).
+    pub fn is_cluster(&self) -> bool {
+        self.inner.link.nodes.cluster
+    }
+
+    fn link(&self) -> &Connected {
+        &self.inner.link
     }
 
     /// The load function, with the record check when `key` is given (and there is a model).
     async fn load_with(&self, models: &[ModelTarget], key: Option<&str>) -> Result<Loaded, StoreError> {
         let keys = &self.inner.keys;
+        keys.learn(models);
         let record = key.zip(models.first());
         let mut call = FunctionCall::new(step::LOAD);
         call.arg(models.len()).arg(if record.is_some() { "1" } else { "0" });
@@ -173,7 +186,7 @@ impl RedisStore {
         if let Some((key, anchor)) = record {
             call.key(keys.record(&anchor.id, key));
         }
-        let value: Value = call.invoke(&mut self.conn()).await?;
+        let value: Value = call.invoke(self.link()).await?;
         let mut reply = Reply::new(value)?;
         match reply.text()?.as_str() {
             "OK" => Ok(Loaded::Snapshots(
@@ -209,6 +222,7 @@ impl Store for RedisStore {
     #[tracing::instrument(level = "debug", skip_all, fields(action = %request.action, models = request.models.len()))]
     async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError> {
         let keys = &self.inner.keys;
+        keys.learn(&request.models);
         let lease_ms = u64::try_from(request.lease.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut call = FunctionCall::new(step::LOCK_AND_LOAD);
         let record = request.record.as_deref().zip(request.models.first());
@@ -219,7 +233,7 @@ impl Store for RedisStore {
             call.key(keys.record(&anchor.id, key));
         }
         let sent = std::time::Instant::now();
-        let value: Value = call.invoke(&mut self.conn()).await?;
+        let value: Value = call.invoke(self.link()).await?;
         let mut reply = Reply::new(value)?;
         match reply.text()?.as_str() {
             "RECORDED" => Ok(LockAttempt::Recorded(reply.record()?)),
@@ -266,6 +280,7 @@ impl Store for RedisStore {
     #[tracing::instrument(level = "debug", skip_all, fields(models = request.models.len()))]
     async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError> {
         let keys = &self.inner.keys;
+        keys.learn(request.models);
         for (target, changes) in request.models.iter().zip(request.changes) {
             for change in changes {
                 change.check(&target.schema).map_err(|reason| StoreError::CannotApply {
@@ -334,7 +349,7 @@ impl Store for RedisStore {
                 call.arg(op.as_slice());
             }
         }
-        let value: Value = call.invoke(&mut self.conn()).await?;
+        let value: Value = call.invoke(self.link()).await?;
         let mut reply = Reply::new(value)?;
         let model_at = |reply: &mut Reply| -> Result<&ModelTarget, StoreError> {
             let i = usize::try_from(reply.int()? - 1).unwrap_or(usize::MAX);
@@ -382,20 +397,21 @@ impl Store for RedisStore {
         }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(%anchor, records = keys.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(anchor = %anchor.id, records = keys.len()))]
     async fn resolve(
         &self,
-        anchor: &ModelId,
+        anchor: &ModelTarget,
         keys: &[&str],
         commit_id: &str,
         retention: Duration,
     ) -> Result<Vec<Option<StoredRecord>>, StoreError> {
+        self.inner.keys.learn(std::slice::from_ref(anchor));
         let mut call = FunctionCall::new(step::RESOLVE);
         for key in keys {
-            call.key(self.inner.keys.record(anchor, key));
+            call.key(self.inner.keys.record(&anchor.id, key));
         }
         call.arg(commit_id).arg(retention_ms(retention));
-        let values: Vec<Option<String>> = call.invoke(&mut self.conn()).await?;
+        let values: Vec<Option<String>> = call.invoke(self.link()).await?;
         values.iter().map(|v| v.as_deref().map(codec::decode_record).transpose()).collect()
     }
 
@@ -415,7 +431,7 @@ impl Store for RedisStore {
             for lease in leases.iter().filter(|l| l.lock.action == action) {
                 call.key(keys.data(&lease.lock.model)).arg(lease.token);
             }
-            let _: Value = call.invoke(&mut self.conn()).await?;
+            let _: Value = call.invoke(self.link()).await?;
         }
         Ok(())
     }
@@ -432,7 +448,7 @@ impl Store for RedisStore {
             for lock in locks.iter().filter(|l| l.action == action) {
                 call.key(keys.data(&lock.model));
             }
-            let _: Value = call.invoke(&mut self.conn()).await?;
+            let _: Value = call.invoke(self.link()).await?;
         }
         Ok(())
     }
@@ -440,14 +456,28 @@ impl Store for RedisStore {
     #[tracing::instrument(level = "debug", skip_all, fields(model = %model.id))]
     async fn delete(&self, model: &ModelTarget) -> Result<u64, StoreError> {
         let keys = &self.inner.keys;
+        keys.learn(std::slice::from_ref(model));
         let colls = collections(keys, model);
         let mut call = FunctionCall::new(step::DELETE);
         call.key(keys.data(&model.id));
         for k in &colls.keys {
             call.key(k);
         }
-        let version: i64 = call.invoke(&mut self.conn()).await?;
+        let version: i64 = call.invoke(self.link()).await?;
         Ok(u64::try_from(version).unwrap_or_default())
+    }
+
+    fn ensure_co_located(&self, models: &[ModelTarget]) -> Result<(), StoreError> {
+        let keys = &self.inner.keys;
+        keys.learn(models);
+        if !self.is_cluster() || models.len() < 2 {
+            return Ok(());
+        }
+        let slots: Vec<u16> = models.iter().map(|m| keys.slot(&m.id)).collect();
+        if slots.iter().all(|&slot| slot == slots[0]) {
+            return Ok(());
+        }
+        Err(StoreError::CrossSlot { models: models.iter().map(|m| m.id.clone()).collect(), slots })
     }
 
     fn watch(&self, locks: &[LockId]) -> ReleaseWatch {

@@ -2,6 +2,14 @@
 //! message, and after any reconnect say that messages may have been missed, since Pub/Sub
 //! does not replay them. Shared by the release announcements of the model store and the
 //! change announcements of the registry.
+//!
+//! On a Redis Cluster the subscription is a classic `SUBSCRIBE` on one node: a `PUBLISH` (also
+//! one inside a function) reaches every node of the cluster, so any node serves. The task
+//! subscribes on the first node that answers, in the order given (the URL's nodes, then those
+//! the cluster named at connect); when the subscription is lost it moves on to the next node,
+//! round the list, and says that messages may have been missed (waiters then look at their
+//! locks again). Sharded Pub/Sub (`SSUBSCRIBE`, one channel per slot) would spare the cluster
+//! bus the broadcast; it is not measured yet.
 
 use std::time::Duration;
 
@@ -22,14 +30,16 @@ pub(crate) enum Delivery<'a> {
     MaybeMissed,
 }
 
-/// Subscribes to `channel` and spawns the task that keeps the subscription alive, calling
-/// `deliver` for each message (and after each reconnect). Returns once the first subscription
-/// is confirmed, so nothing published after this returns is missed.
+/// Subscribes to `channel` on the first of `nodes` that answers and spawns the task that keeps
+/// the subscription alive (moving to the next node when one is lost), calling `deliver` for
+/// each message (and after each reconnect). Returns once the first subscription is
+/// confirmed, so nothing published after this returns is missed.
 ///
 /// # Errors
-/// The first connection's error ([`StoreError::Unavailable`] if Redis cannot be reached).
+/// The last node's error when none answers at first ([`StoreError::Unavailable`] if Redis
+/// cannot be reached).
 pub(crate) async fn spawn_subscription<F>(
-    client: redis::Client,
+    nodes: Vec<redis::Client>,
     channel: String,
     mut deliver: F,
 ) -> Result<JoinHandle<()>, StoreError>
@@ -38,10 +48,17 @@ where
 {
     let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StoreError>>();
     let name = channel.clone();
+    if nodes.is_empty() {
+        return Err(StoreError::Backend(format!("no node to subscribe to {name} on")));
+    }
     let task = tokio::spawn(async move {
         let mut ready = Some(ready_tx);
         let mut backoff = Duration::from_millis(50);
+        // Which node to try next, and how many failed in a row.
+        let (mut next, mut failed) = (0usize, 0usize);
         loop {
+            let client = &nodes[next % nodes.len()];
+            next = next.wrapping_add(1);
             let subscribed = async {
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(&channel).await?;
@@ -51,6 +68,7 @@ where
             match subscribed {
                 Ok(pubsub) => {
                     backoff = Duration::from_millis(50);
+                    failed = 0;
                     match ready.take() {
                         Some(tx) => {
                             let _ = tx.send(Ok(()));
@@ -65,11 +83,18 @@ where
                     deliver(Delivery::MaybeMissed);
                 }
                 Err(e) => {
+                    failed += 1;
+                    if failed < nodes.len() {
+                        // Another node may answer at once.
+                        debug!(%channel, error = %e, "Pub/Sub subscription failed; trying the next node");
+                        continue;
+                    }
+                    failed = 0;
                     if let Some(tx) = ready.take() {
                         let _ = tx.send(Err(redis_error(e)));
                         return;
                     }
-                    debug!(%channel, error = %e, "Pub/Sub subscription failed; retrying");
+                    debug!(%channel, error = %e, "Pub/Sub subscription failed on every node; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
