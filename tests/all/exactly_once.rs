@@ -272,13 +272,16 @@ async fn wait_until_redis_is_busy(conn: &mut redis::aio::MultiplexedConnection) 
 /// and reports one applied invocation, in every mode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reply_delayed_past_the_response_timeout_applies_once() -> Result<()> {
+    // A server of its own: the blocking script stalls every client of the server it runs on,
+    // and the other tests share theirs.
+    let server = crate::private_redis::PrivateRedis::start().await?;
     let options =
         BackendOptions::with_prefix(unique_prefix("delayed-reply")).response_timeout(Duration::from_millis(200));
-    let store = wasmtx::backend::open_store(&redis_url(), &options).await?;
+    let store = wasmtx::backend::open_store(&server.url(), &options).await?;
     let engine = engine_on(store)?;
     let env = TestEnv { rules: compile_rules(&engine)?, engine, redis: None };
     let (engine, rules, gated) = env.gated_engine(|b| b)?;
-    let client = redis::Client::open(redis_url())?;
+    let client = redis::Client::open(server.url())?;
     // Opened before Redis is busy: a new connection's handshake would wait for the script.
     let mut probe_conn = client.get_multiplexed_async_connection().await?;
     for mode in Mode::ALL {

@@ -1,18 +1,17 @@
 //! [`RedisAuditLog`]: the audit trail as a capped Redis stream beside the registry.
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 
 use super::{AuditEntry, AuditError, AuditLog};
 use crate::registry::redis::RegistryKeys;
-use crate::store::StoreError;
-use crate::store::redis::redis_error;
+use crate::store::redis::connection::RedisConnection;
+use crate::store::redis::{Timeouts, redis_error};
 
 /// The audit trail in the stream `<prefix>:{registry}:audit` (see the
 /// [module documentation](super)).
 #[derive(Debug, Clone)]
 pub struct RedisAuditLog {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     key: String,
     retention: usize,
 }
@@ -22,13 +21,14 @@ impl RedisAuditLog {
     /// `retention` entries (the stream is trimmed with `MAXLEN ~`, so a little more).
     ///
     /// # Errors
-    /// [`AuditError::Store`]: [`StoreError::InvalidUrl`] for a malformed URL,
-    /// [`StoreError::Unavailable`] if Redis cannot be reached.
+    /// [`AuditError::Store`]: [`StoreError::InvalidUrl`](crate::store::StoreError::InvalidUrl) for a malformed URL (one server, or
+    /// several nodes of a cluster, comma-separated),
+    /// [`StoreError::Unavailable`](crate::store::StoreError::Unavailable) if Redis cannot be reached.
     pub async fn connect(url: &str, prefix: &str, retention: usize) -> Result<Self, AuditError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::InvalidUrl { url: crate::backend::redact(url), reason: e.to_string() })?;
-        let conn = ConnectionManager::new(client).await.map_err(redis_error)?;
-        Ok(Self { conn, key: RegistryKeys::new(prefix).audit(), retention: retention.max(1) })
+        // The same connection as the store's: one server or a cluster (the stream carries the
+        // registry's hash tag, so it lives in the registry's slot).
+        let connected = crate::store::redis::connection::connect(url, Timeouts::default()).await?;
+        Ok(Self { conn: connected.conn, key: RegistryKeys::new(prefix).audit(), retention: retention.max(1) })
     }
 
     /// The stream's key.
