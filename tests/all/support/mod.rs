@@ -115,30 +115,7 @@ impl RedisFixture {
         keys.sort();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let ty: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await?;
-            let content = match ty.as_str() {
-                "hash" => {
-                    let mut pairs: Vec<(String, String)> =
-                        redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await?;
-                    pairs.sort();
-                    format!("{pairs:?}")
-                }
-                "list" => {
-                    let items: Vec<String> =
-                        redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut conn).await?;
-                    format!("{items:?}")
-                }
-                "string" => {
-                    // Stored rules are bytes, not text.
-                    let v: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-                    String::from_utf8(v).unwrap_or_else(|e| format!("{:?}", e.into_bytes()))
-                }
-                "stream" => {
-                    let n: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await?;
-                    format!("{n} entries")
-                }
-                other => other.to_owned(),
-            };
+            let (ty, content) = key_content(&mut conn, &key).await?;
             out.push((key, ty, content));
         }
         Ok(out)
@@ -466,4 +443,35 @@ pub fn iso_utc(ms: i64) -> String {
         in_day / 1_000 % 60,
         in_day % 1_000
     )
+}
+
+/// A key's type and its content as text, for comparing what a store holds before and after:
+/// hashes sorted, lists in order, strings as text (or their bytes), streams by length.
+///
+/// # Errors
+/// If Redis fails.
+pub async fn key_content<C: redis::aio::ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<(String, String)> {
+    let ty: String = redis::cmd("TYPE").arg(key).query_async(conn).await?;
+    let content = match ty.as_str() {
+        "hash" => {
+            let mut pairs: Vec<(String, String)> = redis::cmd("HGETALL").arg(key).query_async(conn).await?;
+            pairs.sort();
+            format!("{pairs:?}")
+        }
+        "list" => {
+            let items: Vec<String> = redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(conn).await?;
+            format!("{items:?}")
+        }
+        "string" => {
+            // Stored rules are bytes, not text.
+            let v: Vec<u8> = redis::cmd("GET").arg(key).query_async(conn).await?;
+            String::from_utf8(v).unwrap_or_else(|e| format!("{:?}", e.into_bytes()))
+        }
+        "stream" => {
+            let n: u64 = redis::cmd("XLEN").arg(key).query_async(conn).await?;
+            format!("{n} entries")
+        }
+        other => other.to_owned(),
+    };
+    Ok((ty, content))
 }

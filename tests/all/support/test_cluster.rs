@@ -185,25 +185,7 @@ impl TestCluster {
         for mut conn in self.node_clients().await? {
             let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await?;
             for key in keys {
-                let ty: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await?;
-                let content = match ty.as_str() {
-                    "hash" => {
-                        let mut pairs: Vec<(String, String)> =
-                            redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await?;
-                        pairs.sort();
-                        format!("{pairs:?}")
-                    }
-                    "list" => {
-                        let items: Vec<String> =
-                            redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut conn).await?;
-                        format!("{items:?}")
-                    }
-                    "string" => {
-                        let bytes: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-                        String::from_utf8_lossy(&bytes).into_owned()
-                    }
-                    other => other.to_owned(),
-                };
+                let (ty, content) = super::key_content(&mut conn, &key).await?;
                 out.push((key, ty, content));
             }
         }
