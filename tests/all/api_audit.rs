@@ -1,7 +1,8 @@
-//! The audit trail: every registry change made over HTTP (upload, activation, rollback,
-//! deletions, schema changes) is recorded with the token's name, in the store (a stream beside
-//! the registry on Redis, `audit.jsonl` in the data directory for the embedded store), and
-//! listed by `GET /v1/audit` and `wasmtx audit`; refused requests record nothing.
+//! The audit trail: every registry change (upload, activation, rollback, deletions, schema
+//! changes) is recorded with who made it (the token's name over HTTP, `cli:<user>` from a
+//! command), in the store (a stream beside the registry on Redis, `audit.jsonl` in the data
+//! directory for the embedded store), and listed by `GET /v1/audit` and `wasmtx audit`; refused
+//! requests and commands record nothing.
 
 use std::time::Duration;
 
@@ -9,10 +10,10 @@ use anyhow::{Context as _, Result, ensure};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 
-use crate::process::{Server, TempDir, run_in};
+use crate::process::{Server, TEST_USER, TempDir, run_in};
 use crate::{Backend, RedisFixture, on_both_stores, redis_url, rules};
 
-on_both_stores!(every_registry_change_is_audited_with_its_token,);
+on_both_stores!(every_registry_change_is_audited_with_its_token, every_registry_command_is_audited_as_its_user,);
 
 const ADMIN: &str = "audit-admin-secret";
 const READER: &str = "audit-reader-secret";
@@ -127,5 +128,87 @@ async fn every_registry_change_is_audited_with_its_token(backend: Backend) -> Re
     args.extend(["audit", "--limit", "1"]);
     let text = run_in(dir.path(), &args)?.expect(0)?;
     ensure!(text.stdout.contains("deployer delete_schema Account") && text.stdout.lines().count() == 1, "{text:?}");
+    Ok(())
+}
+
+/// The same changes made with `wasmtx rule` and `wasmtx model`: each recorded as the user's
+/// (`cli:<user>`), in the same trail the server writes; commands that are refused, that change
+/// nothing or only read record nothing.
+async fn every_registry_command_is_audited_as_its_user(backend: Backend) -> Result<()> {
+    let redis = match backend {
+        Backend::Memory => None,
+        Backend::Redis => Some(RedisFixture::new("cli-audit").await?),
+    };
+    let dir = TempDir::new("cli-audit")?;
+    let url = redis_url();
+    let mut global: Vec<&str> = vec!["--json"];
+    if let Some(redis) = &redis {
+        global.extend(["--store", url.as_str(), "--prefix", redis.prefix.as_str()]);
+    }
+    let run = |args: &[&str]| run_in(dir.path(), &[&global[..], args].concat());
+    let v1 = rules()?.bank_transfer.clone();
+    let v2 = dir.path().join("v2.wasm");
+    std::fs::write(
+        &v2,
+        wit_component::ComponentEncoder::default().module(&std::fs::read(&v1)?)?.validate(true).encode()?,
+    )?;
+    let account = wasmtx_examples::models_dir().join("account.toml");
+    let (v1, v2, account) = (v1.display().to_string(), v2.display().to_string(), account.display().to_string());
+
+    let steps: [(&[&str], i32); 13] = [
+        (&["model", "define", &account], 0),
+        // The same schema again changes nothing.
+        (&["model", "define", &account], 0),
+        (&["rule", "upload", "bank-transfer", &v1], 0),
+        // The same bytes again store nothing.
+        (&["rule", "upload", "bank-transfer", &v1], 0),
+        (&["rule", "upload", "bank-transfer", &v2, "--activate"], 0),
+        // Refused: the active version cannot be deleted; version 9 was never uploaded.
+        (&["rule", "delete", "bank-transfer", "2"], 5),
+        (&["rule", "activate", "bank-transfer", "9"], 4),
+        (&["rule", "activate", "bank-transfer", "1"], 0),
+        (&["rule", "delete", "bank-transfer", "2"], 0),
+        (&["rule", "upload", "scratch", &v1], 0),
+        (&["rule", "list"], 0),
+        (&["rule", "delete", "scratch", "--all"], 0),
+        (&["model", "undefine", "Account"], 0),
+    ];
+    for (args, code) in steps {
+        run(args)?.expect(code).with_context(|| format!("{args:?}"))?;
+    }
+    let actor = format!("cli:{TEST_USER}");
+    let expected = [
+        ("delete_schema", "Account", None),
+        ("delete_rule", "scratch", None),
+        ("upload", "scratch", Some(1)),
+        ("delete_version", "bank-transfer", Some(2)),
+        ("rollback", "bank-transfer", Some(1)),
+        ("activate", "bank-transfer", Some(2)),
+        ("upload", "bank-transfer", Some(2)),
+        ("upload", "bank-transfer", Some(1)),
+        ("define_schema", "Account", None),
+    ];
+    let listed = run(&["audit"])?.expect(0)?.json()?;
+    let entries = listed.as_array().context("a list")?;
+    ensure!(entries.len() == expected.len(), "{} entries: {entries:#?}", entries.len());
+    for (entry, (action, target, version)) in entries.iter().zip(expected) {
+        ensure!(
+            entry["action"] == action && entry["target"] == target && entry["actor"] == actor.as_str(),
+            "expected {action} {target} by {actor}: {entry}"
+        );
+        if let Some(version) = version {
+            ensure!(entry["version"] == version && entry["digest"].as_str().is_some_and(|d| d.len() == 64), "{entry}");
+        }
+    }
+    ensure!(entries[4]["detail"] == "was v2", "{entries:?}");
+    if let Some(redis) = &redis {
+        let mut conn = redis.client().await?;
+        let key = format!("{}:{{registry}}:audit", redis.prefix);
+        let len: usize = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await?;
+        ensure!(len == expected.len(), "{key} holds {len} entries");
+    } else {
+        let lines = std::fs::read_to_string(dir.path().join(".wasmtx").join("audit.jsonl"))?;
+        ensure!(lines.lines().count() == expected.len(), "{lines}");
+    }
     Ok(())
 }

@@ -4,6 +4,8 @@
 // The modules live in `src/bin/wasmtx/` (a binary's root file looks for modules beside it).
 #[path = "wasmtx/args.rs"]
 mod args;
+#[path = "wasmtx/audit_cmd.rs"]
+mod audit_cmd;
 #[path = "wasmtx/build_cmd.rs"]
 mod build_cmd;
 #[path = "wasmtx/datadir.rs"]
@@ -76,8 +78,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 // Handled above.
                 #[cfg(feature = "server")]
                 Command::Serve(_) => Ok(()),
-                #[cfg(feature = "server")]
-                Command::Audit(args) => serve_cmd::audit(&args, &workspace, &cli.global, out).await,
+                Command::Audit(args) => audit_cmd::run(&args, &workspace, out).await,
                 Command::Test(_) | Command::Build(_) => Ok(()),
             };
             // What a failed command wrote (nothing, by the engine's contract) is saved too.

@@ -334,13 +334,21 @@ impl Registry {
     /// # Errors
     /// A storage error.
     pub async fn define_model(&self, schema: ModelSchema) -> Result<SchemaRecord, RegistryError> {
+        Ok(self.define_model_reporting(schema).await?.0)
+    }
+
+    /// [`Registry::define_model`], and whether the stored schema changed.
+    pub(crate) async fn define_model_reporting(
+        &self,
+        schema: ModelSchema,
+    ) -> Result<(SchemaRecord, bool), RegistryError> {
         let (record, changed) = self.inner.store.define_schema(&schema, now_ms()).await?;
         self.inner.engine.register_model(schema);
         if changed {
             info!(model_type = record.schema.name(), revision = record.revision, "model schema defined");
             self.refresh().await?;
         }
-        Ok(record)
+        Ok((record, changed))
     }
 
     /// Deletes a model schema for every engine sharing the storage, and unregisters it from this

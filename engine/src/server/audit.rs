@@ -1,5 +1,6 @@
 //! `GET /v1/audit[?limit=n]`: the newest entries of the audit trail (default 100, at most
-//! 10,000), newest first; and [`record`], which the registry routes call after each change.
+//! 10,000), newest first. The registry routes record their changes through
+//! [`AppState::audited`](super::AppState).
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -8,7 +9,6 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
-use super::tokens::Caller;
 use crate::error::kind::ErrorKind;
 use crate::registry::RegistryError;
 use crate::registry::audit::{AuditEntry, AuditError};
@@ -27,17 +27,6 @@ pub(super) async fn list(
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
     Ok(Json(state.audit.list(limit).await.map_err(api_error)?))
-}
-
-/// Records `entry`, made by `caller`; a failure is logged, not answered: the change it
-/// records was made.
-pub(super) async fn record(state: &AppState, caller: &Caller, mut entry: AuditEntry) {
-    entry.actor = caller.name.to_string();
-    let (action, target) = (entry.action, entry.target.clone());
-    match state.audit.record(entry).await {
-        Ok(entry) => tracing::info!(token = %caller.name, %action, %target, id = %entry.id, "registry changed"),
-        Err(e) => tracing::error!(token = %caller.name, %action, %target, error = %e, "cannot record an audit entry"),
-    }
 }
 
 fn api_error(error: AuditError) -> ApiError {

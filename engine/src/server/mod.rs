@@ -70,7 +70,7 @@ use self::metrics::Metrics;
 pub use self::tokens::{Caller, NamedToken, Scope, TokenError, TokenSet, Tokens};
 use crate::error::kind::ErrorKind;
 use crate::registry::Registry;
-use crate::registry::audit::{AuditLog, DEFAULT_RETENTION, FileAuditLog};
+use crate::registry::audit::{AuditLog, Audited, DEFAULT_RETENTION, FileAuditLog};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -81,6 +81,13 @@ pub(crate) struct AppState {
     tokens: Tokens,
     gates: Arc<limits::Gates>,
     audit: Arc<dyn AuditLog>,
+}
+
+impl AppState {
+    /// The registry, its changes recorded in the audit trail as made by `caller`.
+    pub(crate) fn audited<'a>(&'a self, caller: &'a Caller) -> Audited<'a> {
+        Audited::new(&self.registry, &*self.audit, &caller.name)
+    }
 }
 
 /// The API's router over `registry`, with authentication, limits, JSON errors, metrics and

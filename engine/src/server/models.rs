@@ -9,13 +9,11 @@ use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::audit::record;
 use super::error::ApiError;
 use super::tokens::Caller;
 use crate::model::ids::ModelId;
 use crate::model::schema::ModelSchema;
 use crate::model::value::FieldValue;
-use crate::registry::audit::{AuditAction, AuditEntry};
 use crate::registry::{RegistryError, SchemaRecord};
 use crate::views::model_json;
 
@@ -39,9 +37,7 @@ pub(super) async fn delete_schema(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<SchemaRecord>, ApiError> {
-    let deleted = state.registry.delete_model(&name).await?;
-    record(&state, &caller, AuditEntry::new("", AuditAction::DeleteSchema, &name).revision(deleted.revision)).await;
-    Ok(Json(deleted))
+    Ok(Json(state.audited(&caller).delete_model(&name).await?))
 }
 
 /// `PUT /v1/models/{type}` with the schema as JSON (or TOML, with a `Content-Type` naming
@@ -64,9 +60,7 @@ pub(super) async fn define(
             schema.name()
         )));
     }
-    let defined = state.registry.define_model(schema).await?;
-    record(&state, &caller, AuditEntry::new("", AuditAction::DefineSchema, &name).revision(defined.revision)).await;
-    Ok(Json(defined))
+    Ok(Json(state.audited(&caller).define_model(schema).await?))
 }
 
 /// `GET /v1/models/{type}/{key}`: the model's state (defaults if never written).

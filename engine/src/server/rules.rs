@@ -9,10 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::audit::record;
 use super::error::ApiError;
 use super::tokens::Caller;
-use crate::registry::audit::{AuditAction, AuditEntry};
 use crate::registry::{RuleInfo, RuleVersion, Uploaded};
 
 /// `?activate=true` on an upload.
@@ -42,16 +40,7 @@ pub(super) async fn upload(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     let bytes = body.map_err(|e| ApiError::body(&e))?;
-    let before = if query.activate { active_of(&state, &name).await } else { None };
-    let uploaded = state.registry.upload(&name, &bytes, query.activate).await?;
-    let version = &uploaded.version;
-    if uploaded.created {
-        let entry = AuditEntry::new("", AuditAction::Upload, &name).version(version.version, &version.digest);
-        record(&state, &caller, entry).await;
-    }
-    if query.activate && before != Some(version.version) {
-        record(&state, &caller, activation(&name, version, before)).await;
-    }
+    let uploaded = state.audited(&caller).upload(&name, &bytes, query.activate).await?;
     let status = if uploaded.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(uploaded)))
 }
@@ -69,10 +58,7 @@ pub(super) async fn activate(
         version: u64,
     }
     let body: Activate = super::parse_json(&body.map_err(|e| ApiError::body(&e))?)?;
-    let before = active_of(&state, &name).await;
-    let active = state.registry.activate(&name, body.version).await?;
-    record(&state, &caller, activation(&name, &active, before)).await;
-    Ok(Json(active))
+    Ok(Json(state.audited(&caller).activate(&name, body.version).await?))
 }
 
 /// `DELETE /v1/rules/{name}/versions/{version}`.
@@ -81,10 +67,7 @@ pub(super) async fn delete_version(
     Extension(caller): Extension<Caller>,
     Path((name, version)): Path<(String, u64)>,
 ) -> Result<Json<RuleVersion>, ApiError> {
-    let deleted = state.registry.delete_version(&name, version).await?;
-    let entry = AuditEntry::new("", AuditAction::DeleteVersion, &name).version(deleted.version, &deleted.digest);
-    record(&state, &caller, entry).await;
-    Ok(Json(deleted))
+    Ok(Json(state.audited(&caller).delete_version(&name, version).await?))
 }
 
 /// `DELETE /v1/rules/{name}`: every version.
@@ -93,27 +76,6 @@ pub(super) async fn delete_rule(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let removed = state.registry.delete_rule(&name).await?;
-    let versions: Vec<String> = removed.iter().map(|v| format!("v{} sha256:{}", v.version, v.digest)).collect();
-    let entry = AuditEntry::new("", AuditAction::DeleteRule, &name).detail(format!("deleted {}", versions.join(", ")));
-    record(&state, &caller, entry).await;
+    let removed = state.audited(&caller).delete_rule(&name).await?;
     Ok(Json(json!({ "name": name, "deleted": removed })))
-}
-
-/// The rule's active version now, if it has one.
-async fn active_of(state: &AppState, name: &str) -> Option<u64> {
-    state.registry.rule(name).await.ok().map(|info| info.active).filter(|&v| v > 0)
-}
-
-/// The entry of making `active` the active version, `before` it was: a rollback when older.
-fn activation(name: &str, active: &RuleVersion, before: Option<u64>) -> AuditEntry {
-    let action = match before {
-        Some(before) if active.version < before => AuditAction::Rollback,
-        _ => AuditAction::Activate,
-    };
-    let entry = AuditEntry::new("", action, name).version(active.version, &active.digest);
-    match before {
-        Some(before) => entry.detail(format!("was v{before}")),
-        None => entry,
-    }
 }

@@ -22,7 +22,11 @@ pub fn wasmtx_bin() -> Result<&'static Path> {
     Ok(Path::new(env!("CARGO_BIN_EXE_wasmtx")))
 }
 
-/// A command line of `wasmtx`, with no `REDIS_URL` or `WASMTX_*` from the environment.
+/// The user the commands run as, as the audit trail names them (`cli:<user>`).
+pub const TEST_USER: &str = "wasmtx-tester";
+
+/// A command line of `wasmtx`, with no `REDIS_URL` or `WASMTX_*` from the environment, run as
+/// [`TEST_USER`].
 ///
 /// # Errors
 /// If the binary cannot be built.
@@ -30,6 +34,8 @@ pub fn wasmtx() -> Result<Command> {
     let mut command = Command::new(wasmtx_bin()?);
     command.env_remove("REDIS_URL").env_remove("WASMTX_TOKEN").env_remove("WASMTX_DATA_DIR");
     command.env_remove("WASMTX_PREFIX").env_remove("WASMTX_CACHE_DIR").env_remove("WASMTX_LOG");
+    command.env_remove("WASMTX_TOKENS").env_remove("WASMTX_AUDIT_RETENTION");
+    command.env("USER", TEST_USER);
     Ok(command)
 }
 

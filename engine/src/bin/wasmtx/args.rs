@@ -63,6 +63,10 @@ pub struct Global {
     /// The largest rule accepted, in bytes.
     #[arg(long, env = "WASMTX_MAX_RULE_BYTES", global = true, default_value_t = 8 << 20, value_name = "BYTES")]
     pub max_rule_bytes: usize,
+    /// How many entries the audit trail keeps (the newest), for the commands and the server
+    /// that change the registry.
+    #[arg(long, env = "WASMTX_AUDIT_RETENTION", global = true, default_value = "10000", value_name = "N")]
+    pub audit_retention: usize,
     /// Print machine-readable JSON (errors too, on stderr).
     #[arg(long, global = true)]
     pub json: bool,
@@ -100,8 +104,8 @@ pub enum Command {
     ))]
     Serve(ServeArgs),
     /// List the newest entries of the audit trail: every upload, activation, rollback,
-    /// deletion and schema change the server made, with the token's name.
-    #[cfg(feature = "server")]
+    /// deletion and schema change, with who made it (the token's name over HTTP, `cli:<user>`
+    /// for a command).
     Audit(AuditArgs),
     /// Run a fixture file of given/when/then cases against a rule, each case on a fresh
     /// embedded store (no Redis, no data directory).
@@ -316,9 +320,6 @@ pub struct ServeArgs {
     /// Most invocations of one rule at once; more get 503 with Retry-After.
     #[arg(long, default_value = "128", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_invocations_per_rule: u64,
-    /// How many audit entries the store keeps (the newest).
-    #[arg(long, default_value = "10000", value_name = "N")]
-    pub audit_retention: usize,
     /// Largest request body, in bytes [default: --max-rule-bytes + 64 KiB].
     #[arg(long, value_name = "BYTES")]
     pub body_limit: Option<usize>,
@@ -339,7 +340,6 @@ pub struct BuildArgs {
 }
 
 /// `wasmtx audit`.
-#[cfg(feature = "server")]
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// How many entries, newest first.

@@ -1,4 +1,5 @@
-//! `wasmtx model define|list|show|undefine|get|set|delete`.
+//! `wasmtx model define|list|show|undefine|get|set|delete`; the schema changes are recorded in
+//! the audit trail.
 
 use serde_json::{Value, json};
 use wasmtx::registry::SchemaRecord;
@@ -19,7 +20,8 @@ pub async fn run(command: ModelCommand, workspace: &Workspace, out: Output) -> R
         ModelCommand::Define { file } => {
             let schema = ModelSchema::from_path(&file).map_err(|e| Failure::input(e.to_string()))?;
             let before = registry.snapshot().schemas.get(schema.name()).map(|r| r.revision);
-            let record = registry.define_model(schema).await?;
+            let log = workspace.audit_log().await?;
+            let record = workspace.audited(&*log).define_model(schema).await?;
             out.show(&record, || {
                 let what = if before == Some(record.revision) { "unchanged:" } else { "defined" };
                 format!(
@@ -39,7 +41,8 @@ pub async fn run(command: ModelCommand, workspace: &Workspace, out: Output) -> R
             out.show(&record, || show_text(&record));
         }
         ModelCommand::Undefine { model_type } => {
-            let record = registry.delete_model(&model_type).await?;
+            let log = workspace.audit_log().await?;
+            let record = workspace.audited(&*log).delete_model(&model_type).await?;
             out.show(&record, || {
                 format!("undefined {model_type} (was revision {}; its models' data is kept)", record.revision)
             });

@@ -1,4 +1,4 @@
-//! `wasmtx rule upload|list|show|activate|delete`.
+//! `wasmtx rule upload|list|show|activate|delete`; the changes are recorded in the audit trail.
 
 use serde_json::json;
 use wasmtx::registry::{RuleInfo, RuleVersion};
@@ -16,7 +16,8 @@ pub async fn run(command: RuleCommand, workspace: &Workspace, out: Output) -> Re
         RuleCommand::Upload { name, file, activate } => {
             let bytes =
                 std::fs::read(&file).map_err(|e| Failure::input(format!("cannot read {}: {e}", file.display())))?;
-            let up = registry.upload(&name, &bytes, activate).await?;
+            let log = workspace.audit_log().await?;
+            let up = workspace.audited(&*log).upload(&name, &bytes, activate).await?;
             out.show(&up, || {
                 let v = &up.version;
                 let what = if up.created { "uploaded" } else { "already stored:" };
@@ -43,17 +44,20 @@ pub async fn run(command: RuleCommand, workspace: &Workspace, out: Output) -> Re
             out.show(&rule, || show_text(&rule));
         }
         RuleCommand::Activate { name, version } => {
-            let v = registry.activate(&name, version).await?;
+            let log = workspace.audit_log().await?;
+            let v = workspace.audited(&*log).activate(&name, version).await?;
             out.show(&json!({ "name": name, "active": v }), || {
                 format!("{name}: v{} is active (sha256 {})", v.version, short(&v.digest))
             });
         }
         RuleCommand::Delete { name, version: Some(version), .. } => {
-            let v = registry.delete_version(&name, version).await?;
+            let log = workspace.audit_log().await?;
+            let v = workspace.audited(&*log).delete_version(&name, version).await?;
             out.show(&json!({ "name": name, "deleted": [v] }), || format!("deleted {name} v{}", v.version));
         }
         RuleCommand::Delete { name, version: None, .. } => {
-            let removed = registry.delete_rule(&name).await?;
+            let log = workspace.audit_log().await?;
+            let removed = workspace.audited(&*log).delete_rule(&name).await?;
             out.show(&json!({ "name": name, "deleted": removed }), || {
                 format!("deleted {name} ({} version{})", removed.len(), if removed.len() == 1 { "" } else { "s" })
             });

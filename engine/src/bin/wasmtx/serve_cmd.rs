@@ -1,6 +1,6 @@
 //! `wasmtx serve`: the HTTP API until SIGINT or SIGTERM; with the embedded store, its state is
 //! saved every second while it changes, and once more after the last request finished. The
-//! tokens are reloaded on SIGHUP and when the token file changes. And `wasmtx audit`.
+//! tokens are reloaded on SIGHUP and when the token file changes.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,12 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{error, info, warn};
 use wasmtx::ErrorClass;
-use wasmtx::registry::audit::{AuditLog, FileAuditLog, RedisAuditLog};
 use wasmtx::server::{self, Api, Limits, MetricsAccess, NamedToken, Scope, ServerConfig, TokenSet, Tokens};
 
-use crate::args::{AuditArgs, Global, ServeArgs};
+use crate::args::{Global, ServeArgs};
 use crate::failure::Failure;
-use crate::output::Output;
 use crate::workspace::{Purpose, Workspace};
 use wasmtx::ErrorKind;
 
@@ -80,7 +78,7 @@ pub async fn run(args: ServeArgs, global: &Global) -> Result<(), Failure> {
     }
     let purpose = Purpose { warm: true, refresh: Duration::from_millis(args.refresh_ms.max(1)) };
     let mut workspace = Workspace::open(global, purpose).await?;
-    let audit = audit_log(&workspace, global, args.audit_retention).await?;
+    let audit = workspace.audit_log().await?;
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| {
         Failure::new(ErrorClass::BadInput, ErrorKind::CannotListen, format!("cannot listen on {}: {e}", args.addr))
     })?;
@@ -166,35 +164,4 @@ async fn reload_tokens(sources: TokenSources, tokens: Tokens) {
             Err(e) => error!(error = %e, why, "cannot reload the tokens; keeping the current ones"),
         }
     }
-}
-
-/// The audit trail of the workspace's store: a stream beside the registry in Redis, a file in
-/// the data directory for the embedded store.
-async fn audit_log(workspace: &Workspace, global: &Global, retention: usize) -> Result<Arc<dyn AuditLog>, Failure> {
-    let audit_failure = |e: wasmtx::registry::audit::AuditError| match e {
-        wasmtx::registry::audit::AuditError::Store(e) => Failure::from(e),
-        other => Failure::new(ErrorClass::BadInput, ErrorKind::DataDir, other.to_string()),
-    };
-    if let Some(dir) = &workspace.data_dir {
-        let log = FileAuditLog::open(&dir.path().join("audit.jsonl"), retention).map_err(audit_failure)?;
-        return Ok(Arc::new(log));
-    }
-    let url = global.store.as_deref().unwrap_or("memory");
-    Ok(Arc::new(RedisAuditLog::connect(url, &global.prefix, retention).await.map_err(audit_failure)?))
-}
-
-/// `wasmtx audit`.
-pub async fn audit(args: &AuditArgs, workspace: &Workspace, global: &Global, out: Output) -> Result<(), Failure> {
-    let log = audit_log(workspace, global, usize::MAX).await?;
-    let entries = log.list(args.limit.max(1)).await.map_err(|e| match e {
-        wasmtx::registry::audit::AuditError::Store(e) => Failure::from(e),
-        other => Failure::new(ErrorClass::Internal, ErrorKind::DataDir, other.to_string()),
-    })?;
-    out.show(&entries, || {
-        if entries.is_empty() {
-            return "no audit entries".to_owned();
-        }
-        entries.iter().map(|e| e.to_line() + "\n").collect()
-    });
-    Ok(())
 }

@@ -1,9 +1,12 @@
 //! Opening what a command works on: the backend its `--store` URL names
-//! ([`wasmtx::backend`]), with the embedded store's state kept in the data directory.
+//! ([`wasmtx::backend`]), with the embedded store's state kept in the data directory, and the
+//! audit trail beside it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtx::backend::{self, Backend, BackendOptions};
+use wasmtx::registry::audit::{AuditError, AuditLog, Audited, FileAuditLog, RedisAuditLog};
 use wasmtx::registry::{Registry, RegistryConfig};
 use wasmtx::{Engine, EngineConfig, ErrorClass};
 
@@ -20,6 +23,12 @@ pub struct Workspace {
     /// `memory` or `redis`.
     #[cfg_attr(not(feature = "server"), expect(dead_code, reason = "only `wasmtx serve` prints it"))]
     pub kind: &'static str,
+    /// The store's URL and key prefix, and how many audit entries it keeps.
+    store_url: String,
+    prefix: String,
+    audit_retention: usize,
+    /// Who the audit trail names for this command's changes: `cli:<user>`.
+    actor: String,
 }
 
 /// What the workspace is opened for.
@@ -38,6 +47,10 @@ impl Purpose {
 impl Workspace {
     pub async fn open(global: &Global, purpose: Purpose) -> Result<Self, Failure> {
         let url = global.store.as_deref().unwrap_or("memory");
+        // Settings first: a bad one is refused before anything is opened or connected.
+        let mut engine_config = EngineConfig::default();
+        engine_config.runtime.max_rule_bytes = global.max_rule_bytes;
+        engine_config.validate().and_then(|()| engine_config.runtime.validate()).map_err(|e| Failure::engine(&e))?;
         let opened = backend::open(url, &BackendOptions::with_prefix(global.prefix.clone())).await?;
         let mut config = RegistryConfig::default().refresh_interval(purpose.refresh).warm(purpose.warm);
         config.cache_dir = global.cache_dir.clone();
@@ -59,15 +72,47 @@ impl Workspace {
         if global.no_cache {
             config.cache_dir = None;
         }
-        let mut engine_config = EngineConfig::default();
-        engine_config.runtime.max_rule_bytes = global.max_rule_bytes;
         let engine = Engine::builder()
             .shared_store(opened.store())
             .config(engine_config)
             .build()
             .map_err(|e| Failure::engine(&e))?;
         let registry = Registry::open(engine, opened.registry_store(), config).await?;
-        Ok(Self { registry, data_dir, kind: opened.kind() })
+        Ok(Self {
+            registry,
+            data_dir,
+            kind: opened.kind(),
+            store_url: url.to_owned(),
+            prefix: global.prefix.clone(),
+            audit_retention: global.audit_retention,
+            actor: cli_actor(),
+        })
+    }
+
+    /// The audit trail of the workspace's store: a stream beside the registry in Redis, a file
+    /// in the data directory for the embedded store. Opened when asked: only the commands that
+    /// change the registry, `wasmtx audit` and `wasmtx serve` need it.
+    ///
+    /// # Errors
+    /// A store failure (Redis unreachable), or a data-directory failure for an audit file that
+    /// cannot be read.
+    pub async fn audit_log(&self) -> Result<Arc<dyn AuditLog>, Failure> {
+        let failure = |e: AuditError| match e {
+            AuditError::Store(e) => Failure::from(e),
+            other => Failure::new(ErrorClass::BadInput, ErrorKind::DataDir, other.to_string()),
+        };
+        if let Some(dir) = &self.data_dir {
+            let log = FileAuditLog::open(&dir.path().join("audit.jsonl"), self.audit_retention).map_err(failure)?;
+            return Ok(Arc::new(log));
+        }
+        Ok(Arc::new(
+            RedisAuditLog::connect(&self.store_url, &self.prefix, self.audit_retention).await.map_err(failure)?,
+        ))
+    }
+
+    /// The registry, its changes recorded in `log` as this command's (`cli:<user>`).
+    pub fn audited<'a>(&'a self, log: &'a dyn AuditLog) -> Audited<'a> {
+        Audited::new(&self.registry, log, &self.actor)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -81,4 +126,10 @@ impl Workspace {
             None => Ok(()),
         }
     }
+}
+
+/// `cli:<user>`: the user from `USER` or `LOGNAME` (`cli:unknown` without either).
+fn cli_actor() -> String {
+    let user = ["USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+    format!("cli:{}", user.as_deref().unwrap_or("unknown"))
 }

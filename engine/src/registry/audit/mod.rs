@@ -1,7 +1,8 @@
 //! The audit trail: who changed the registry, when, and how. Every upload, activation,
-//! rollback, deletion and schema change `wasmtx serve` makes is recorded as an
-//! [`AuditEntry`] (time, token name, action, rule or model type, version, digest), in the
-//! store the registry lives in, with bounded retention:
+//! rollback, deletion and schema change made through [`Audited`] (by `wasmtx serve` and by the
+//! `wasmtx rule` and `wasmtx model` commands) is recorded as an [`AuditEntry`] (time, actor,
+//! action, rule or model type, version, digest), in the store the registry lives in, with
+//! bounded retention:
 //!
 //! - [`RedisAuditLog`]: a Redis stream, `<prefix>:{registry}:audit` (the registry's hash tag,
 //!   so it sits in the registry's Cluster slot), capped with `XADD ... MAXLEN ~ n`; each entry
@@ -11,8 +12,9 @@
 //!   holds twice as many.
 //!
 //! Recording is best effort: a change that was made stays made when its entry cannot be
-//! written (the server logs the failure at error level).
+//! written (the failure is logged at error level).
 
+mod audited;
 mod file;
 mod redis;
 
@@ -21,6 +23,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use self::audited::Audited;
 pub use self::file::FileAuditLog;
 pub use self::redis::RedisAuditLog;
 use crate::store::StoreError;
@@ -80,7 +83,8 @@ pub struct AuditEntry {
     pub id: String,
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: i64,
-    /// Who: the name of the token the change was made with (`anonymous` without tokens).
+    /// Who: the name of the token the change was made with over HTTP (`anonymous` without
+    /// tokens), or `cli:<user>` for a command.
     pub actor: String,
     /// What.
     pub action: AuditAction,

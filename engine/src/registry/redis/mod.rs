@@ -22,7 +22,7 @@ use super::record::{AddedVersion, RuleInfo, RuleVersion, SchemaRecord, Snapshot}
 use super::storage::RegistryStore;
 use crate::model::schema::ModelSchema;
 use crate::store::redis::connection::RedisConnection;
-use crate::store::redis::{DEFAULT_PREFIX, Delivery, Timeouts, redis_error, spawn_subscription};
+use crate::store::redis::{DEFAULT_PREFIX, Delivery, Subscription, Timeouts, redis_error, spawn_subscription};
 
 pub mod keys;
 mod scripts;
@@ -92,7 +92,7 @@ impl RedisRegistryStoreBuilder {
             })
             .await?
         };
-        Ok(RedisRegistryStore { inner: Arc::new(Inner { conn, keys, changes, listener }) })
+        Ok(RedisRegistryStore { inner: Arc::new(Inner { conn, keys, changes, _listener: listener }) })
     }
 }
 
@@ -107,13 +107,8 @@ struct Inner {
     conn: RedisConnection,
     keys: RegistryKeys,
     changes: watch::Sender<u64>,
-    listener: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.listener.abort();
-    }
+    /// Stopped when the last clone goes.
+    _listener: Subscription,
 }
 
 impl RedisRegistryStore {

@@ -47,7 +47,7 @@ pub mod keys;
 mod subscription;
 
 pub(crate) use self::codec::redis_error;
-pub(crate) use self::subscription::{Delivery, spawn_subscription};
+pub(crate) use self::subscription::{Delivery, Subscription, spawn_subscription};
 
 /// How long connecting to Redis may take, by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -115,7 +115,7 @@ impl RedisStoreBuilder {
             .await?
         };
         let response_timeout = self.response_timeout;
-        Ok(RedisStore { inner: Arc::new(Inner { link, keys, bus, listener, response_timeout }) })
+        Ok(RedisStore { inner: Arc::new(Inner { link, keys, bus, _listener: listener, response_timeout }) })
     }
 }
 
@@ -132,14 +132,9 @@ struct Inner {
     link: Connected,
     keys: KeyLayout,
     bus: ReleaseBus,
-    listener: tokio::task::JoinHandle<()>,
+    /// Stopped when the last clone goes.
+    _listener: Subscription,
     response_timeout: Duration,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.listener.abort();
-    }
 }
 
 impl RedisStore {

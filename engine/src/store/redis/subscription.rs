@@ -11,6 +11,8 @@
 //! locks again). Sharded Pub/Sub (`SSUBSCRIBE`, one channel per slot) would spare the cluster
 //! bus the broadcast; it is not measured yet.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -30,6 +32,23 @@ pub(crate) enum Delivery<'a> {
     MaybeMissed,
 }
 
+/// The task keeping a subscription alive. Dropping it stops the task, quietly: a subscription
+/// that ends because its owner went away (a command exiting, a store dropped) is not "lost".
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    task: JoinHandle<()>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // The flag first: `abort` takes effect at the task's next poll, and the connection may
+        // close before that (a runtime shutting down drops the connection's own task).
+        self.stopped.store(true, Ordering::Release);
+        self.task.abort();
+    }
+}
+
 /// Subscribes to `channel` on the first of `nodes` that answers and spawns the task that keeps
 /// the subscription alive (moving to the next node when one is lost), calling `deliver` for
 /// each message (and after each reconnect). Returns once the first subscription is
@@ -42,7 +61,7 @@ pub(crate) async fn spawn_subscription<F>(
     nodes: Vec<redis::Client>,
     channel: String,
     mut deliver: F,
-) -> Result<JoinHandle<()>, StoreError>
+) -> Result<Subscription, StoreError>
 where
     F: FnMut(Delivery<'_>) + Send + 'static,
 {
@@ -51,7 +70,10 @@ where
     if nodes.is_empty() {
         return Err(StoreError::Backend(format!("no node to subscribe to {name} on")));
     }
+    let stopped = Arc::new(AtomicBool::new(false));
+    let task_stopped = stopped.clone();
     let task = tokio::spawn(async move {
+        let stopped = task_stopped;
         let mut ready = Some(ready_tx);
         let mut backoff = Duration::from_millis(50);
         // Which node to try next, and how many failed in a row.
@@ -79,9 +101,13 @@ where
                     while let Some(msg) = messages.next().await {
                         deliver(Delivery::Message(msg.get_payload_bytes()));
                     }
+                    if stopped.load(Ordering::Acquire) {
+                        return;
+                    }
                     warn!(%channel, "Pub/Sub subscription lost; reconnecting");
                     deliver(Delivery::MaybeMissed);
                 }
+                Err(_) if stopped.load(Ordering::Acquire) => return,
                 Err(e) => {
                     failed += 1;
                     if failed < nodes.len() {
@@ -102,7 +128,7 @@ where
         }
     });
     match ready_rx.await {
-        Ok(Ok(())) => Ok(task),
+        Ok(Ok(())) => Ok(Subscription { task, stopped }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(StoreError::Backend(format!("the subscription to {name} stopped"))),
     }
