@@ -31,16 +31,20 @@ pub struct HttpRun {
     pub p99: Duration,
     /// The server's RSS in KiB, one sample a second.
     pub rss_kib: Vec<u64>,
+    /// Each pair of accounts checked at the end: the receiving one holds exactly one unit per
+    /// acknowledged transfer (warm-up included), and the pair's sum is conserved.
+    pub invariant: Result<String, String>,
 }
 
 impl HttpRun {
-    /// One Markdown table row: connections, ops/s, p50, p99, errors, RSS first → max → last.
+    /// One Markdown table row: connections, ops/s, p50, p99, errors, RSS first → max → last,
+    /// invariant.
     pub fn row(&self) -> String {
         let first = self.rss_kib.first().copied().unwrap_or(0);
         let max = self.rss_kib.iter().copied().max().unwrap_or(0);
         let last = self.rss_kib.last().copied().unwrap_or(0);
         format!(
-            "| HTTP bank transfer, lock mode, {} keep-alive connections | {:.0} | {:.2} | {:.2} | {} | {:.1} → {:.1} → {:.1} MiB |",
+            "| HTTP bank transfer, lock mode, {} keep-alive connections | {:.0} | {:.2} | {:.2} | {} | {:.1} → {:.1} → {:.1} MiB | {} |",
             self.connections,
             self.ok as f64 / self.window.as_secs_f64(),
             self.p50.as_secs_f64() * 1e3,
@@ -49,6 +53,10 @@ impl HttpRun {
             first as f64 / 1024.0,
             max as f64 / 1024.0,
             last as f64 / 1024.0,
+            match &self.invariant {
+                Ok(what) => format!("ok: {what}"),
+                Err(why) => format!("**FAILED**: {why}"),
+            },
         )
     }
 }
@@ -136,7 +144,7 @@ pub async fn run(
         })
         .to_string();
         clients.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0_u64);
+            let (mut latencies, mut errors, mut acked) = (Vec::new(), 0_u64, 0_i64);
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 let sent = client
@@ -150,6 +158,7 @@ pub async fn run(
                     Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
                     Err(_) => false,
                 };
+                acked += i64::from(ok);
                 if measuring.load(Ordering::Relaxed) {
                     if ok {
                         latencies.push(started.elapsed());
@@ -158,7 +167,7 @@ pub async fn run(
                     }
                 }
             }
-            (latencies, errors)
+            (latencies, errors, acked)
         }));
     }
     // Warm up one second, then measure.
@@ -173,12 +182,14 @@ pub async fn run(
     measuring.store(false, Ordering::Relaxed);
     let window = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let (mut latencies, mut errors) = (Vec::new(), 0);
+    let (mut latencies, mut errors, mut acked) = (Vec::new(), 0, Vec::new());
     for client in clients {
-        let (l, e) = client.await?;
+        let (l, e, a) = client.await?;
         latencies.extend(l);
         errors += e;
+        acked.push(a);
     }
+    let invariant = check_pairs(&http, &url, &acked).await?;
     drop(process);
     latencies.sort_unstable();
     let at =
@@ -191,5 +202,29 @@ pub async fn run(
         p50: at(0.50).unwrap_or_default(),
         p99: at(0.99).unwrap_or_default(),
         rss_kib,
+        invariant,
+    })
+}
+
+/// Each pair's balances against its acknowledged transfers.
+async fn check_pairs(http: &reqwest::Client, url: &str, acked: &[i64]) -> Result<Result<String, String>> {
+    const START: i64 = 1_000_000_000;
+    let mut bad = Vec::new();
+    for (i, &acked) in acked.iter().enumerate() {
+        let mut balances = [0_i64; 2];
+        for (balance, side) in balances.iter_mut().zip(["a", "b"]) {
+            let read = http.get(format!("{url}/v1/models/Account/http-{i}-{side}")).bearer_auth(TOKEN).send().await?;
+            let body: serde_json::Value = read.json().await?;
+            *balance = body["fields"]["balance"].as_i64().with_context(|| format!("pair {i}: {body}"))?;
+        }
+        if balances != [START - acked, acked] {
+            bad.push(format!("pair {i}: {balances:?} after {acked} acknowledged transfers"));
+        }
+    }
+    let total: i64 = acked.iter().sum();
+    Ok(if bad.is_empty() {
+        Ok(format!("each of {} pairs moved exactly its acknowledged transfers ({total} in all)", acked.len()))
+    } else {
+        Err(bad.join("; "))
     })
 }

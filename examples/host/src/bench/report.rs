@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::fair::Fairness;
+use super::http::HttpRun;
 use super::overhead::Cost;
 use super::run::Row;
 use super::soak::Soak;
@@ -351,6 +352,12 @@ pub fn markdown(
         }
     }
 
+    let _ = writeln!(s, "{HTTP_HEADING}\n");
+    let text = kept
+        .get("http")
+        .map_or("Not run yet: `cargo run --release --bin bench -- --http-only --duration 60`.", |t| t.trim());
+    let _ = writeln!(s, "<!-- keep:http -->\n{text}\n<!-- /keep:http -->\n");
+
     let _ = writeln!(s, "## Memory over a long run\n");
     match soak {
         Some(soak) => {
@@ -486,6 +493,71 @@ fn soak_section(soak: &Soak, ctx: &Context) -> String {
         };
     }
     s
+}
+
+/// The HTTP section's heading.
+pub const HTTP_HEADING: &str = "## The HTTP API (issue 16)";
+
+/// The HTTP section: `run`, and beside it the in-process figure of the same workload at the
+/// same concurrency from `previous` (the bank transfer table's lock-mode row), when it has one.
+pub fn http_section(run: &HttpRun, ctx: &Context, previous: Option<&str>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "*Kept*: measured by `{}` on {}, commit {}; Redis {}. Bank transfers (lock mode, the `bank-transfer` rule) \
+         through a `wasmtx serve` process on Redis, from {} keep-alive HTTP/1.1 clients on loopback, each on its own \
+         pair of accounts (the API's cost, not lock contention's), for {} s. The clients, the server and Redis share \
+         the machine's cores. Server RSS sampled every second.\n",
+        ctx.command,
+        ctx.date,
+        ctx.commit,
+        ctx.redis,
+        run.connections,
+        run.window.as_secs()
+    );
+    let _ =
+        writeln!(s, "| row | invocations/s | p50 ms | p99 ms | errors | server RSS first → max → last | invariant |");
+    let _ = writeln!(s, "|---|--:|--:|--:|--:|---|---|");
+    let _ = writeln!(s, "{}", run.row());
+    if let Some([ops, p50, p99]) = previous.and_then(in_process_bank_row) {
+        let _ = writeln!(
+            s,
+            "\nIn process, the same rule in lock mode at 64 callers (the bank transfer table above: random pairs \
+             of 1,000 accounts, so with some lock contention, and no HTTP): {ops} ops/s, p50 {p50} ms, p99 {p99} ms."
+        );
+    }
+    s
+}
+
+/// ops/s, p50 and p99 of the lock-mode row at 64 callers of the bank transfer table in an
+/// earlier file.
+fn in_process_bank_row(text: &str) -> Option<[&str; 3]> {
+    let table = &text[text.find("### Bank transfer")?..];
+    let table = &table[..table[3..].find("\n#").map_or(table.len(), |i| i + 3)];
+    let row = table.lines().find(|l| l.starts_with("| **engine, lock** | 64 |"))?;
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    Some([cells.get(3)?, cells.get(4)?, cells.get(5)?].map(|c| *c))
+}
+
+/// `previous` with its `name` kept section replaced by the one in `fresh`: what a run that
+/// measures only that section writes. A `previous` written before the section existed gets it
+/// under `heading`, before the next heading that follows where `before` is (or at the end).
+pub fn replace_kept(previous: &str, fresh: &str, name: &str, heading: &str, before: &str) -> String {
+    let (open, close) = (format!("<!-- keep:{name} -->"), format!("<!-- /keep:{name} -->"));
+    let section = |t: &str| -> Option<(usize, usize)> {
+        let start = t.find(&open)?;
+        let end = t[start..].find(&close)? + start + close.len();
+        Some((start, end))
+    };
+    let Some((fs, fe)) = section(fresh) else { return previous.to_owned() };
+    let fresh = &fresh[fs..fe];
+    match section(previous) {
+        Some((ps, pe)) => format!("{}{fresh}{}", &previous[..ps], &previous[pe..]),
+        None => {
+            let at = previous.find(before).unwrap_or(previous.len());
+            format!("{}{heading}\n\n{fresh}\n\n{}", &previous[..at], &previous[at..])
+        }
+    }
 }
 
 /// Sections of an earlier file between `<!-- keep:NAME -->` and `<!-- /keep:NAME -->`.

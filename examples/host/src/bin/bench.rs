@@ -17,7 +17,8 @@
 //! - `--http-only` run only the HTTP row (issue 16): bank transfers through a `wasmtx serve`
 //!   process from `--http-connections N` (default 64) keep-alive clients for `--duration` (use
 //!   60 for the issue's figure), with `--wasmtx PATH` (default: `wasmtx` beside this binary,
-//!   `cargo build --release --bin wasmtx`); prints the row;
+//!   `cargo build --release --bin wasmtx`); prints the row and writes the HTTP section of the
+//!   results file (the rest of it kept);
 //! - `--stall-only` run only the looping-neighbour measure (a trivial invocation beside 8 rules
 //!   looping to their deadline; part of every full run);
 //! - `--as-rule PATH` an AssemblyScript build of the counter rule (input `{"delta": 1}` on a model
@@ -31,7 +32,7 @@ mod bench;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use bench::fair::{self, Fairness};
 use bench::overhead::{self, Case, Cost, int};
 use bench::report::{self, Context};
@@ -265,6 +266,32 @@ fn cost_cases(rules: &RuleArtifacts, as_rule: Option<&PathBuf>) -> Result<Vec<Ca
     Ok(cases)
 }
 
+/// Where the results go by default.
+fn default_out() -> PathBuf {
+    workspace_root().join("examples").join("host").join("BENCHMARKS.md")
+}
+
+/// What the results file says about this run.
+fn context(args: &Args, redis: String, load_before: String, started: Instant) -> Context {
+    let command = if args.raw.is_empty() {
+        "cargo run --release --bin bench".to_owned()
+    } else {
+        format!("cargo run --release --bin bench -- {}", args.raw.join(" "))
+    };
+    Context {
+        command,
+        machine: sys::machine(),
+        redis,
+        commit: sys::git_commit(&workspace_root()),
+        rustc: sys::rustc_version(),
+        date: date(),
+        load: (load_before, sys::load_average()),
+        warmup: args.warmup,
+        window: args.window,
+        total: started.elapsed(),
+    }
+}
+
 fn date() -> String {
     std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -298,9 +325,28 @@ async fn main() -> Result<()> {
         eprintln!("bench: HTTP row, {} connections, {} s…", args.http_connections, args.window.as_secs_f64());
         let bank = rules.read("bank_transfer")?;
         let run = bench::http::run(&bin, &server.url, &prefix, bank, args.http_connections, args.window).await?;
-        println!("| row | invocations/s | p50 ms | p99 ms | errors | server RSS first → max → last |");
-        println!("|---|---|---|---|---|---|");
-        println!("{}", run.row());
+        server.stop();
+        let ctx = context(&args, redis, load_before, started);
+        let out = args.out.clone().unwrap_or_else(default_out);
+        let previous = std::fs::read_to_string(&out).ok();
+        let section = report::http_section(&run, &ctx, previous.as_deref());
+        println!("{section}");
+        if !args.no_write {
+            // Only the HTTP section is new: keep the rest of the previous file.
+            let fresh = format!("<!-- keep:http -->\n{}\n<!-- /keep:http -->", section.trim());
+            let text = match previous.as_deref() {
+                Some(prev) => {
+                    report::replace_kept(prev, &fresh, "http", report::HTTP_HEADING, "## Memory over a long run")
+                }
+                None => fresh,
+            };
+            std::fs::write(&out, text).with_context(|| out.display().to_string())?;
+            eprintln!("bench: wrote {}", out.display());
+        }
+        ensure!(run.errors == 0, "{} HTTP invocation(s) failed", run.errors);
+        if let Err(why) = &run.invariant {
+            bail!("the HTTP row's invariant failed: {why}");
+        }
         return Ok(());
     }
 
@@ -441,25 +487,8 @@ async fn main() -> Result<()> {
     };
     server.stop();
 
-    let command = if args.raw.is_empty() {
-        "cargo run --release --bin bench".to_owned()
-    } else {
-        format!("cargo run --release --bin bench -- {}", args.raw.join(" "))
-    };
-    let ctx = Context {
-        command,
-        machine: sys::machine(),
-        redis,
-        commit: sys::git_commit(&workspace_root()),
-        rustc: sys::rustc_version(),
-        date: date(),
-        load: (load_before, sys::load_average()),
-        warmup: args.warmup,
-        window: args.window,
-        total: started.elapsed(),
-    };
-    let default_out = workspace_root().join("examples").join("host").join("BENCHMARKS.md");
-    let out = args.out.clone().unwrap_or_else(|| default_out.clone());
+    let ctx = context(&args, redis, load_before, started);
+    let out = args.out.clone().unwrap_or_else(default_out);
     let previous = std::fs::read_to_string(&out).ok();
     let text = report::markdown(&ctx, &rows, &costs, &fairness, stall.as_ref(), soak.as_ref(), previous.as_deref());
     println!("{text}");
@@ -468,7 +497,7 @@ async fn main() -> Result<()> {
         let text = if args.soak_only {
             // Only the memory section is new: keep the rest of the previous file.
             match previous.as_deref() {
-                Some(prev) => replace_soak(prev, &text),
+                Some(prev) => report::replace_kept(prev, &text, "soak", "## Memory over a long run", "## Analysis"),
                 None => text,
             }
         } else {
@@ -486,18 +515,4 @@ async fn main() -> Result<()> {
         bail!("{failed} invariant check(s) failed");
     }
     Ok(())
-}
-
-/// `previous` with its kept memory section replaced by the one in `fresh`.
-fn replace_soak(previous: &str, fresh: &str) -> String {
-    let (open, close) = ("<!-- keep:soak -->", "<!-- /keep:soak -->");
-    let section = |t: &str| -> Option<(usize, usize)> {
-        let start = t.find(open)?;
-        let end = t[start..].find(close)? + start + close.len();
-        Some((start, end))
-    };
-    match (section(previous), section(fresh)) {
-        (Some((ps, pe)), Some((fs, fe))) => format!("{}{}{}", &previous[..ps], &fresh[fs..fe], &previous[pe..]),
-        _ => fresh.to_owned(),
-    }
 }
