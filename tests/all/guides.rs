@@ -6,6 +6,8 @@
 //!
 //! - `<!-- test: file PATH -->`: the block is the content of `PATH` (relative to the current
 //!   directory);
+//! - `<!-- test: same PATH -->`: `PATH` must already hold exactly the block (a file `wasmtx new`
+//!   made, which the guide shows);
 //! - `<!-- test: run -->`: the block is a shell script, run with `bash -e` (a `cd` in it moves
 //!   the walk's current directory);
 //! - `<!-- test: console -->`: a transcript: each `$ command` is run (stdout and stderr
@@ -15,7 +17,8 @@
 //!   and putting it on the `PATH`: the walk uses the binary this test run built).
 //!
 //! In every block `/path/to/wasmtx` and `$WASMTX` are this checkout. The Rust walk copies the
-//! workspace's `Cargo.lock` into the new crate and builds offline, so it needs no registry; the
+//! workspace's `Cargo.lock` into the new crate when it enters it and builds offline, so it
+//! needs no registry; the
 //! AssemblyScript walk installs its two npm packages like the example rules' builds do. The
 //! Rust guide's `cargo test` compiles the engine into the new crate: that step runs only with
 //! `WASMTX_GUIDE_CARGO_TEST=1` (minutes of compiling; the fixture step runs the same cases).
@@ -32,6 +35,7 @@ use crate::process::{TempDir, wasmtx_bin};
 #[derive(Debug)]
 enum Step {
     File { path: String, content: String },
+    Same { path: String, content: String, line: usize },
     Run { script: String, line: usize },
     Console { transcript: String, line: usize },
     Setup,
@@ -63,6 +67,7 @@ fn steps(guide: &str) -> Result<Vec<Step>> {
         let line = n + 2;
         steps.push(match directive.split_once(' ') {
             Some(("file", path)) => Step::File { path: path.trim().to_owned(), content },
+            Some(("same", path)) => Step::Same { path: path.trim().to_owned(), content, line },
             None if directive == "run" => Step::Run { script: content, line },
             None if directive == "console" => Step::Console { transcript: content, line },
             None if directive == "setup" => Step::Setup,
@@ -132,17 +137,28 @@ impl Walk {
                 std::fs::write(&target, self.substitute(content))?;
                 Ok(())
             }
+            Step::Same { path, content, line } => {
+                let target = self.cwd.join(path);
+                let on_disk = std::fs::read_to_string(&target).with_context(|| format!("reading {path}"))?;
+                ensure!(
+                    on_disk == self.substitute(content),
+                    "{} line {line}: {path} holds\n{on_disk}\nbut the guide shows\n{content}",
+                    self.name
+                );
+                Ok(())
+            }
             Step::Run { script, line } => {
                 let script = self.substitute(script);
                 if script.lines().any(|l| l.trim() == "cargo test --release") && !self.cargo_test {
                     return Ok(());
                 }
-                if script.contains("cargo new") {
-                    // The new crate resolves against the workspace's lock file: no registry.
-                    let after = format!("{script}\ncp {}/Cargo.lock Cargo.lock\npwd >&3", self.root);
-                    return self.run_tracking_cwd(&after, *line);
+                self.run_tracking_cwd(&format!("{script}\npwd >&3"), *line)?;
+                let (manifest, lock) = (self.cwd.join("Cargo.toml"), self.cwd.join("Cargo.lock"));
+                if manifest.is_file() && !lock.exists() {
+                    // A new crate resolves against the workspace's lock file: no registry.
+                    std::fs::copy(Path::new(&self.root).join("Cargo.lock"), lock)?;
                 }
-                self.run_tracking_cwd(&format!("{script}\npwd >&3"), *line)
+                Ok(())
             }
             Step::Console { transcript, line } => self.console(&self.substitute(transcript), *line),
         }
@@ -189,7 +205,7 @@ impl Walk {
 }
 
 /// A line with what changes from run to run replaced: timings (`0.73 ms`), digests
-/// (`sha256 5e9ac25a1a7a`), sizes (`211578 bytes`, `30.7 KiB`) and the wall-clock times the
+/// (`sha256 5e9ac25a1a7a`, or a whole SHA-256 in hex), sizes (`211578 bytes`, `30.7 KiB`) and the wall-clock times the
 /// `wasmtx` command gives rules (`2026-12-02T06:47:00.000Z`).
 fn normalize(line: &str) -> String {
     let line = without_times(line);
@@ -203,6 +219,8 @@ fn normalize(line: &str) -> String {
         let unit = next.trim_end_matches([',', ')', ';']);
         if is_number && matches!(unit, "ms" | "bytes" | "KiB") {
             out.push(format!("{}<n>", &word[..word.len() - number.len()]));
+        } else if word.len() == 64 && word.chars().all(|c| c.is_ascii_hexdigit()) {
+            out.push("<sha>".to_owned());
         } else if previous.ends_with("sha256") {
             let hex = word.trim_end_matches([',', ')']);
             out.push(format!("<sha>{}", &word[hex.len()..]));

@@ -16,6 +16,8 @@ mod failure;
 mod invoke_cmd;
 #[path = "wasmtx/model_cmd.rs"]
 mod model_cmd;
+#[path = "wasmtx/new_cmd.rs"]
+mod new_cmd;
 #[path = "wasmtx/output.rs"]
 mod output;
 #[path = "wasmtx/rule_cmd.rs"]
@@ -69,6 +71,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         // A fresh embedded store per case: no backend to open.
         Command::Test(args) => test_cmd::run(&args, out),
         Command::Build(args) => build_cmd::run(&args, out),
+        Command::New(args) => new_cmd::run(&args, out),
         command => {
             let mut workspace = Workspace::open(&cli.global, Purpose::COMMAND).await?;
             let result = match command {
@@ -79,7 +82,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 #[cfg(feature = "server")]
                 Command::Serve(_) => Ok(()),
                 Command::Audit(args) => audit_cmd::run(&args, &workspace, out).await,
-                Command::Test(_) | Command::Build(_) => Ok(()),
+                Command::Test(_) | Command::Build(_) | Command::New(_) => Ok(()),
             };
             // What a failed command wrote (nothing, by the engine's contract) is saved too.
             workspace.save()?;

@@ -60,6 +60,12 @@ async fn bad_command_lines_get_their_exit_code_and_kind_and_write_nothing(backen
     std::fs::write(&bad_schema, "name = \"A\"\n[fields]\nx = { type = \"integer\" }\n")?;
     let bad_fixture = d.join("fixtures.toml");
     std::fs::write(&bad_fixture, "[[case]]\nname = \"a\"\nwhen = {}\nthen = { error = \"invalid-input\" }\n")?;
+    let occupied = d.join("occupied");
+    std::fs::create_dir_all(&occupied)?;
+    std::fs::write(occupied.join("keep.txt"), "mine")?;
+    let not_a_checkout = d.join("elsewhere");
+    std::fs::create_dir_all(&not_a_checkout)?;
+    let (occupied, not_a_checkout) = (occupied.display().to_string(), not_a_checkout.display().to_string());
     let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
     let busy_addr = busy.local_addr()?.to_string();
     let (not_wasm, bad_schema, bad_fixture) =
@@ -187,6 +193,25 @@ async fn bad_command_lines_get_their_exit_code_and_kind_and_write_nothing(backen
         ),
         ("serve on an address in use", with(&["serve", "--addr", &busy_addr], &[]), 3, Some("cannot_listen")),
         ("a fixture file that cannot be read", with(&["test", "/no/such/fixtures.toml"], &[]), 3, Some("bad_input")),
+        ("a project of an unknown language", with(&["new", "cobol", "fresh"], &[]), 2, None),
+        (
+            "a project name that is not a package name",
+            with(&["new", "rust", "Fresh_Rule"], &[]),
+            3,
+            Some("invalid_rule_name"),
+        ),
+        (
+            "a project in a directory that is not empty",
+            with(&["new", "rust", "fresh", "--dir", &occupied], &[]),
+            3,
+            Some("bad_input"),
+        ),
+        (
+            "a project on a folder that is not a wasmtx checkout",
+            with(&["new", "assemblyscript", "fresh", "--wasmtx-dir", &not_a_checkout], &[]),
+            3,
+            Some("bad_input"),
+        ),
         (
             "a fixture file that expects an unknown kind",
             with(&["test", &bad_fixture, "--rule", &bank_transfer], &[]),
@@ -211,6 +236,10 @@ async fn bad_command_lines_get_their_exit_code_and_kind_and_write_nothing(backen
         ensure!(snapshot(&redis).await? == before, "{label}: the store changed");
     }
     drop(busy);
+    // `wasmtx new` refused: no project was started, the occupied directory is as it was.
+    ensure!(!d.join("fresh").exists() && !d.join("Fresh_Rule").exists(), "a refused `wasmtx new` wrote a project");
+    ensure!(std::fs::read_dir(&occupied)?.count() == 1, "a refused `wasmtx new` wrote into {occupied}");
+    ensure!(std::fs::read_dir(&not_a_checkout)?.count() == 0, "a refused `wasmtx new` wrote into {not_a_checkout}");
 
     // Store URLs and prefixes that cannot be used (their own `--store`/`--prefix`).
     let store_cases: [(&str, [&str; 4]); 3] = [

@@ -120,6 +120,17 @@ pub enum Command {
         "unknown error kind included), 6 the rule or a schema cannot be loaded or built, or the .wasm is stale.",
     ))]
     Test(TestArgs),
+    /// Create a rule project from a template: a model schema, the rule, a unit test on the
+    /// harness, a fixture file and a README; it builds and its tests pass as it is.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  wasmtx new rust points              # then: cd points && wasmtx test tests/fixtures.toml\n",
+        "  wasmtx new assemblyscript my-rule   # then: cd my-rule && npm install && npm test\n\n",
+        "The project depends on the SDK of the wasmtx checkout this command was built from, by path (or the ",
+        "one --wasmtx-dir names); without a checkout, on the published versions. Exit codes: 0 created, 3 the ",
+        "name is not a package name (kind invalid_rule_name) or the directory exists and is not empty.",
+    ))]
+    New(NewArgs),
     /// Build the rule project in a directory (a Rust crate or an AssemblyScript project), check
     /// the result as an upload would, and print the artefact, its size, digest and exports.
     #[command(after_help = concat!(
@@ -329,6 +340,36 @@ pub struct ServeArgs {
     /// How long a shutdown waits for in-flight requests.
     #[arg(long, default_value = "30000", value_name = "MS")]
     pub drain_timeout_ms: u64,
+}
+
+/// `wasmtx new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The rule's language.
+    #[arg(value_enum)]
+    pub language: ProjectLanguage,
+    /// The project's name: the rule's and the package's (lowercase letters, digits, `-`).
+    pub name: String,
+    /// Where to create it [default: ./NAME]; it must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The wasmtx checkout whose SDK the project uses by path [default: the one this command
+    /// was built from, if it is still there; else the published SDK by version].
+    #[arg(long, value_name = "DIR")]
+    pub wasmtx_dir: Option<PathBuf>,
+    /// Depend on the published SDK by version, even with a checkout at hand.
+    #[arg(long, conflicts_with = "wasmtx_dir")]
+    pub published: bool,
+}
+
+/// The languages `wasmtx new` has a template for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ProjectLanguage {
+    /// A Rust crate built for wasm32-unknown-unknown.
+    Rust,
+    /// An AssemblyScript project built with the SDK's `wasmtx-as`.
+    #[value(name = "assemblyscript", alias = "as")]
+    AssemblyScript,
 }
 
 /// `wasmtx build`.

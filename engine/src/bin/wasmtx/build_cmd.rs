@@ -52,7 +52,7 @@ pub fn run(args: &BuildArgs, out: Output) -> Result<(), Failure> {
     let built = Built {
         rule,
         language,
-        wasm: wasm.display().to_string(),
+        wasm: shown(&wasm),
         size: compiled.compiled().size(),
         sha256: compiled.compiled().digest().to_owned(),
         wit_version: compiled.compiled().wit_version().to_owned(),
@@ -61,6 +61,14 @@ pub fn run(args: &BuildArgs, out: Output) -> Result<(), Failure> {
     };
     out.show(&built, || text(&built));
     Ok(())
+}
+
+/// `path` as a user would type it from here: relative to the current directory when under it.
+fn shown(path: &std::path::Path) -> String {
+    let relative = std::env::current_dir().ok().and_then(|cwd| path.strip_prefix(cwd).ok().map(ToOwned::to_owned));
+    let path = relative.as_deref().unwrap_or(path);
+    let path = path.strip_prefix(".").unwrap_or(path);
+    path.display().to_string()
 }
 
 fn text(b: &Built) -> String {
