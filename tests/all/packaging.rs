@@ -12,7 +12,18 @@ use wasmtx_examples::workspace_root;
 
 /// The crates meant for a registry, and files each package must hold.
 const CRATES: [(&str, &[&str]); 3] = [
-    ("wasmtx", &["wit/wasmtx.wit", "src/store/redis/library.lua", "README.md", "Cargo.toml"]),
+    (
+        "wasmtx",
+        &[
+            "wit/wasmtx.wit",
+            "src/store/redis/library.lua",
+            "README.md",
+            "Cargo.toml",
+            // `wasmtx new`'s templates (a `Cargo.toml` there would make cargo leave the folder out).
+            "src/bin/wasmtx/templates/rust/Cargo.toml.in",
+            "src/bin/wasmtx/templates/assemblyscript/package.json",
+        ],
+    ),
     ("wasmtx-guest", &["wit/wasmtx.wit", "README.md", "src/lib.rs"]),
     ("wasmtx-guest-derive", &["src/lib.rs", "Cargo.toml"]),
 ];

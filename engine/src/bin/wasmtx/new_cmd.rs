@@ -17,10 +17,12 @@ use crate::failure::Failure;
 use crate::output::Output;
 
 /// One file of a template: where it goes in the project, and its text with `{{placeholders}}`.
+/// (The Rust template's manifest is `Cargo.toml.in`: a `Cargo.toml` would make the folder a
+/// package of its own, which `cargo package` leaves out of the engine's.)
 type TemplateFile = (&'static str, &'static str);
 
 const RUST: &[TemplateFile] = &[
-    ("Cargo.toml", include_str!("templates/rust/Cargo.toml")),
+    ("Cargo.toml", include_str!("templates/rust/Cargo.toml.in")),
     ("src/lib.rs", include_str!("templates/rust/src/lib.rs")),
     ("models/player.toml", include_str!("templates/rust/models/player.toml")),
     ("tests/rule.rs", include_str!("templates/rust/tests/rule.rs")),
