@@ -4,13 +4,13 @@
 //! percentiles, errors, and the server's resident memory sampled every second.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use serde_json::json;
+use wasmtx_example_host::serve::ServeProcess;
 
 const TOKEN: &str = "bench-http-token";
 
@@ -61,16 +61,6 @@ impl HttpRun {
     }
 }
 
-/// The server process, killed when dropped.
-struct ServeProcess(Child);
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn rss_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -93,30 +83,13 @@ pub async fn run(
     connections: usize,
     window: Duration,
 ) -> Result<HttpRun> {
-    let mut child = Command::new(bin)
-        .args(["--store", redis_url, "--prefix", prefix, "--no-cache", "serve", "--addr", "127.0.0.1:0"])
-        .args(["--token", TOKEN, "--max-invocations-per-rule", "100000", "--max-in-flight", "100000"])
-        .env_remove("REDIS_URL")
-        .env_remove("WASMTX_TOKEN")
-        .env("WASMTX_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {} serve (build it: cargo build --release --bin wasmtx)", bin.display()))?;
-    let pid = child.id();
-    let stdout = child.stdout.take().context("no stdout")?;
-    let process = ServeProcess(child);
-    let line = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead as _;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let first = lines.next();
-        std::thread::spawn(move || for _ in lines {});
-        first
-    })
-    .await?;
-    let Some(Ok(line)) = line else { bail!("wasmtx serve printed no address") };
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).context("no address")?.to_owned();
+    let process = ServeProcess::start(
+        bin,
+        redis_url,
+        prefix,
+        &["--token", TOKEN, "--max-invocations-per-rule", "100000", "--max-in-flight", "100000"],
+    )?;
+    let (pid, url) = (process.pid(), process.url().to_owned());
 
     let http = reqwest::Client::new();
     let account = std::fs::read_to_string(wasmtx_examples::models_dir().join("account.toml"))?;

@@ -3,9 +3,7 @@
 //! `Idempotency-Key` header), while one process at a time is killed with SIGKILL mid-run and
 //! started again. A request whose server died, or whose reply never came, has an unknown fate.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,61 +15,13 @@ use tokio::sync::watch;
 
 use super::exec::{Call, Executor};
 use super::history::Fate;
+use crate::serve::ServeProcess as Process;
 
 /// The bearer token of the fleet's servers.
 const TOKEN: &str = "chaos-token";
 
-/// How long a server may take to print its address.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One `wasmtx serve` process, killed when dropped.
-#[derive(Debug)]
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Process {
-    fn start(bin: &Path, store: &str, prefix: &str) -> Result<Self> {
-        let mut child = Command::new(bin)
-            .args(["--store", store, "--prefix", prefix, "--no-cache", "serve", "--addr", "127.0.0.1:0"])
-            .args(["--token", TOKEN, "--refresh-ms", "200"])
-            .env_remove("REDIS_URL")
-            .env_remove("WASMTX_TOKEN")
-            .env("WASMTX_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {} serve", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            // Keep draining, so the server never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let Ok(Some(Ok(line))) = rx.recv_timeout(START_TIMEOUT) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("wasmtx serve printed no address within {START_TIMEOUT:?}");
-        };
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .with_context(|| format!("no address in {line:?}"))?;
-        Ok(Self { url: url.to_owned(), child })
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // SIGKILL by PID: a crash, not a shutdown. One that already exited is fine.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// How each server of the fleet is started: its token, and a short registry refresh.
+const FLEET_ARGS: [&str; 4] = ["--token", TOKEN, "--refresh-ms", "200"];
 
 /// Three (or more) `wasmtx serve` processes on one store.
 #[derive(Debug)]
@@ -89,7 +39,8 @@ impl Fleet {
     /// # Errors
     /// If one does not start.
     pub fn start(bin: &Path, store: &str, prefix: &str, size: usize) -> Result<Arc<Self>> {
-        let slots = (0..size).map(|_| Process::start(bin, store, prefix).map(Some)).collect::<Result<_>>()?;
+        let slots =
+            (0..size).map(|_| Process::start(bin, store, prefix, &FLEET_ARGS).map(Some)).collect::<Result<_>>()?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?;
         Ok(Arc::new(Self {
             bin: bin.to_owned(),
@@ -102,7 +53,7 @@ impl Fleet {
 
     fn urls(&self) -> Vec<String> {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.iter().flatten().map(|p| p.url.clone()).collect()
+        slots.iter().flatten().map(|p| p.url().to_owned()).collect()
     }
 
     /// A request with the fleet's token to `path` on server `url`.
@@ -189,7 +140,7 @@ impl Fleet {
         let mut last = None;
         for _ in 0..10 {
             let (bin, store, prefix) = (self.bin.clone(), self.store.clone(), self.prefix.clone());
-            match tokio::task::spawn_blocking(move || Process::start(&bin, &store, &prefix)).await? {
+            match tokio::task::spawn_blocking(move || Process::start(&bin, &store, &prefix, &FLEET_ARGS)).await? {
                 Ok(process) => return Ok(process),
                 Err(e) => last = Some(e),
             }
