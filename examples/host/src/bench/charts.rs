@@ -22,8 +22,9 @@ pub const DIR: &str = "bench-charts";
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 420.0;
-/// The plot area: left, right, top, bottom edges (the legend sits right of it).
-const PLOT: (f64, f64, f64, f64) = (72.0, 520.0, 44.0, 364.0);
+/// The plot area: left, right, top, bottom edges. Right of it, the legend: room for about 30
+/// characters ("engine, lock (no grouping) p99").
+const PLOT: (f64, f64, f64, f64) = (72.0, 480.0, 44.0, 364.0);
 
 /// Which chart of a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,7 +308,13 @@ fn render(title: &str, y_label: &str, unit: &str, callers: &[usize], series: &[S
             line.colour
         );
         let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{y:.1}" r="3.5" fill="{}"/>"#, right + 28.0, line.colour);
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, right + 46.0, y + 4.0, escape(&line.label));
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
+            right + 46.0,
+            y + 4.0,
+            escape(&line.label)
+        );
     }
     let _ = writeln!(s, "</svg>");
     s
