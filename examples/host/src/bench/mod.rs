@@ -1,9 +1,11 @@
 //! The benchmark behind `cargo run --release --bin bench`: the engine against a Lua script and
 //! a hand-written lock protocol on the same Redis, four workloads, three concurrencies.
 
+pub mod charts;
 pub mod fair;
 pub mod http;
 pub mod overhead;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod server;

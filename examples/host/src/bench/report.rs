@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::charts;
 use super::fair::Fairness;
 use super::http::HttpRun;
 use super::overhead::Cost;
@@ -301,7 +302,13 @@ pub fn markdown(
                 r.rejected,
             );
         }
-        let _ = writeln!(s);
+        // The charts written beside this file (`charts::write_all`), under the table they draw.
+        let _ = writeln!(
+            s,
+            "\n![throughput]({}) ![latency]({})\n",
+            charts::link(w, charts::Kind::Throughput),
+            charts::link(w, charts::Kind::Latency)
+        );
     }
 
     let _ = writeln!(s, "## Fairness between engines (issue 18)\n");

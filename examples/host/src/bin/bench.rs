@@ -25,6 +25,12 @@
 //!   with an int `count`), measured beside the built-in Rust/AssemblyScript twins;
 //! - `--out PATH` where to write the results (default `examples/host/BENCHMARKS.md`, written only
 //!   by a run of the whole matrix unless `--out` is given), `--no-write` to only print them.
+//!
+//! Whenever the results file is written, SVG charts go beside it in `bench-charts/` (per
+//! workload: `<workload>-throughput.svg`, ops/s against callers, and `<workload>-latency.svg`,
+//! p50 and p99 against callers, a line per implementation), linked under each workload's table.
+//! Before each row a progress line (`[3/42] bank, engine, lock, 64 callers … ETA 1m 52s`) is
+//! redrawn in place when stderr is a terminal, and printed as a plain line otherwise.
 
 #[path = "../bench/mod.rs"]
 mod bench;
@@ -35,12 +41,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use bench::fair::{self, Fairness};
 use bench::overhead::{self, Case, Cost, int};
+use bench::progress::Progress;
 use bench::report::{self, Context};
 use bench::run::{self, Row, Timing};
 use bench::server::RedisUnderTest;
 use bench::workloads::Impl;
 use bench::workloads::Workload;
-use bench::{soak, stall, sys};
+use bench::{charts, soak, stall, sys};
 use wasmtx::{FieldType, FieldValue, ModelSchema, Scalar, ScalarKind};
 use wasmtx_examples::rules::{RuleArtifacts, build_assemblyscript_rules};
 use wasmtx_examples::{models_dir, workspace_root};
@@ -367,46 +374,47 @@ async fn main() -> Result<()> {
         }
 
         let timing = Timing { warmup: args.warmup, window: args.window };
-        let mut seq = 0;
-        for &workload in &args.workloads {
-            for &concurrency in &args.concurrency {
-                for imp in workload.impls() {
-                    if args.impls.as_ref().is_some_and(|only| !only.iter().any(|o| *o == imp.key())) {
-                        continue;
-                    }
-                    seq += 1;
-                    let row = run::run_row(&server, rules, workload, imp, concurrency, timing, seq).await?;
-                    eprintln!(
-                        "bench: {workload:>6} c={concurrency:<3} {:<28} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {:>5.1} cmds/op  {:>4.2} RT/op  {:>5.0} µs CPU/op  {}{}",
-                        row.imp.label(),
-                        row.ops_per_sec(),
-                        row.p50.as_secs_f64() * 1e3,
-                        row.p99.as_secs_f64() * 1e3,
-                        row.commands_per_op,
-                        row.round_trips_per_op,
-                        row.client_cpu_us,
-                        if row.errors > 0 {
-                            format!("{} errors ({}) ", row.errors, row.first_error.clone().unwrap_or_default())
-                        } else {
-                            String::new()
-                        },
-                        match &row.invariant {
-                            Ok(_) => "invariant ok".to_owned(),
-                            Err(e) => format!("INVARIANT FAILED: {e}"),
-                        }
-                    );
-                    if let Some([wait, load, run, commit]) = row.phases {
-                        eprintln!(
-                            "bench:        mean outcome timings: wait {:.0} µs, load {:.0} µs, run {:.1} µs, commit {:.0} µs",
-                            wait.as_secs_f64() * 1e6,
-                            load.as_secs_f64() * 1e6,
-                            run.as_secs_f64() * 1e6,
-                            commit.as_secs_f64() * 1e6
-                        );
-                    }
-                    rows.push(row);
+        let planned: Vec<(Workload, usize, Impl)> = args
+            .workloads
+            .iter()
+            .flat_map(|&w| args.concurrency.iter().flat_map(move |&c| w.impls().into_iter().map(move |i| (w, c, i))))
+            .filter(|(_, _, imp)| args.impls.as_ref().is_none_or(|only| only.iter().any(|o| *o == imp.key())))
+            .collect();
+        let mut progress = Progress::new(planned.len(), args.warmup + args.window);
+        for (seq, (workload, concurrency, imp)) in planned.into_iter().enumerate() {
+            progress.row(&format!("{workload}, {}, {concurrency} callers", imp.label()));
+            let row = run::run_row(&server, rules, workload, imp, concurrency, timing, seq + 1).await;
+            progress.clear();
+            let row = row?;
+            eprintln!(
+                "bench: {workload:>6} c={concurrency:<3} {:<28} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {:>5.1} cmds/op  {:>4.2} RT/op  {:>5.0} µs CPU/op  {}{}",
+                row.imp.label(),
+                row.ops_per_sec(),
+                row.p50.as_secs_f64() * 1e3,
+                row.p99.as_secs_f64() * 1e3,
+                row.commands_per_op,
+                row.round_trips_per_op,
+                row.client_cpu_us,
+                if row.errors > 0 {
+                    format!("{} errors ({}) ", row.errors, row.first_error.clone().unwrap_or_default())
+                } else {
+                    String::new()
+                },
+                match &row.invariant {
+                    Ok(_) => "invariant ok".to_owned(),
+                    Err(e) => format!("INVARIANT FAILED: {e}"),
                 }
+            );
+            if let Some([wait, load, run, commit]) = row.phases {
+                eprintln!(
+                    "bench:        mean outcome timings: wait {:.0} µs, load {:.0} µs, run {:.1} µs, commit {:.0} µs",
+                    wait.as_secs_f64() * 1e6,
+                    load.as_secs_f64() * 1e6,
+                    run.as_secs_f64() * 1e6,
+                    commit.as_secs_f64() * 1e6
+                );
             }
+            rows.push(row);
         }
     }
 
@@ -505,6 +513,11 @@ async fn main() -> Result<()> {
         };
         std::fs::write(&out, text).with_context(|| out.display().to_string())?;
         eprintln!("bench: wrote {}", out.display());
+        if !args.soak_only {
+            for path in charts::write_all(&out, &rows)? {
+                eprintln!("bench: wrote {}", path.display());
+            }
+        }
     } else {
         eprintln!("bench: partial run, results not written (pass --out PATH to write them)");
     }
