@@ -238,7 +238,8 @@ fn render(title: &str, y_label: &str, unit: &str, callers: &[usize], series: &[S
             r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
             left - 6.0,
             y + 4.0,
-            tick_label(m, e)
+            // Milliseconds from a second up read as seconds, not as "1k" ms.
+            if unit == "ms" && e >= 3 { format!("{} s", tick_label(m, e - 3)) } else { tick_label(m, e) }
         );
     }
     for &c in callers {
@@ -286,11 +287,12 @@ fn render(title: &str, y_label: &str, unit: &str, callers: &[usize], series: &[S
         for &(c, v) in &points {
             let _ = writeln!(
                 s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}"><title>{}, {c} callers: {}</title></circle>"#,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}"><title>{}, {c} caller{}: {}</title></circle>"#,
                 x(c),
                 axis.y(v),
                 line.colour,
                 escape(&line.label),
+                if c == 1 { "" } else { "s" },
                 value_label(v, unit)
             );
         }
