@@ -31,6 +31,7 @@ mod isolation;
 mod lock_mode;
 mod logs;
 mod modes;
+mod openapi;
 mod packaging;
 mod prompt_release;
 mod redis_library;
