@@ -109,6 +109,7 @@ async fn every_route_needs_its_scope_and_refusals_write_nothing() -> Result<()> 
     let routes: Vec<(Method, &str, Vec<u8>, Option<u8>)> = vec![
         (Method::GET, "/healthz", none.clone(), OPEN),
         (Method::GET, "/metrics", none.clone(), OPEN),
+        (Method::GET, "/openapi.json", none.clone(), OPEN),
         (Method::GET, "/v1/rules", none.clone(), READ),
         (Method::GET, "/v1/rules/bank-transfer", none.clone(), READ),
         (Method::POST, "/v1/rules/scratch", bank_transfer.clone(), ADMIN_SCOPE),

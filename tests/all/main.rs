@@ -32,6 +32,7 @@ mod lock_mode;
 mod logs;
 mod modes;
 mod new_command;
+mod openapi;
 mod packaging;
 mod prompt_release;
 mod redis_library;

@@ -4,9 +4,10 @@
 //! With no token configured every route is open (the server then listens on loopback only).
 //! With tokens, every `/v1` route needs one, reads included: a request without a token, or with
 //! one the server does not know, is refused with 401 (`missing_token`, `invalid_token`); a
-//! token whose scope is too weak with 403 (`insufficient_scope`). `/healthz` is always open,
-//! `/metrics` as configured ([`MetricsAccess`](super::MetricsAccess)), `GET` routes but the
-//! audit trail too with `ServerConfig::public_reads`.
+//! token whose scope is too weak with 403 (`insufficient_scope`). `/healthz` and
+//! `/openapi.json` (it holds no data) are always open, `/metrics` as configured
+//! ([`MetricsAccess`](super::MetricsAccess)), `GET` routes but the audit trail too with
+//! `ServerConfig::public_reads`.
 //! The caller (its token's name and scope) goes into the request's extensions for the
 //! handlers, and into the request's `tracing` span.
 
@@ -34,7 +35,8 @@ pub(super) enum Needs {
 pub(super) fn needed(method: &Method, route: Option<&str>) -> Needs {
     let is_read = matches!(*method, Method::GET | Method::HEAD);
     match route {
-        Some("/healthz") => Needs::Nothing,
+        // The document holds no data: open like the health check.
+        Some("/healthz" | "/openapi.json") => Needs::Nothing,
         Some("/metrics") => Needs::Scope(Scope::Read),
         Some("/v1/audit") => Needs::Scope(Scope::Admin),
         Some("/v1/rules/{name}/invoke") if *method == Method::POST => Needs::Scope(Scope::Invoke),
@@ -120,6 +122,7 @@ mod tests {
     fn routes_need_their_scope() {
         let scope = |method: Method, route: &str| needed(&method, Some(route));
         assert_eq!(scope(Method::GET, "/healthz"), Needs::Nothing);
+        assert_eq!(scope(Method::GET, "/openapi.json"), Needs::Nothing);
         assert_eq!(scope(Method::GET, "/v1/models/{model_type}/{key}"), Needs::Scope(Scope::Read));
         assert_eq!(scope(Method::POST, "/v1/rules/{name}/invoke"), Needs::Scope(Scope::Invoke));
         assert_eq!(scope(Method::GET, "/v1/rules/{name}/invoke"), Needs::Scope(Scope::Read));

@@ -3,6 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz` | `{"status": "ok", "epoch": n}` |
+//! | `GET /openapi.json` | the OpenAPI 3.1 document of every route (see [`openapi`]) |
 //! | `GET /metrics` | Prometheus text format (see [`metrics`]) |
 //! | `GET /v1/rules` | every rule with its versions |
 //! | `POST /v1/rules/{name}[?activate=true]` | upload a rule (body: the `.wasm` bytes): 201, or 200 if it has these bytes already |
@@ -18,15 +19,14 @@
 //! | `GET /v1/models/{type}/{key}` | a model's state |
 //! | `PUT /v1/models/{type}/{key}/fields/{field}` | set one field (body: its JSON value) |
 //! | `DELETE /v1/models/{type}/{key}` | delete a model's data |
-//!
 //! | `GET /v1/audit[?limit=n]` | the audit trail, newest first (see [`crate::registry::audit`]) |
 //!
 //! **Authentication** ([`tokens`], `auth`): with tokens configured every `/v1` route needs
 //! `Authorization: Bearer <token>` of a scope that covers it (`read`: every `GET` but the audit
 //! trail; `invoke`: that and invocations; `admin`: everything), reads included unless
-//! `ServerConfig::public_reads`; `/healthz` is open, `/metrics` as [`MetricsAccess`] says.
-//! Without tokens everything is open and [`ServerConfig::check_bind`] refuses a non-loopback
-//! address. **Limits** ([`Limits`]): header and body read timeouts, a header size cap, caps on
+//! `ServerConfig::public_reads`; `/healthz` and `/openapi.json` (it holds no data) are open,
+//! `/metrics` as [`MetricsAccess`] says. Without tokens everything is open and
+//! [`ServerConfig::check_bind`] refuses a non-loopback address. **Limits** ([`Limits`]): header and body read timeouts, a header size cap, caps on
 //! requests and per-rule invocations in flight (503 `server_busy` with `Retry-After` past them).
 //! Errors are `{"error": {"kind", "message", "retryable"}}` with 400 (bad input), 401 (no or
 //! unknown token), 403 (scope too weak), 404 (unknown rule, version, model type or route), 408
@@ -44,6 +44,7 @@ mod limits;
 mod listen;
 pub mod metrics;
 mod models;
+pub mod openapi;
 mod rules;
 pub mod tokens;
 
@@ -53,10 +54,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, get, post, put};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -137,20 +139,41 @@ impl Api {
     }
 }
 
+/// Every route: its method, path template and handler. [`build`] registers exactly these, and
+/// [`openapi::document`] must describe exactly these ([`routes`] lists them for the test).
+fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    use axum::routing::delete;
+    vec![
+        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/openapi.json", get(openapi_json)),
+        (Method::GET, "/metrics", get(metrics)),
+        (Method::GET, "/v1/rules", get(rules::list)),
+        (Method::GET, "/v1/rules/{name}", get(rules::show)),
+        (Method::POST, "/v1/rules/{name}", post(rules::upload)),
+        (Method::DELETE, "/v1/rules/{name}", delete(rules::delete_rule)),
+        (Method::PUT, "/v1/rules/{name}/active", put(rules::activate)),
+        (Method::DELETE, "/v1/rules/{name}/versions/{version}", delete(rules::delete_version)),
+        (Method::POST, "/v1/rules/{name}/invoke", post(invoke::invoke)),
+        (Method::GET, "/v1/models", get(models::list)),
+        (Method::GET, "/v1/models/{model_type}", get(models::show)),
+        (Method::PUT, "/v1/models/{model_type}", put(models::define)),
+        (Method::DELETE, "/v1/models/{model_type}", delete(models::delete_schema)),
+        (Method::GET, "/v1/models/{model_type}/{key}", get(models::read)),
+        (Method::DELETE, "/v1/models/{model_type}/{key}", delete(models::delete)),
+        (Method::PUT, "/v1/models/{model_type}/{key}/fields/{field}", put(models::set_field)),
+        (Method::GET, "/v1/audit", get(audit::list)),
+    ]
+}
+
+/// Every route the router registers: (method, path template). `GET` routes answer `HEAD` too.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    endpoints().into_iter().map(|(method, path, _)| (method, path)).collect()
+}
+
 fn build(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/v1/rules", get(rules::list))
-        .route("/v1/rules/{name}", get(rules::show).post(rules::upload).delete(rules::delete_rule))
-        .route("/v1/rules/{name}/active", put(rules::activate))
-        .route("/v1/rules/{name}/versions/{version}", axum::routing::delete(rules::delete_version))
-        .route("/v1/rules/{name}/invoke", post(invoke::invoke))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{model_type}", get(models::show).put(models::define).delete(models::delete_schema))
-        .route("/v1/models/{model_type}/{key}", get(models::read).delete(models::delete))
-        .route("/v1/models/{model_type}/{key}/fields/{field}", put(models::set_field))
-        .route("/v1/audit", get(audit::list))
+    endpoints()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), limits::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
@@ -220,6 +243,10 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 async fn healthz(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json(json!({ "status": "ok", "epoch": state.registry.snapshot().epoch }))
+}
+
+async fn openapi_json() -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
