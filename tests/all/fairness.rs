@@ -73,6 +73,10 @@ struct Yielding {
 #[async_trait]
 impl Store for Yielding {
     async fn try_lock_and_load(&self, request: &LockRequest) -> Result<LockAttempt, StoreError> {
+        let attempt = self.inner.try_lock_and_load(request).await?;
+        // An invocation has surely arrived in the store's line once its first attempt is
+        // answered; grants counted while that attempt was on its way (many, on a loaded
+        // machine) are the network's and the scheduler's, not the line's.
         let counted = self.grants.count.load(Ordering::SeqCst);
         let arrived = *self
             .grants
@@ -81,7 +85,6 @@ impl Store for Yielding {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(request.owner.clone())
             .or_insert(counted);
-        let attempt = self.inner.try_lock_and_load(request).await?;
         if let LockAttempt::Acquired { .. } = &attempt {
             // Counted under the lock: grants are numbered in the order they were made.
             let position = self.grants.count.fetch_add(1, Ordering::SeqCst);
@@ -159,12 +162,12 @@ async fn engines(backend: Backend, grants: &Arc<Grants>) -> Result<Vec<(Engine, 
 
 /// Every task of both engines increments the counter `ROUNDS` times, one after the other,
 /// with a seeded handful of yields before each. While both engines still have work, each gets
-/// at least 30 % of the turns; and no invocation sees more than 3 other grants between its
-/// first attempt in the store and its own (served in arrival order, each engine has one waiter
-/// in the store at a time, its line's head: a waiter waits for the holder and at most the other
-/// engine's waiter, give or take one grant counted while it arrived). Before issue 18 the
-/// engine whose holder had just committed handed the lock to its own next waiter, and the other
-/// engine's waiter could wait for all of its turns.
+/// at least 30 % of the turns; and no invocation sees more than 3 other grants between the
+/// answer to its first attempt in the store and its own grant (served in arrival order, each
+/// engine has one waiter in the store at a time, its line's head: a waiter waits for the holder
+/// and at most the other engine's waiter, give or take one grant counted while the answer came
+/// back). Before issue 18 the engine whose holder had just committed handed the lock to its own
+/// next waiter, and the other engine's waiter could wait for all of its turns.
 async fn two_engines_on_one_hot_key_take_turns_in_about_arrival_order(backend: Backend) -> Result<()> {
     let seed = seed();
     let grants = Arc::new(Grants::default());
