@@ -18,6 +18,20 @@ on_both_stores!(every_registry_change_is_audited_with_its_token, every_registry_
 const ADMIN: &str = "audit-admin-secret";
 const READER: &str = "audit-reader-secret";
 
+/// The entries both walks leave, newest first: (action, target, version). Over HTTP and from
+/// the commands the same changes are made in the same order, so they record the same trail.
+const EXPECTED: [(&str, &str, Option<u64>); 9] = [
+    ("delete_schema", "Account", None),
+    ("delete_rule", "scratch", None),
+    ("upload", "scratch", Some(1)),
+    ("delete_version", "bank-transfer", Some(2)),
+    ("rollback", "bank-transfer", Some(1)),
+    ("activate", "bank-transfer", Some(2)),
+    ("upload", "bank-transfer", Some(2)),
+    ("upload", "bank-transfer", Some(1)),
+    ("define_schema", "Account", None),
+];
+
 async fn every_registry_change_is_audited_with_its_token(backend: Backend) -> Result<()> {
     let redis = match backend {
         Backend::Memory => None,
@@ -66,17 +80,7 @@ async fn every_registry_change_is_audited_with_its_token(backend: Backend) -> Re
     }
     // (action, target, version) newest first: the upload with `?activate=true` is an upload
     // and an activation; the first upload of a rule activates it without an entry of its own.
-    let expected = [
-        ("delete_schema", "Account", None),
-        ("delete_rule", "scratch", None),
-        ("upload", "scratch", Some(1)),
-        ("delete_version", "bank-transfer", Some(2)),
-        ("rollback", "bank-transfer", Some(1)),
-        ("activate", "bank-transfer", Some(2)),
-        ("upload", "bank-transfer", Some(2)),
-        ("upload", "bank-transfer", Some(1)),
-        ("define_schema", "Account", None),
-    ];
+    let expected = EXPECTED;
     let check = |entries: &Value, whence: &str| -> Result<()> {
         let entries = entries.as_array().with_context(|| format!("{whence}: {entries}"))?;
         ensure!(entries.len() == expected.len(), "{whence}: {} entries: {entries:?}", entries.len());
@@ -177,17 +181,7 @@ async fn every_registry_command_is_audited_as_its_user(backend: Backend) -> Resu
         run(args)?.expect(code).with_context(|| format!("{args:?}"))?;
     }
     let actor = format!("cli:{TEST_USER}");
-    let expected = [
-        ("delete_schema", "Account", None),
-        ("delete_rule", "scratch", None),
-        ("upload", "scratch", Some(1)),
-        ("delete_version", "bank-transfer", Some(2)),
-        ("rollback", "bank-transfer", Some(1)),
-        ("activate", "bank-transfer", Some(2)),
-        ("upload", "bank-transfer", Some(2)),
-        ("upload", "bank-transfer", Some(1)),
-        ("define_schema", "Account", None),
-    ];
+    let expected = EXPECTED;
     let listed = run(&["audit"])?.expect(0)?.json()?;
     let entries = listed.as_array().context("a list")?;
     ensure!(entries.len() == expected.len(), "{} entries: {entries:#?}", entries.len());
