@@ -9,7 +9,7 @@
 # LIBRARY defaults to engine/src/store/redis/library.lua, CALLS to 1000. Needs valgrind,
 # redis-server and redis-cli. The library is loaded under another name (`wasmtxprof`) with two
 # drivers appended that call its local functions with fixed arguments (the protocol of library
-# versions 3 and 4: see `commit`'s comment), and two stubs that do only the drivers' own setup, whose
+# versions 3 to 5: see `commit`'s comment), and two stubs that do only the drivers' own setup, whose
 # counts are subtracted.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,11 +1,13 @@
 //! The Redis store's Functions library, on a private server (these tests replace and flush the
 //! server's functions, which the shared one must keep): loaded at connect, loaded again after a
-//! `FUNCTION FLUSH`, an older version replaced, a newer one refused with a typed error.
+//! `FUNCTION FLUSH`, an older version replaced, a newer one refused with a typed error; the
+//! registry's writes are functions of the same library (no `EVAL`/`EVALSHA`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
+use wasmtx::registry::{RedisRegistryStore, RegistryStore, RuleVersion};
 use wasmtx::store::redis::{LIBRARY_VERSION, RedisStore};
 use wasmtx::store::{CommitGuard, CommitRecords, CommitRequest, LockAttempt, LockRequest};
 use wasmtx::{
@@ -110,5 +112,61 @@ async fn an_older_library_is_replaced_and_a_newer_one_is_refused() -> Result<()>
         other => bail!("a newer library must be refused, got {other:?}"),
     }
     ensure!(loaded_version(&mut conn).await? == "99", "the newer library was left in place");
+    Ok(())
+}
+
+/// How many times the server ran each of `commands` (`INFO commandstats`).
+async fn calls_of(conn: &mut redis::aio::MultiplexedConnection, commands: &[&str]) -> Result<Vec<u64>> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await?;
+    Ok(commands
+        .iter()
+        .map(|command| {
+            let line = info.lines().find(|l| l.starts_with(&format!("cmdstat_{command}:")));
+            line.and_then(|l| l.split("calls=").nth(1)?.split(',').next()?.parse().ok()).unwrap_or(0)
+        })
+        .collect())
+}
+
+/// A registry connected alone (as `wasmtx rule upload` does) loads the library; its writes are
+/// `FCALL`s, never scripts, and they go on after a `FUNCTION FLUSH` and a `SCRIPT FLUSH` (which
+/// `EVALSHA` scripts do not survive on a failover: the script cache is not replicated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_writes_through_the_library_and_survives_a_function_flush() -> Result<()> {
+    let server = PrivateRedis::start().await?;
+    let mut conn = server.client().await?;
+    let registry = RedisRegistryStore::builder(server.url()).prefix("lib").connect().await?;
+    ensure!(loaded_version(&mut conn).await? == LIBRARY_VERSION.to_string(), "connect loaded the library");
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await?;
+
+    let schema = counter()?.schema;
+    let (_, changed) = registry.define_schema(&schema, 1).await?;
+    ensure!(changed, "a new schema is a change");
+    let version = RuleVersion {
+        version: 0,
+        digest: "ab".repeat(32),
+        size: 3,
+        wit_version: "0.1.0".into(),
+        from_core_module: false,
+        exports: vec!["run".into()],
+        uploaded_at_ms: 1,
+    };
+    let added = registry.add_version("bump", b"\0as", &version, true).await?;
+    ensure!(added.created && added.active && added.version.version == 1, "{added:?}");
+
+    let _: () = redis::cmd("FUNCTION").arg("FLUSH").query_async(&mut conn).await?;
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await?;
+    let again = registry.add_version("bump", b"\0as2", &RuleVersion { digest: "cd".repeat(32), ..version }, false).await?;
+    ensure!(again.created && !again.active && again.version.version == 2, "{again:?}");
+    ensure!(registry.activate("bump", 2).await?.version == 2, "version 2 is active");
+    registry.delete_version("bump", 1).await?;
+    registry.delete_schema("Counter").await?;
+    ensure!(registry.delete_rule("bump").await?.len() == 1, "the rule's one version left is deleted");
+    ensure!(registry.snapshot().await?.active.is_empty(), "nothing is active");
+
+    let [eval, evalsha, fcall] = calls_of(&mut conn, &["eval", "evalsha", "fcall"]).await?[..] else {
+        bail!("three counts")
+    };
+    ensure!(eval == 0 && evalsha == 0, "the registry ran scripts: {eval} EVAL, {evalsha} EVALSHA");
+    ensure!(fcall >= 7, "every registry write is a function call: {fcall} FCALLs");
     Ok(())
 }

@@ -1,19 +1,21 @@
 //! The registry in Redis, shared by every engine instance connected to the same Redis and
-//! prefix. Writes are Lua scripts (one round trip, atomic); reads are plain commands; epoch
-//! bumps are published on a channel one Pub/Sub listener per store forwards to
+//! prefix. Writes are functions of the store's Redis Functions library (`registry.lua`,
+//! appended to the store's `library.lua`: one round trip, atomic, loaded and checked at
+//! connect, surviving a failover and `SCRIPT FLUSH`); reads are plain commands; epoch bumps
+//! are published on a channel one Pub/Sub listener per store forwards to
 //! [`RegistryStore::changes`]. The layout is documented in [`keys`].
 //!
 //! The same URL reaches a standalone server or a Redis Cluster (see
 //! [`connection`](crate::store::redis::connection)). On a cluster the whole registry lives in
-//! one slot (every key carries the hash tag `{registry}`), every script declares every key it
-//! touches, and the changes channel is subscribed to on one node (a `PUBLISH` reaches every
+//! one slot (every key carries the hash tag `{registry}`), every function declares every key
+//! it touches, and the changes channel is subscribed to on one node (a `PUBLISH` reaches every
 //! node).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use redis::{Script, Value};
+use redis::Value;
 use tokio::sync::watch;
 
 pub use self::keys::RegistryKeys;
@@ -22,34 +24,15 @@ use super::record::{AddedVersion, RuleInfo, RuleVersion, SchemaRecord, Snapshot}
 use super::storage::RegistryStore;
 use crate::model::schema::ModelSchema;
 use crate::store::redis::connection::RedisConnection;
-use crate::store::redis::{DEFAULT_PREFIX, Delivery, Subscription, Timeouts, redis_error, spawn_subscription};
+use crate::store::redis::functions::{FunctionCall, step};
+use crate::store::redis::{
+    Connected, DEFAULT_PREFIX, Delivery, Subscription, Timeouts, redis_error, spawn_subscription,
+};
 
 pub mod keys;
-mod scripts;
 
 /// How many times a whole-rule delete reads again when the rule keeps changing.
 const DELETE_RULE_ATTEMPTS: usize = 5;
-
-struct Scripts {
-    add_version: Script,
-    activate: Script,
-    delete_version: Script,
-    delete_rule: Script,
-    define_schema: Script,
-    delete_schema: Script,
-}
-
-fn scripts() -> &'static Scripts {
-    static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
-    SCRIPTS.get_or_init(|| Scripts {
-        add_version: Script::new(scripts::ADD_VERSION),
-        activate: Script::new(scripts::ACTIVATE),
-        delete_version: Script::new(scripts::DELETE_VERSION),
-        delete_rule: Script::new(scripts::DELETE_RULE),
-        define_schema: Script::new(scripts::DEFINE_SCHEMA),
-        delete_schema: Script::new(scripts::DELETE_SCHEMA),
-    })
-}
 
 /// Configures and connects a [`RedisRegistryStore`].
 #[derive(Debug, Clone)]
@@ -67,17 +50,20 @@ impl RedisRegistryStoreBuilder {
         self
     }
 
-    /// Connects, and subscribes to change announcements before returning.
+    /// Connects, makes sure the server runs this engine's version of the Functions library
+    /// (loading or replacing it if needed), and subscribes to change announcements before
+    /// returning.
     ///
     /// # Errors
     /// [`RegistryError::Store`]: [`StoreError::InvalidPrefix`](crate::StoreError::InvalidPrefix)
     /// for a prefix the layout cannot use, [`StoreError::InvalidUrl`](crate::StoreError::InvalidUrl)
     /// for a malformed URL, [`StoreError::Unavailable`](crate::StoreError::Unavailable) if Redis
-    /// cannot be reached.
+    /// cannot be reached, [`StoreError::Incompatible`](crate::StoreError::Incompatible) for a
+    /// server before Redis 7.0 or one that runs a newer library version.
     pub async fn connect(self) -> Result<RedisRegistryStore, RegistryError> {
         crate::store::redis::keys::validate_prefix(&self.prefix)?;
         let link = crate::store::redis::connection::connect(&self.url, Timeouts::default()).await?;
-        let conn = link.conn.clone();
+        link.ensure_library().await?;
         let keys = RegistryKeys::new(&self.prefix);
         let (changes, _) = watch::channel(0);
         let listener = {
@@ -92,7 +78,7 @@ impl RedisRegistryStoreBuilder {
             })
             .await?
         };
-        Ok(RedisRegistryStore { inner: Arc::new(Inner { conn, keys, changes, _listener: listener }) })
+        Ok(RedisRegistryStore { inner: Arc::new(Inner { link, keys, changes, _listener: listener }) })
     }
 }
 
@@ -104,7 +90,8 @@ pub struct RedisRegistryStore {
 
 #[derive(Debug)]
 struct Inner {
-    conn: RedisConnection,
+    /// The connection, and the nodes on which to load the library when a call finds none.
+    link: Connected,
     keys: RegistryKeys,
     changes: watch::Sender<u64>,
     /// Stopped when the last clone goes.
@@ -123,7 +110,12 @@ impl RedisRegistryStore {
     }
 
     fn conn(&self) -> RedisConnection {
-        self.inner.conn.clone()
+        self.inner.link.conn.clone()
+    }
+
+    /// Runs a call of the library (loading it first if the server has none).
+    async fn call<T: redis::FromRedisValue>(&self, call: &FunctionCall) -> Result<T, RegistryError> {
+        Ok(call.invoke(&self.inner.link).await?)
     }
 
     async fn delete_rule_once(&self, name: &str) -> Result<Option<Vec<RuleVersion>>, RegistryError> {
@@ -135,20 +127,20 @@ impl RedisRegistryStore {
             return Err(RegistryError::UnknownRule { name: name.to_owned() });
         }
         let versions = parse_versions(&fields)?;
-        let mut inv = scripts().delete_rule.prepare_invoke();
-        inv.key(&rule_key).key(keys.active()).key(keys.refs()).key(keys.epoch());
-        inv.arg(name).arg(keys.changed_channel());
-        inv.arg(fields.get("next").map_or("", String::as_str)).arg(fields.len());
+        let mut call = FunctionCall::new(step::REGISTRY_DELETE_RULE);
+        call.key(&rule_key).key(keys.active()).key(keys.refs()).key(keys.epoch());
+        call.arg(name).arg(keys.changed_channel());
+        call.arg(fields.get("next").map_or("", String::as_str)).arg(fields.len());
         for v in &versions {
-            inv.key(keys.wasm(&v.digest));
-            inv.arg(v.version).arg(&v.digest);
+            call.key(keys.wasm(&v.digest));
+            call.arg(v.version).arg(&v.digest);
         }
-        let reply: Vec<Value> = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let reply: Vec<Value> = self.call(&call).await?;
         match status(&reply)?.as_str() {
             "OK" => reply[1..].iter().map(|v| RuleVersion::parse(&text(v)?)).collect::<Result<_, _>>().map(Some),
             "NORULE" => Err(RegistryError::UnknownRule { name: name.to_owned() }),
             "BUSY" => Ok(None),
-            other => Err(RegistryError::Corrupt(format!("unexpected reply {other} from the delete script"))),
+            other => Err(RegistryError::Corrupt(format!("unexpected reply {other} from the delete function"))),
         }
     }
 }
@@ -163,12 +155,11 @@ impl RegistryStore for RedisRegistryStore {
         activate: bool,
     ) -> Result<AddedVersion, RegistryError> {
         let keys = &self.inner.keys;
-        let mut inv = scripts().add_version.prepare_invoke();
-        inv.key(keys.rule(name)).key(keys.active()).key(keys.wasm(&version.digest)).key(keys.refs()).key(keys.epoch());
-        inv.arg(name).arg(&version.digest).arg(version.meta_json()).arg(if activate { "1" } else { "0" });
-        inv.arg(keys.changed_channel()).arg(bytes);
-        let (created, record, active): (i64, String, i64) =
-            inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let mut call = FunctionCall::new(step::REGISTRY_ADD_VERSION);
+        call.key(keys.rule(name)).key(keys.active()).key(keys.wasm(&version.digest)).key(keys.refs()).key(keys.epoch());
+        call.arg(name).arg(&version.digest).arg(version.meta_json()).arg(if activate { "1" } else { "0" });
+        call.arg(keys.changed_channel()).arg(bytes);
+        let (created, record, active): (i64, String, i64) = self.call(&call).await?;
         Ok(AddedVersion { version: RuleVersion::parse(&record)?, created: created == 1, active: active == 1 })
     }
 
@@ -207,15 +198,15 @@ impl RegistryStore for RedisRegistryStore {
 
     async fn activate(&self, name: &str, version: u64) -> Result<RuleVersion, RegistryError> {
         let keys = &self.inner.keys;
-        let mut inv = scripts().activate.prepare_invoke();
-        inv.key(keys.rule(name)).key(keys.active()).key(keys.epoch());
-        inv.arg(name).arg(version).arg(keys.changed_channel());
-        let reply: Vec<Value> = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let mut call = FunctionCall::new(step::REGISTRY_ACTIVATE);
+        call.key(keys.rule(name)).key(keys.active()).key(keys.epoch());
+        call.arg(name).arg(version).arg(keys.changed_channel());
+        let reply: Vec<Value> = self.call(&call).await?;
         match status(&reply)?.as_str() {
             "OK" => RuleVersion::parse(&text(reply.get(1).unwrap_or(&Value::Nil))?),
             "NORULE" => Err(RegistryError::UnknownRule { name: name.to_owned() }),
             "NOVERSION" => Err(RegistryError::UnknownVersion { name: name.to_owned(), version }),
-            other => Err(RegistryError::Corrupt(format!("unexpected reply {other} from the activate script"))),
+            other => Err(RegistryError::Corrupt(format!("unexpected reply {other} from the activate function"))),
         }
     }
 
@@ -234,16 +225,16 @@ impl RegistryStore for RedisRegistryStore {
             return Err(RegistryError::UnknownRule { name: name.to_owned() });
         }
         let record = RuleVersion::parse(&record.ok_or_else(unknown_version)?)?;
-        let mut inv = scripts().delete_version.prepare_invoke();
-        inv.key(&rule_key).key(keys.refs()).key(keys.wasm(&record.digest));
-        inv.arg(version).arg(&record.digest);
-        let reply: Vec<Value> = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let mut call = FunctionCall::new(step::REGISTRY_DELETE_VERSION);
+        call.key(&rule_key).key(keys.refs()).key(keys.wasm(&record.digest));
+        call.arg(version).arg(&record.digest);
+        let reply: Vec<Value> = self.call(&call).await?;
         match status(&reply)?.as_str() {
             "OK" => Ok(record),
             "NORULE" => Err(RegistryError::UnknownRule { name: name.to_owned() }),
             "NOVERSION" | "MOVED" => Err(unknown_version()),
             "ACTIVE" => Err(RegistryError::VersionActive { name: name.to_owned(), version }),
-            other => Err(RegistryError::Corrupt(format!("unexpected reply {other} from the delete script"))),
+            other => Err(RegistryError::Corrupt(format!("unexpected reply {other} from the delete function"))),
         }
     }
 
@@ -266,18 +257,18 @@ impl RegistryStore for RedisRegistryStore {
 
     async fn define_schema(&self, schema: &ModelSchema, now_ms: i64) -> Result<(SchemaRecord, bool), RegistryError> {
         let keys = &self.inner.keys;
-        let mut inv = scripts().define_schema.prepare_invoke();
-        inv.key(keys.schemas()).key(keys.epoch());
-        inv.arg(schema.name()).arg(SchemaRecord::schema_json(schema)).arg(now_ms).arg(keys.changed_channel());
-        let (changed, record): (i64, String) = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let mut call = FunctionCall::new(step::REGISTRY_DEFINE_SCHEMA);
+        call.key(keys.schemas()).key(keys.epoch());
+        call.arg(schema.name()).arg(SchemaRecord::schema_json(schema)).arg(now_ms).arg(keys.changed_channel());
+        let (changed, record): (i64, String) = self.call(&call).await?;
         Ok((SchemaRecord::parse(&record)?, changed == 1))
     }
 
     async fn delete_schema(&self, name: &str) -> Result<SchemaRecord, RegistryError> {
         let keys = &self.inner.keys;
-        let mut inv = scripts().delete_schema.prepare_invoke();
-        inv.key(keys.schemas()).key(keys.epoch()).arg(name).arg(keys.changed_channel());
-        let record: Option<String> = inv.invoke_async(&mut self.conn()).await.map_err(redis_error)?;
+        let mut call = FunctionCall::new(step::REGISTRY_DELETE_SCHEMA);
+        call.key(keys.schemas()).key(keys.epoch()).arg(name).arg(keys.changed_channel());
+        let record: Option<String> = self.call(&call).await?;
         match record {
             Some(record) => SchemaRecord::parse(&record),
             None => Err(RegistryError::UnknownModelType { name: name.to_owned() }),
@@ -347,4 +338,44 @@ fn text(value: &Value) -> Result<String, RegistryError> {
 
 fn status(reply: &[Value]) -> Result<String, RegistryError> {
     text(reply.first().unwrap_or(&Value::Nil))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The registry's functions (appended to the store's library).
+    const SOURCE: &str = include_str!("registry.lua");
+
+    /// The locals the functions bind to entries of `keys` (`local a, b = keys[1], keys[2]`).
+    fn key_locals() -> Vec<&'static str> {
+        let mut names = Vec::new();
+        for line in SOURCE.lines().map(str::trim).filter(|l| l.starts_with("local ") && l.contains("keys[")) {
+            let Some((lhs, rhs)) = line["local ".len()..].split_once(" = ") else { continue };
+            for (name, value) in lhs.split(',').zip(rhs.split(',')) {
+                if value.trim().starts_with("keys[") {
+                    names.push(name.trim());
+                }
+            }
+        }
+        names
+    }
+
+    /// On a Redis Cluster a function may touch only the keys it declares (an undeclared key of
+    /// another node fails after the earlier writes applied): every `redis.call` names a key
+    /// from `keys` (through a local bound to one), except `PUBLISH`, whose first argument is a
+    /// channel.
+    #[test]
+    fn every_function_touches_only_keys_it_declares() {
+        let locals = key_locals();
+        assert!(locals.contains(&"rule") && locals.contains(&"schemas") && locals.contains(&"wasm"), "{locals:?}");
+        let calls = SOURCE.split("redis.call('").skip(1).collect::<Vec<_>>();
+        assert!(calls.len() > 30, "the functions' calls are found");
+        for call in calls {
+            let (command, rest) = call.split_once('\'').expect("a quoted command");
+            if command == "PUBLISH" {
+                continue;
+            }
+            let key = rest.trim_start_matches([',', ' ']).split([',', ')']).next().unwrap_or_default().trim();
+            assert!(locals.contains(&key), "{command} touches {key:?}, which is not a declared key");
+        }
+    }
 }

@@ -1,5 +1,7 @@
-//! The store's Redis Functions library (`library.lua`): loading it, checking its version, and
-//! calling its functions.
+//! The store's Redis Functions library (`library.lua`, then the registry's writes in
+//! `registry/redis/registry.lua`): loading it, checking its version, and calling its
+//! functions. The model store and the registry share the one library, so that both load,
+//! upgrade and survive a failover together.
 //!
 //! The library is named `wasmtx` and states its version (`local VERSION`, also returned by
 //! `FCALL wasmtx_version 0`). On connect the store reads the loaded code (`FUNCTION LIST
@@ -26,51 +28,73 @@ use super::codec::redis_error;
 use super::connection::Connected;
 use crate::store::StoreError;
 
-/// The library's source.
-pub(super) const LIBRARY: &str = include_str!("library.lua");
+/// The library's source: the store's protocol, then the registry's writes (one source text,
+/// as Redis loads a library).
+pub(super) const LIBRARY: &str = concat!(include_str!("library.lua"), include_str!("../../registry/redis/registry.lua"));
 
 /// The version of the store's Redis Functions library (`wasmtx`) this build speaks; the
 /// library's `VERSION` says the same (a unit test checks). Bumped on every change of the
 /// library: at connect, a server holding an older version gets this one, a server holding a
 /// newer one is refused ([`StoreError::Incompatible`]).
-pub const LIBRARY_VERSION: u32 = 4;
+pub const LIBRARY_VERSION: u32 = 5;
 
 /// The library's functions, one per protocol step. Their names carry [`LIBRARY_VERSION`]: an
 /// engine of another version still running after an upgrade replaced the library finds no
 /// function (and is refused when it reloads) rather than calling one with arguments it lays
 /// out differently. Only `wasmtx_version`, which that check calls, keeps its name.
-pub(super) mod step {
-    pub const LOCK_AND_LOAD: &str = "wasmtx_v4_lock_and_load";
-    pub const LOAD: &str = "wasmtx_v4_load";
-    pub const COMMIT: &str = "wasmtx_v4_commit";
-    pub const RELEASE: &str = "wasmtx_v4_release";
-    pub const RESOLVE: &str = "wasmtx_v4_resolve";
-    pub const DELETE: &str = "wasmtx_v4_delete";
-    pub const WITHDRAW: &str = "wasmtx_v4_withdraw";
+pub(crate) mod step {
+    pub const LOCK_AND_LOAD: &str = "wasmtx_v5_lock_and_load";
+    pub const LOAD: &str = "wasmtx_v5_load";
+    pub const COMMIT: &str = "wasmtx_v5_commit";
+    pub const RELEASE: &str = "wasmtx_v5_release";
+    pub const RESOLVE: &str = "wasmtx_v5_resolve";
+    pub const DELETE: &str = "wasmtx_v5_delete";
+    pub const WITHDRAW: &str = "wasmtx_v5_withdraw";
+    /// The registry's writes (see `crate::registry::redis`).
+    pub const REGISTRY_ADD_VERSION: &str = "wasmtx_v5_registry_add_version";
+    pub const REGISTRY_ACTIVATE: &str = "wasmtx_v5_registry_activate";
+    pub const REGISTRY_DELETE_VERSION: &str = "wasmtx_v5_registry_delete_version";
+    pub const REGISTRY_DELETE_RULE: &str = "wasmtx_v5_registry_delete_rule";
+    pub const REGISTRY_DEFINE_SCHEMA: &str = "wasmtx_v5_registry_define_schema";
+    pub const REGISTRY_DELETE_SCHEMA: &str = "wasmtx_v5_registry_delete_schema";
     /// Every step (the unit test checks the library registers them).
     #[cfg(test)]
-    pub const ALL: [&str; 7] = [LOCK_AND_LOAD, LOAD, COMMIT, RELEASE, RESOLVE, DELETE, WITHDRAW];
+    pub const ALL: [&str; 13] = [
+        LOCK_AND_LOAD,
+        LOAD,
+        COMMIT,
+        RELEASE,
+        RESOLVE,
+        DELETE,
+        WITHDRAW,
+        REGISTRY_ADD_VERSION,
+        REGISTRY_ACTIVATE,
+        REGISTRY_DELETE_VERSION,
+        REGISTRY_DELETE_RULE,
+        REGISTRY_DEFINE_SCHEMA,
+        REGISTRY_DELETE_SCHEMA,
+    ];
 }
 
 /// One call of a library function: `FCALL name numkeys keys... args...`.
 #[derive(Debug)]
-pub(super) struct FunctionCall {
+pub(crate) struct FunctionCall {
     name: &'static str,
     keys: Vec<Vec<u8>>,
     args: Vec<Vec<u8>>,
 }
 
 impl FunctionCall {
-    pub(super) fn new(name: &'static str) -> Self {
+    pub(crate) fn new(name: &'static str) -> Self {
         Self { name, keys: Vec::new(), args: Vec::new() }
     }
 
-    pub(super) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+    pub(crate) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
         key.write_redis_args(&mut self.keys);
         self
     }
 
-    pub(super) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+    pub(crate) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
         arg.write_redis_args(&mut self.args);
         self
     }
@@ -94,7 +118,7 @@ impl FunctionCall {
     /// [`StoreError::Unavailable`] for connection trouble (the outcome of a writing call is
     /// then unknown), [`StoreError::Incompatible`] if the library cannot be loaded,
     /// [`StoreError::Backend`] for any other failure.
-    pub(super) async fn invoke<T: redis::FromRedisValue>(&self, link: &Connected) -> Result<T, StoreError> {
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(&self, link: &Connected) -> Result<T, StoreError> {
         let command = self.command();
         let mut conn = link.conn.clone();
         match command.query_async::<T>(&mut conn).await {

@@ -18,7 +18,7 @@
 -- TICKET_TTL_MS from the owner's last attempt (a waiter tries again at least every 250 ms), at
 -- most MAX_TICKETS wait per lock, and `withdraw` removes one (a waiter that gave up).
 
-local VERSION = '4'
+local VERSION = '5'
 local TICKET_TTL_MS = 1000
 local MAX_TICKETS = 64
 
@@ -878,11 +878,11 @@ end
 -- The steps' names carry the version: an engine of another version that is still running after
 -- an upgrade replaced the library finds no function (and is refused at its reload) instead of
 -- calling one with arguments it lays out differently.
-redis.register_function('wasmtx_v4_lock_and_load', lock_and_load)
-redis.register_function{function_name = 'wasmtx_v4_load', callback = load, flags = {'no-writes'}}
-redis.register_function('wasmtx_v4_commit', commit)
-redis.register_function('wasmtx_v4_release', release)
-redis.register_function('wasmtx_v4_withdraw', withdraw)
-redis.register_function('wasmtx_v4_resolve', resolve)
-redis.register_function('wasmtx_v4_delete', delete)
+redis.register_function('wasmtx_v5_lock_and_load', lock_and_load)
+redis.register_function{function_name = 'wasmtx_v5_load', callback = load, flags = {'no-writes'}}
+redis.register_function('wasmtx_v5_commit', commit)
+redis.register_function('wasmtx_v5_release', release)
+redis.register_function('wasmtx_v5_withdraw', withdraw)
+redis.register_function('wasmtx_v5_resolve', resolve)
+redis.register_function('wasmtx_v5_delete', delete)
 redis.register_function{function_name = 'wasmtx_version', callback = version, flags = {'no-writes'}}

@@ -42,7 +42,7 @@ use crate::model::ids::{LockId, ModelId};
 
 mod codec;
 pub mod connection;
-mod functions;
+pub(crate) mod functions;
 pub mod keys;
 mod subscription;
 
