@@ -88,3 +88,14 @@ async fn user_progress_scores_and_stamps_the_date(backend: Backend) -> Result<()
     assert!(stamped == before || stamped == after, "last_update {stamped} should be today ({before})");
     Ok(())
 }
+
+/// The README's demo (`cargo run --release --bin demo`) on the embedded store, and with
+/// `REDIS_URL` naming one node of a Redis Cluster: its two-account transfers are co-located by
+/// the placement the demo gives its accounts, so none is refused as cross-slot, and the burst
+/// of concurrent transfers conserves the total (the demo fails otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_on_the_embedded_store_and_on_a_redis_cluster() -> Result<()> {
+    wasmtx_example_host::demo::run("memory").await?;
+    wasmtx_example_host::demo::run(&crate::support::test_cluster::cluster()?.url()).await?;
+    Ok(())
+}

@@ -155,7 +155,8 @@ async fn the_registry_writes_through_the_library_and_survives_a_function_flush()
 
     let _: () = redis::cmd("FUNCTION").arg("FLUSH").query_async(&mut conn).await?;
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await?;
-    let again = registry.add_version("bump", b"\0as2", &RuleVersion { digest: "cd".repeat(32), ..version }, false).await?;
+    let again =
+        registry.add_version("bump", b"\0as2", &RuleVersion { digest: "cd".repeat(32), ..version }, false).await?;
     ensure!(again.created && !again.active && again.version.version == 2, "{again:?}");
     ensure!(registry.activate("bump", 2).await?.version == 2, "version 2 is active");
     registry.delete_version("bump", 1).await?;

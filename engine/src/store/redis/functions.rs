@@ -30,7 +30,8 @@ use crate::store::StoreError;
 
 /// The library's source: the store's protocol, then the registry's writes (one source text,
 /// as Redis loads a library).
-pub(super) const LIBRARY: &str = concat!(include_str!("library.lua"), include_str!("../../registry/redis/registry.lua"));
+pub(super) const LIBRARY: &str =
+    concat!(include_str!("library.lua"), include_str!("../../registry/redis/registry.lua"));
 
 /// The version of the store's Redis Functions library (`wasmtx`) this build speaks; the
 /// library's `VERSION` says the same (a unit test checks). Bumped on every change of the
