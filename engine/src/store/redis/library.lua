@@ -24,8 +24,10 @@ local MAX_TICKETS = 64
 
 -- Written for Redis's CPU (measured with callgrind on the functions alone, see HACKING.md):
 -- no table per model or op where an index into KEYS/ARGV does, numbers formatted with `%d`
--- (Lua's `tostring` of a number and `..` with a number go through `%.14g`), and the common
--- commit (scalar fields of data hashes) takes no detour through the collection simulation.
+-- (Lua's `tostring` of a number and `..` with a number go through `%.14g`), the common
+-- commit (scalar fields of data hashes) takes no detour through the collection simulation,
+-- and the per-call scratch tables of lock-and-load and commit are kept between calls (the
+-- library's state lives as long as it is loaded; a call overwrites what it reads).
 -- One file over the usual size: Redis loads a library as one source text.
 
 -- The string functions, as upvalues: bound on the first call (the standard libraries are not
@@ -208,6 +210,8 @@ end
 -- is when the lease or the earlier ticket runs out), `{'WRONGTYPE', model, key, found}`,
 -- `{'CORRUPT', model, field, reason}`, or `{'OK', then per model token, data hash (flat),
 -- collections...}`.
+-- Scratch tables of lock_and_load, reused across calls (entries 1..n are written before read).
+local L_KS, L_CS, L_KINDS, L_FLATS, L_FENCES, L_HELDS, L_FLAGGED, L_LOADED = {}, {}, {}, {}, {}, {}, {}, {}
 local function lock_and_load(keys, args)
   if not format then bind() end
   local owner, lease, field, n = args[1], tonumber(args[2]), args[3], SMALL[args[4]] or tonumber(args[4])
@@ -218,7 +222,7 @@ local function lock_and_load(keys, args)
   end
   -- Per model: its first key's index, collection count, kinds, data hash, fence, lock value;
   -- `queueds` its waiters' tickets (text), made only for a model that has some.
-  local ks, cs, kinds, flats, fences, helds, queueds = {}, {}, {}, {}, {}, {}, nil
+  local ks, cs, kinds, flats, fences, helds, queueds = L_KS, L_CS, L_KINDS, L_FLATS, L_FENCES, L_HELDS, nil
   local k, a = 1, 6
   for i = 1, n do
     local c = SMALL[args[a]] or tonumber(args[a])
@@ -236,7 +240,8 @@ local function lock_and_load(keys, args)
   -- took it and its reply was lost; it is taken again (a new token fences the lost one off),
   -- keeping a waiter's flag, whatever the tickets. A free lock with live tickets is busy
   -- unless this owner's is the oldest (`tickets`: the parsed ones, per model).
-  local now, flagged, tickets = now_ms(), {}, nil
+  local now, flagged, tickets = now_ms(), L_FLAGGED, nil
+  for i = 1, n do flagged[i] = false end
   for i = 1, n do
     local held, free = helds[i], true
     if held and held ~= '' then
@@ -262,8 +267,9 @@ local function lock_and_load(keys, args)
     end
   end
   -- Collections after every lock was found free: a busy attempt reads no more than it must.
-  local loaded = {}
+  local loaded = L_LOADED
   for i = 1, n do
+    loaded[i] = false
     if cs[i] > 0 then
       local out = {}
       local bad = load_collections(i, keys, ks[i], cs[i], kinds[i], out)
@@ -568,6 +574,10 @@ end
 -- `{'RECORDED', record index, record}`, `{'ABORTED'}`, `{'LOST', model}`, `{'CONFLICT', model,
 -- found}`, `{'WRONGTYPE', model, key, found}`, `{'CORRUPT', model, field, reason}` or
 -- `{'CANNOT', model, field, reason}`.
+-- Scratch tables of commit, reused across calls: `C_MODELS` the model list (a call writes
+-- entries 1..n and ends the list at n + 1 for `ipairs`), `C_POOL` the per-model tables (every
+-- field set again on reuse).
+local C_MODELS, C_POOL = {}, {}
 local function commit(keys, args)
   if not format then bind() end
   local guard, n, channel, field, suffix = args[1], SMALL[args[2]] or tonumber(args[2]), args[3], args[4], args[5]
@@ -577,14 +587,23 @@ local function commit(keys, args)
   -- s..s+3, its arguments after): the data hash's in `hash_ops`, the others in `coll_ops`
   -- (with the model's collection keys in `keys`, slot j = keys[j]); `incs` the fields an
   -- increment reads. Tables only where there is something to hold.
-  local models = {}
+  local models = C_MODELS
+  models[n + 1] = nil
   for i = 1, n do
     local c = SMALL[args[a + 3]] or tonumber(args[a + 3])
     local nops = SMALL[args[a + 4]] or tonumber(args[a + 4])
-    -- Every field named at creation: a table that grows is rehashed.
-    local m = {data = keys[k], token = args[a], version = args[a + 1], next = args[a + 2], nops = nops,
-      keys = false, hash_ops = false, coll_ops = false, incs = false, current = false, held = false, read = false,
-      flagged = false, values = false, order = false}
+    local m = C_POOL[i]
+    if m then
+      m.data, m.token, m.version, m.next, m.nops = keys[k], args[a], args[a + 1], args[a + 2], nops
+      m.keys, m.hash_ops, m.coll_ops, m.incs, m.current, m.held, m.read = false, false, false, false, false, false, false
+      m.flagged, m.values, m.order = false, false, false
+    else
+      -- Every field named at creation: a table that grows is rehashed.
+      m = {data = keys[k], token = args[a], version = args[a + 1], next = args[a + 2], nops = nops,
+        keys = false, hash_ops = false, coll_ops = false, incs = false, current = false, held = false, read = false,
+        flagged = false, values = false, order = false}
+      C_POOL[i] = m
+    end
     a = a + 5
     if c > 0 then
       local mk = {}
