@@ -22,7 +22,7 @@
 //! older server is refused at connect with [`StoreError::Incompatible`].
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, ToRedisArgs, Value};
+use redis::{Arg, Cmd, ToRedisArgs, Value};
 
 use super::codec::redis_error;
 use super::connection::Connected;
@@ -77,17 +77,20 @@ pub(crate) mod step {
     ];
 }
 
-/// One call of a library function: `FCALL name numkeys keys... args...`.
+/// One call of a library function: `FCALL name numkeys keys... args...`. Keys and arguments
+/// may be added in any order (a caller often adds a model's key and its arguments together);
+/// each side is kept in a [`Cmd`], one buffer each, so that a call of many arguments costs a
+/// few allocations, not one per argument.
 #[derive(Debug)]
 pub(crate) struct FunctionCall {
     name: &'static str,
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<u8>>,
+    keys: Cmd,
+    args: Cmd,
 }
 
 impl FunctionCall {
     pub(crate) fn new(name: &'static str) -> Self {
-        Self { name, keys: Vec::new(), args: Vec::new() }
+        Self { name, keys: Cmd::with_capacity(8, 256), args: Cmd::with_capacity(64, 1024) }
     }
 
     pub(crate) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
@@ -101,13 +104,14 @@ impl FunctionCall {
     }
 
     fn command(&self) -> Cmd {
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg(self.name).arg(self.keys.len());
-        for key in &self.keys {
-            cmd.arg(key.as_slice());
-        }
-        for arg in &self.args {
-            cmd.arg(arg.as_slice());
+        let parts = || self.keys.args_iter().chain(self.args.args_iter());
+        let bytes: usize = parts().map(|a| if let Arg::Simple(b) = a { b.len() } else { 0 }).sum();
+        let mut cmd = Cmd::with_capacity(3 + self.keys.args_iter().len() + self.args.args_iter().len(), bytes + 64);
+        cmd.arg("FCALL").arg(self.name).arg(self.keys.args_iter().len());
+        for part in parts() {
+            if let Arg::Simple(bytes) = part {
+                cmd.arg(bytes);
+            }
         }
         cmd
     }
@@ -223,6 +227,20 @@ fn no_functions(e: &redis::RedisError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_lays_out_its_keys_before_its_arguments_whatever_the_order_they_came_in() {
+        let mut call = FunctionCall::new(step::COMMIT);
+        call.key("k1").arg("a1").arg(2_u64).key(&["k2", "k3"][..]).arg(b"".as_slice()).arg("a3");
+        let parts: Vec<Vec<u8>> = call
+            .command()
+            .args_iter()
+            .map(|a| if let Arg::Simple(bytes) = a { bytes.to_vec() } else { b"<cursor>".to_vec() })
+            .collect();
+        let expected: Vec<&[u8]> =
+            vec![b"FCALL", step::COMMIT.as_bytes(), b"3", b"k1", b"k2", b"k3", b"a1", b"2", b"", b"a3"];
+        assert_eq!(parts, expected);
+    }
 
     #[test]
     fn the_library_names_itself_and_states_the_version_the_engine_speaks() {
