@@ -347,6 +347,8 @@ mod tests {
             redis_cpu_us: 10.0,
             invariant: Ok("fine".into()),
             phases: None,
+            on: "single server",
+            stats: crate::bench::server::ServerStats::default(),
         }
     }
 

@@ -2,10 +2,14 @@
 //! a hand-written lock protocol on the same Redis, four workloads, three concurrencies.
 
 pub mod charts;
+pub mod cluster;
+pub mod cluster_report;
+pub mod deploy;
 pub mod fair;
 pub mod http;
 pub mod overhead;
 pub mod progress;
+pub mod pubsub;
 pub mod report;
 pub mod run;
 pub mod server;

@@ -1,7 +1,8 @@
 //! The results as Markdown: the context of the run, the targets of issue 6 evaluated on the
 //! figures, one table per workload, the per-invocation cost and the memory run. Sections
 //! between `<!-- keep:NAME -->` markers of an earlier results file are carried over when
-//! this run did not produce them (the long memory run, the written analysis).
+//! this run did not produce them (the long memory run, the HTTP row, the Redis Cluster
+//! section of `--cluster-only`, the written analysis).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -359,11 +360,15 @@ pub fn markdown(
         }
     }
 
-    let _ = writeln!(s, "{HTTP_HEADING}\n");
-    let text = kept
-        .get("http")
-        .map_or("Not run yet: `cargo run --release --bin bench -- --http-only --duration 60`.", |t| t.trim());
-    let _ = writeln!(s, "<!-- keep:http -->\n{text}\n<!-- /keep:http -->\n");
+    let only_kept = [
+        ("http", HTTP_HEADING, "--http-only --duration 60"),
+        ("cluster", super::cluster_report::CLUSTER_HEADING, "--cluster-only"),
+    ];
+    for (name, heading, options) in only_kept {
+        let not_yet = format!("Not run yet: `cargo run --release --bin bench -- {options}`.");
+        let text = kept.get(name).map_or(not_yet.as_str(), |t| t.trim());
+        let _ = writeln!(s, "{heading}\n\n<!-- keep:{name} -->\n{text}\n<!-- /keep:{name} -->\n");
+    }
 
     let _ = writeln!(s, "## Memory over a long run\n");
     match soak {

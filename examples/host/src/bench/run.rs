@@ -1,5 +1,6 @@
 //! Running one row: a workload, one implementation, a concurrency, for a warm-up and a
-//! measured window; then the invariant check.
+//! measured window; then the invariant check. On the single server or on the cluster
+//! ([`Deployment`]), with the Redis figures summed over the cluster's primaries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -8,13 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use redis::aio::MultiplexedConnection;
 use wasmtx::backend::BackendOptions;
 use wasmtx::store::redis::KeyLayout;
 use wasmtx::{Engine, Mode, Rule};
 use wasmtx_examples::rules::RuleArtifacts;
 
-use super::server::{self, RedisUnderTest, ServerStats};
+use super::deploy::{self, Conn, Deployment};
+use super::server::ServerStats;
 use super::sys;
 use super::workloads::{Done, Impl, Tally, Workload};
 
@@ -56,12 +57,21 @@ pub struct Row {
     pub invariant: std::result::Result<String, String>,
     /// Engine rows: the mean `Outcome::timings` (wait, load, run, commit) of the window.
     pub phases: Option<[Duration; 4]>,
+    /// What it ran on ([`Deployment::label`]).
+    pub on: &'static str,
+    /// The window's Redis statistics (summed over a cluster's primaries, each one's kept).
+    pub stats: ServerStats,
 }
 
 impl Row {
     /// Completed operations per second.
     pub fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.window.as_secs_f64()
+    }
+
+    /// Calls of a Redis command per operation (`publish`: releases announced).
+    pub fn calls_per_op(&self, command: &str) -> f64 {
+        self.stats.calls(command) as f64 / self.ops.max(1) as f64
     }
 }
 
@@ -77,8 +87,8 @@ pub struct Timing {
 /// What the workers drive.
 enum Target {
     Engine { engine: Engine, rule: Rule, mode: Mode },
-    Lua(MultiplexedConnection),
-    Hand(MultiplexedConnection),
+    Lua(Conn),
+    Hand(Conn),
 }
 
 const WARMUP: u8 = 0;
@@ -130,7 +140,7 @@ pub async fn engine_for(
 /// # Errors
 /// If Redis or the engine cannot be set up; a failed invariant is reported in the row.
 pub async fn run_row(
-    server: &RedisUnderTest,
+    server: Deployment<'_>,
     rules: &RuleArtifacts,
     workload: Workload,
     imp: Impl,
@@ -139,13 +149,18 @@ pub async fn run_row(
     seq: usize,
 ) -> Result<Row> {
     let prefix = format!("wasmtx-bench:{seq}");
+    // The baselines' keys are the engine's: placed as the workload's schemas place them.
     let keys = KeyLayout::new(prefix.clone());
+    for schema in workload.models()? {
+        keys.place(schema.name(), schema.placement());
+    }
+    let mut nodes = server.nodes().await?;
+    deploy::clear(&mut nodes, server.is_private(), &prefix).await?;
     let mut admin = server.connect().await?;
-    server::clear(&mut admin, server.is_private(), &prefix).await?;
     workload.seed(&mut admin, &keys).await.context("seeding")?;
     let target = match imp {
         Impl::Engine { mode, max_group } => {
-            let (engine, mut rules) = engine_for(&server.url, &prefix, &[workload], max_group, rules).await?;
+            let (engine, mut rules) = engine_for(&server.url(), &prefix, &[workload], max_group, rules).await?;
             Target::Engine { engine, rule: rules.remove(0), mode }
         }
         Impl::Lua => Target::Lua(server.connect().await?),
@@ -158,7 +173,7 @@ pub async fn run_row(
         .collect();
 
     tokio::time::sleep(timing.warmup).await;
-    let redis_cpu_at_start = server::start_window(&mut admin).await?;
+    let redis_cpu_at_start = deploy::start_window(&mut nodes).await?;
     let cpu_at_start = sys::process_cpu();
     let started = Instant::now();
     phase.store(MEASURE, Ordering::SeqCst);
@@ -166,7 +181,7 @@ pub async fn run_row(
     phase.store(STOP, Ordering::SeqCst);
     let window = started.elapsed();
     let cpu = sys::process_cpu().saturating_sub(cpu_at_start);
-    let stats: ServerStats = server::end_window(&mut admin, redis_cpu_at_start).await?;
+    let stats: ServerStats = deploy::end_window(&mut nodes, &redis_cpu_at_start).await?;
 
     let mut tally = Tally::default();
     let mut latencies = Vec::new();
@@ -195,7 +210,7 @@ pub async fn run_row(
     });
     let invariant = workload.verify(&mut admin, &keys, &tally, imp, concurrency).await.map_err(|e| format!("{e:#}"));
     drop(target);
-    server::clear(&mut admin, server.is_private(), &prefix).await?;
+    deploy::clear(&mut nodes, server.is_private(), &prefix).await?;
 
     let all = (ops + errors).max(1) as f64;
     let per_op = |n: u64| n as f64 / ops.max(1) as f64;
@@ -217,6 +232,8 @@ pub async fn run_row(
         redis_cpu_us: stats.cpu.as_secs_f64() * 1e6 / ops.max(1) as f64,
         invariant,
         phases,
+        on: server.label(),
+        stats,
     })
 }
 

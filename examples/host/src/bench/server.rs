@@ -103,18 +103,22 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn info_field(info: &str, name: &str) -> Option<String> {
+/// The value of `name:` in an `INFO` reply.
+pub fn info_field(info: &str, name: &str) -> Option<String> {
     info.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_owned()))
 }
 
 /// What the server did in a window: calls per command (scripts' inner calls included) and the
-/// CPU time it used.
+/// CPU time it used; on a cluster, summed over its primaries.
 #[derive(Debug, Clone, Default)]
 pub struct ServerStats {
     /// `cmdstat_<name>` calls, by command name.
     pub calls: BTreeMap<String, u64>,
     /// `used_cpu_user + used_cpu_sys` of the server.
     pub cpu: Duration,
+    /// Each node's workload commands and CPU time, in node order: one entry for a single
+    /// server, one per primary for a cluster (how evenly the work spread).
+    pub nodes: Vec<(u64, Duration)>,
 }
 
 impl ServerStats {
@@ -123,11 +127,23 @@ impl ServerStats {
         self.calls.get(name).copied().unwrap_or(0)
     }
 
-    /// Every command the workload caused: all calls but the benchmark's own bookkeeping.
+    /// Every command the workload caused: all calls but the benchmark's own bookkeeping (and,
+    /// on a cluster, the client's topology refreshes).
     pub fn workload_commands(&self) -> u64 {
         self.calls
             .iter()
-            .filter(|(name, _)| !matches!(name.as_str(), "info" | "config|resetstat" | "ping" | "flushall"))
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "info"
+                        | "config|resetstat"
+                        | "ping"
+                        | "flushall"
+                        | "cluster|slots"
+                        | "cluster|shards"
+                        | "cluster|nodes"
+                )
+            })
             .map(|(_, n)| n)
             .sum()
     }
@@ -136,6 +152,40 @@ impl ServerStats {
     pub fn script_calls(&self) -> u64 {
         self.calls("evalsha") + self.calls("eval") + self.calls("fcall")
     }
+
+    /// The statistics of several nodes (a cluster's primaries) as one server's: calls and CPU
+    /// summed, each node's share kept in `nodes`.
+    pub fn sum(per_node: Vec<Self>) -> Self {
+        let mut total = Self::default();
+        for node in per_node {
+            total.nodes.push((node.workload_commands(), node.cpu));
+            total.cpu += node.cpu;
+            for (name, n) in node.calls {
+                *total.calls.entry(name).or_default() += n;
+            }
+        }
+        total
+    }
+
+    /// The busiest node's share of the workload commands, in percent (100 for one server).
+    pub fn busiest_share(&self) -> f64 {
+        let all: u64 = self.nodes.iter().map(|(n, _)| n).sum();
+        let most = self.nodes.iter().map(|(n, _)| *n).max().unwrap_or(0);
+        if all == 0 { 0.0 } else { most as f64 * 100.0 / all as f64 }
+    }
+}
+
+/// `cmdstat_<name>:calls=<n>,...` lines of `INFO commandstats`: calls by command name.
+pub fn parse_commandstats(info: &str) -> BTreeMap<String, u64> {
+    let mut calls = BTreeMap::new();
+    for line in info.lines() {
+        let Some(rest) = line.strip_prefix("cmdstat_") else { continue };
+        let Some((name, stats)) = rest.split_once(':') else { continue };
+        let n =
+            stats.split(',').find_map(|kv| kv.strip_prefix("calls=")).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        calls.insert(name.to_owned(), n);
+    }
+    calls
 }
 
 /// Zeroes the command statistics and reads the server's CPU time (which `CONFIG RESETSTAT`
@@ -156,15 +206,9 @@ pub async fn start_window(conn: &mut MultiplexedConnection) -> Result<Duration> 
 pub async fn end_window(conn: &mut MultiplexedConnection, cpu_at_start: Duration) -> Result<ServerStats> {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await?;
     let cpu = server_cpu(conn).await?.saturating_sub(cpu_at_start);
-    let mut calls = BTreeMap::new();
-    for line in info.lines() {
-        let Some(rest) = line.strip_prefix("cmdstat_") else { continue };
-        let Some((name, stats)) = rest.split_once(':') else { continue };
-        let n =
-            stats.split(',').find_map(|kv| kv.strip_prefix("calls=")).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        calls.insert(name.to_owned(), n);
-    }
-    Ok(ServerStats { calls, cpu })
+    let mut stats = ServerStats { calls: parse_commandstats(&info), cpu, nodes: Vec::new() };
+    stats.nodes.push((stats.workload_commands(), cpu));
+    Ok(stats)
 }
 
 async fn server_cpu(conn: &mut MultiplexedConnection) -> Result<Duration> {
@@ -188,4 +232,44 @@ pub async fn clear(conn: &mut MultiplexedConnection, private: bool, prefix: &str
         redis::cmd("UNLINK").arg(batch).query_async::<()>(conn).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "# Commandstats\r\n\
+        cmdstat_fcall:calls=120,usec=900,usec_per_call=7.50,rejected_calls=0,failed_calls=0\r\n\
+        cmdstat_publish:calls=30,usec=30,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n\
+        cmdstat_cluster|slots:calls=2,usec=40,usec_per_call=20.00,rejected_calls=0,failed_calls=0\r\n\
+        cmdstat_info:calls=1,usec=10,usec_per_call=10.00,rejected_calls=0,failed_calls=0\r\n";
+
+    #[test]
+    fn commandstats_give_calls_by_command() {
+        let calls = parse_commandstats(INFO);
+        assert_eq!(calls.get("fcall"), Some(&120));
+        assert_eq!(calls.get("cluster|slots"), Some(&2));
+        assert_eq!(calls.len(), 4);
+        let stats = ServerStats { calls, cpu: Duration::ZERO, nodes: Vec::new() };
+        assert_eq!(stats.workload_commands(), 150, "bookkeeping and topology refreshes left out");
+    }
+
+    #[test]
+    fn nodes_sum_into_one_servers_figures_and_keep_their_spread() {
+        let node = |fcall: u64, ms: u64| ServerStats {
+            calls: [("fcall".to_owned(), fcall), ("info".to_owned(), 3)].into_iter().collect(),
+            cpu: Duration::from_millis(ms),
+            nodes: Vec::new(),
+        };
+        let total = ServerStats::sum(vec![node(600, 30), node(300, 20), node(100, 10)]);
+        assert_eq!(total.calls("fcall"), 1000);
+        assert_eq!(total.calls("info"), 9);
+        assert_eq!(total.cpu, Duration::from_millis(60));
+        assert_eq!(
+            total.nodes,
+            vec![(600, Duration::from_millis(30)), (300, Duration::from_millis(20)), (100, Duration::from_millis(10))]
+        );
+        assert!((total.busiest_share() - 60.0).abs() < 1e-9);
+        assert_eq!(ServerStats::default().busiest_share(), 0.0);
+    }
 }

@@ -1,7 +1,11 @@
 //! The four workloads, each implemented three ways on the same Redis key layout: through the
 //! engine (a wasm rule), as one Lua script (one round trip, the lower bound), and as a
 //! minimal hand-written lock protocol (`SET NX PX` pipelined with the reads, then a script
-//! that writes and releases if the token still matches: two round trips).
+//! that writes and releases if the token still matches: two round trips). A fifth, the ledger
+//! bank of `--cluster-only` (issue 12), places its accounts by ledger so that both accounts of
+//! a transfer share a Redis Cluster slot. Every Redis call takes any
+//! [`ConnectionLike`](redis::aio::ConnectionLike), a single server's or a cluster's; the
+//! batches that seed and check models go one pipeline per hash slot, which a cluster needs.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -10,14 +14,18 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use rand::Rng;
 use rand::rngs::StdRng;
-use redis::aio::MultiplexedConnection;
-use redis::{Script, Value};
+use redis::aio::ConnectionLike;
+use redis::{FromRedisValue, Script, Value};
 use serde_json::json;
 use wasmtx::store::redis::KeyLayout;
-use wasmtx::{Error, FieldType, Invocation, Mode, ModelId, ModelSchema, Outcome, ScalarKind};
+use wasmtx::{Error, FieldType, Invocation, Mode, ModelId, ModelSchema, Outcome, Placement, PlacementKey, ScalarKind};
 
-/// Accounts of the bank workload.
+/// Accounts of the bank workload (and of the ledger workload: `LEDGERS × PER_LEDGER`).
 pub const ACCOUNTS: usize = 1_000;
+/// Ledgers of the ledger workload.
+pub const LEDGERS: usize = 100;
+/// Accounts per ledger.
+pub const PER_LEDGER: usize = ACCOUNTS / LEDGERS;
 /// Each account's opening balance.
 pub const OPENING_BALANCE: i64 = 1_000;
 /// Characters of the level-up workload.
@@ -38,6 +46,9 @@ pub enum Workload {
     LevelUp,
     /// Append to a capped log and increment a counter, all on one hot model.
     Append,
+    /// Transfers between two random accounts of one random ledger (`L<ledger>/<i>`), the
+    /// accounts placed by ledger: the bank as a cluster can run it (not in [`Self::ALL`]).
+    Ledger,
 }
 
 /// How an operation is carried out.
@@ -173,8 +184,19 @@ impl Tally {
     }
 }
 
-fn account(i: usize) -> String {
-    format!("acct{i:04}")
+/// Two distinct accounts of one random ledger, as indices among `ACCOUNTS`
+/// (`ledger × PER_LEDGER + i`).
+pub fn ledger_pair(rng: &mut impl Rng) -> (usize, usize) {
+    let ledger = rng.random_range(0..LEDGERS) * PER_LEDGER;
+    let from = rng.random_range(0..PER_LEDGER);
+    let to = (from + rng.random_range(1..PER_LEDGER)) % PER_LEDGER;
+    (ledger + from, ledger + to)
+}
+
+/// The `Account` schema placed by ledger: the key's text before `/` picks the slot.
+fn ledger_account(schema: ModelSchema) -> Result<ModelSchema> {
+    let ledger = Placement::new("ledger", PlacementKey::Prefix { separator: "/".into() })?;
+    Ok(schema.with_placement(Some(ledger)))
 }
 
 fn character(i: usize) -> String {
@@ -204,6 +226,7 @@ impl Workload {
             Self::Bank => "bank",
             Self::LevelUp => "level",
             Self::Append => "append",
+            Self::Ledger => "ledger",
         }
     }
 
@@ -214,12 +237,23 @@ impl Workload {
             Self::Bank => "Bank transfer: random pairs of 1,000 accounts, conditional on balance",
             Self::LevelUp => "Level-up: the game character rule over 1,000 characters",
             Self::Append => "Pipeline append: append to a capped log + increment, on one hot model",
+            Self::Ledger => {
+                "Ledger transfer: random pairs within one of 100 ledgers of 10 accounts, accounts placed by ledger"
+            }
         }
     }
 
     /// Parses a short name.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|w| w.name() == name)
+        Self::ALL.into_iter().chain([Self::Ledger]).find(|w| w.name() == name)
+    }
+
+    /// The key of account `i` of the bank workloads.
+    fn account(self, i: usize) -> String {
+        match self {
+            Self::Ledger => format!("L{}/{}", i / PER_LEDGER, i % PER_LEDGER),
+            _ => format!("acct{i:04}"),
+        }
     }
 
     /// The implementations measured, engine modes first. Pipeline mode only where the rule
@@ -236,7 +270,7 @@ impl Workload {
                 Impl::Lua,
                 Impl::Hand,
             ],
-            Self::Bank | Self::LevelUp => vec![Impl::LOCK, optimistic, Impl::Lua, Impl::Hand],
+            Self::Bank | Self::LevelUp | Self::Ledger => vec![Impl::LOCK, optimistic, Impl::Lua, Impl::Hand],
             Self::Append => vec![Impl::LOCK, optimistic, pipeline, Impl::Lua, Impl::Hand],
         }
     }
@@ -245,7 +279,7 @@ impl Workload {
     pub fn rule(self) -> &'static str {
         match self {
             Self::HotCounter | Self::Append => "counter",
-            Self::Bank => "bank_transfer",
+            Self::Bank | Self::Ledger => "bank_transfer",
             Self::LevelUp => "level_up",
         }
     }
@@ -264,7 +298,17 @@ impl Workload {
             Self::Append => vec![event_log()?],
             Self::Bank => vec![example("account.toml")?],
             Self::LevelUp => vec![example("game_character.toml")?],
+            Self::Ledger => vec![ledger_account(example("account.toml")?)?],
         })
+    }
+
+    /// The models the workload seeds and checks: accounts or characters.
+    fn population(self) -> Vec<ModelId> {
+        match self {
+            Self::Bank | Self::Ledger => (0..ACCOUNTS).map(|i| ModelId::new("Account", self.account(i))).collect(),
+            Self::LevelUp => (0..CHARACTERS).map(|i| ModelId::new("GameCharacter", character(i))).collect(),
+            Self::HotCounter | Self::Append => Vec::new(),
+        }
     }
 
     /// Writes the opening state under `keys` (accounts with their balance, characters at
@@ -272,31 +316,20 @@ impl Workload {
     ///
     /// # Errors
     /// If Redis fails.
-    pub async fn seed(self, conn: &mut MultiplexedConnection, keys: &KeyLayout) -> Result<()> {
-        let mut pipe = redis::pipe();
-        match self {
-            Self::Bank => {
-                for i in 0..ACCOUNTS {
-                    let id = ModelId::new("Account", account(i));
-                    pipe.cmd("HSET").arg(keys.data(&id)).arg("balance").arg(OPENING_BALANCE).ignore();
-                }
-            }
+    pub async fn seed(self, conn: &mut impl ConnectionLike, keys: &KeyLayout) -> Result<()> {
+        per_slot::<Value>(conn, keys, &self.population(), |pipe, id| match self {
             Self::LevelUp => {
-                for i in 0..CHARACTERS {
-                    let id = ModelId::new("GameCharacter", character(i));
-                    pipe.cmd("HSET")
-                        .arg(keys.data(&id))
-                        .arg(&["name", &character(i), "level", "1", "experience", "0", "health", "100"])
-                        .ignore();
-                    pipe.cmd("HSET")
-                        .arg(skills_key(keys, &id))
-                        .arg(&["sword", "1", "shield", "1", "magic", "1"])
-                        .ignore();
-                }
+                pipe.cmd("HSET")
+                    .arg(keys.data(id))
+                    .arg(&["name", &id.key, "level", "1", "experience", "0", "health", "100"])
+                    .ignore();
+                pipe.cmd("HSET").arg(skills_key(keys, id)).arg(&["sword", "1", "shield", "1", "magic", "1"]).ignore();
             }
-            Self::HotCounter | Self::Append => return Ok(()),
-        }
-        pipe.query_async::<()>(conn).await?;
+            _ => {
+                pipe.cmd("HSET").arg(keys.data(id)).arg("balance").arg(OPENING_BALANCE).ignore();
+            }
+        })
+        .await?;
         Ok(())
     }
 
@@ -307,6 +340,10 @@ impl Workload {
             Self::Bank => {
                 let from = rng.random_range(0..ACCOUNTS);
                 let to = (from + rng.random_range(1..ACCOUNTS)) % ACCOUNTS;
+                Op::Transfer { from, to, amount: rng.random_range(1..=200) }
+            }
+            Self::Ledger => {
+                let (from, to) = ledger_pair(rng);
                 Op::Transfer { from, to, amount: rng.random_range(1..=200) }
             }
             Self::LevelUp => Op::Gain { character: rng.random_range(0..CHARACTERS), exp: rng.random_range(100..=600) },
@@ -321,8 +358,8 @@ impl Workload {
         let inv = match op {
             Op::Bump => Invocation::new("bump").model("HitCounter", "hot").input(r#"{"delta":1}"#),
             Op::Transfer { from, to, amount } => Invocation::new("transfer")
-                .model("Account", account(*from))
-                .model("Account", account(*to))
+                .model("Account", self.account(*from))
+                .model("Account", self.account(*to))
                 .input(json!({ "amount": amount }).to_string()),
             Op::Gain { character: c, exp } => Invocation::new("level_up")
                 .model("GameCharacter", character(*c))
@@ -355,7 +392,7 @@ impl Workload {
     ///
     /// # Errors
     /// If Redis fails.
-    pub async fn lua(self, conn: &mut MultiplexedConnection, keys: &KeyLayout, op: &Op) -> Result<Done> {
+    pub async fn lua(self, conn: &mut impl ConnectionLike, keys: &KeyLayout, op: &Op) -> Result<Done> {
         let s = lua_scripts();
         match op {
             Op::Bump => {
@@ -364,7 +401,7 @@ impl Workload {
                 Ok(Done::Applied { leveled: false })
             }
             Op::Transfer { from, to, amount } => {
-                let (a, b) = (ModelId::new("Account", account(*from)), ModelId::new("Account", account(*to)));
+                let (a, b) = (ModelId::new("Account", self.account(*from)), ModelId::new("Account", self.account(*to)));
                 let ok: i64 = s.bank.key(keys.data(&a)).key(keys.data(&b)).arg(amount).invoke_async(conn).await?;
                 Ok(if ok == 1 { Done::Applied { leveled: false } } else { Done::Rejected })
             }
@@ -403,7 +440,7 @@ impl Workload {
     /// If Redis fails or the lock was lost before the write.
     pub async fn hand(
         self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut impl ConnectionLike,
         keys: &KeyLayout,
         op: &Op,
         rng: &mut StdRng,
@@ -423,7 +460,7 @@ impl Workload {
                 Ok((Done::Applied { leveled: false }, locked.round_trips + 1))
             }
             Op::Transfer { from, to, amount } => {
-                let (a, b) = (ModelId::new("Account", account(*from)), ModelId::new("Account", account(*to)));
+                let (a, b) = (ModelId::new("Account", self.account(*from)), ModelId::new("Account", self.account(*to)));
                 let (da, db) = (keys.data(&a), keys.data(&b));
                 let mut locks = vec![keys.lock(&a, "transfer"), keys.lock(&b, "transfer")];
                 locks.sort();
@@ -535,7 +572,7 @@ impl Workload {
         match imp {
             Impl::Engine { .. } | Impl::Lua => stats.script_calls(),
             Impl::Hand => {
-                let locks_per_attempt = if self == Self::Bank { 2 } else { 1 };
+                let locks_per_attempt = if matches!(self, Self::Bank | Self::Ledger) { 2 } else { 1 };
                 stats.calls("set") / locks_per_attempt + stats.script_calls()
             }
         }
@@ -550,7 +587,7 @@ impl Workload {
     /// If the invariant does not hold, or Redis fails.
     pub async fn verify(
         self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut impl ConnectionLike,
         keys: &KeyLayout,
         tally: &Tally,
         imp: Impl,
@@ -563,14 +600,11 @@ impl Workload {
                 ensure!(count == applied, "count {count} but {applied} increments succeeded");
                 Ok(format!("count = successes = {count}"))
             }
-            Self::Bank => {
-                let mut pipe = redis::pipe();
-                for i in 0..ACCOUNTS {
-                    pipe.cmd("HMGET")
-                        .arg(keys.data(&ModelId::new("Account", account(i))))
-                        .arg(&["balance", "transaction_count"]);
-                }
-                let rows: Vec<Vec<Option<i64>>> = pipe.query_async(conn).await?;
+            Self::Bank | Self::Ledger => {
+                let rows: Vec<Vec<Option<i64>>> = per_slot(conn, keys, &self.population(), |pipe, id| {
+                    pipe.cmd("HMGET").arg(keys.data(id)).arg(&["balance", "transaction_count"]);
+                })
+                .await?;
                 let total: i64 = rows.iter().map(|r| r[0].unwrap_or(0)).sum();
                 let transactions: i64 = rows.iter().map(|r| r[1].unwrap_or(0)).sum();
                 let negative = rows.iter().filter(|r| r[0].unwrap_or(0) < 0).count();
@@ -581,13 +615,10 @@ impl Workload {
                 Ok(format!("Σ balance = {total} conserved; Σ transactions = 2 × {applied}"))
             }
             Self::LevelUp => {
-                let mut pipe = redis::pipe();
-                for i in 0..CHARACTERS {
-                    pipe.cmd("HMGET")
-                        .arg(keys.data(&ModelId::new("GameCharacter", character(i))))
-                        .arg(&["experience", "level"]);
-                }
-                let rows: Vec<Vec<Option<i64>>> = pipe.query_async(conn).await?;
+                let rows: Vec<Vec<Option<i64>>> = per_slot(conn, keys, &self.population(), |pipe, id| {
+                    pipe.cmd("HMGET").arg(keys.data(id)).arg(&["experience", "level"]);
+                })
+                .await?;
                 let exp: i64 = rows.iter().map(|r| r[0].unwrap_or(0)).sum();
                 let levels: i64 = rows.iter().map(|r| r[1].unwrap_or(1) - 1).sum();
                 ensure!(exp == tally.exp, "Σ experience {exp}, but {} was given", tally.exp);
@@ -626,7 +657,35 @@ fn events_key(keys: &KeyLayout, id: &ModelId) -> String {
     keys.collection(id, "events", FieldType::List(ScalarKind::Str)).unwrap_or_default()
 }
 
-async fn hget_int(conn: &mut MultiplexedConnection, key: &str, field: &str) -> Result<i64> {
+/// `ids` grouped by hash slot, in slot order (the order of `ids` within a slot).
+pub fn by_slot(ids: &[ModelId], slot: impl Fn(&ModelId) -> u16) -> Vec<Vec<&ModelId>> {
+    let mut groups: std::collections::BTreeMap<u16, Vec<&ModelId>> = std::collections::BTreeMap::new();
+    for id in ids {
+        groups.entry(slot(id)).or_default().push(id);
+    }
+    groups.into_values().collect()
+}
+
+/// One pipeline per hash slot of `ids` (a cluster refuses a pipeline across slots), `add`
+/// putting each model's commands in; the replies not ignored, slot after slot.
+async fn per_slot<T: FromRedisValue>(
+    conn: &mut impl ConnectionLike,
+    keys: &KeyLayout,
+    ids: &[ModelId],
+    add: impl Fn(&mut redis::Pipeline, &ModelId),
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for group in by_slot(ids, |id| keys.slot(id)) {
+        let mut pipe = redis::pipe();
+        for id in group {
+            add(&mut pipe, id);
+        }
+        out.extend(pipe.query_async::<Vec<T>>(conn).await?);
+    }
+    Ok(out)
+}
+
+async fn hget_int(conn: &mut impl ConnectionLike, key: &str, field: &str) -> Result<i64> {
     let v: Option<i64> = redis::cmd("HGET").arg(key).arg(field).query_async(conn).await?;
     Ok(v.unwrap_or(0))
 }
@@ -746,7 +805,7 @@ impl Locked {
     /// ours: a partial success is released (one more round trip), then the attempt waits about
     /// a millisecond (jittered) and tries again. The naive waiter's loop.
     async fn take(
-        conn: &mut MultiplexedConnection,
+        conn: &mut impl ConnectionLike,
         locks: &[String],
         rng: &mut StdRng,
         reads: impl Fn(&mut redis::Pipeline),
@@ -777,7 +836,7 @@ impl Locked {
     }
 
     /// Applies the writes and releases the locks if they are still ours (one round trip).
-    async fn write(&self, conn: &mut MultiplexedConnection, writes: Writes) -> Result<()> {
+    async fn write(&self, conn: &mut impl ConnectionLike, writes: Writes) -> Result<()> {
         let mut inv = lua_scripts().write_release.prepare_invoke();
         for lock in &self.locks {
             inv.key(lock);
@@ -792,6 +851,50 @@ impl Locked {
         }
         let ok: i64 = inv.invoke_async(conn).await?;
         ensure!(ok == 1, "the hand-written lock was lost before the write");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn a_ledger_pair_is_two_accounts_of_one_ledger() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut ledgers = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let (from, to) = ledger_pair(&mut rng);
+            assert_ne!(from, to);
+            assert!(from < ACCOUNTS && to < ACCOUNTS);
+            assert_eq!(from / PER_LEDGER, to / PER_LEDGER);
+            ledgers.insert(from / PER_LEDGER);
+        }
+        assert_eq!(ledgers.len(), LEDGERS, "every ledger is drawn");
+    }
+
+    #[test]
+    fn a_ledger_transfer_stays_in_one_slot_and_ledgers_spread_over_slots() -> Result<()> {
+        let keys = KeyLayout::new("wasmtx-bench:1");
+        for schema in Workload::Ledger.models()? {
+            keys.place(schema.name(), schema.placement());
+        }
+        let ids = Workload::Ledger.population();
+        assert_eq!(ids.len(), ACCOUNTS);
+        assert_eq!(ids[PER_LEDGER + 3].key, "L1/3");
+        for ledger in ids.chunks(PER_LEDGER) {
+            let slot = keys.slot(&ledger[0]);
+            assert!(ledger.iter().all(|id| keys.slot(id) == slot), "{:?} spans slots", ledger[0]);
+        }
+        // One pipeline per slot: whole ledgers, never more pipelines than ledgers.
+        let groups = by_slot(&ids, |id| keys.slot(id));
+        assert!(groups.len() > LEDGERS * 9 / 10 && groups.len() <= LEDGERS, "{} slots", groups.len());
+        assert!(groups.iter().all(|g| g.len() % PER_LEDGER == 0));
+        // The standalone bank's accounts are not placed: one slot each.
+        let plain = KeyLayout::new("wasmtx-bench:1");
+        assert_eq!(by_slot(&Workload::Bank.population()[..10], |id| plain.slot(id)).len(), 10);
         Ok(())
     }
 }

@@ -19,6 +19,14 @@
 //!   60 for the issue's figure), with `--wasmtx PATH` (default: `wasmtx` beside this binary,
 //!   `cargo build --release --bin wasmtx`); prints the row and writes the HTTP section of the
 //!   results file (the rest of it kept);
+//! - `--cluster-only` run only the Redis Cluster section (issue 12): a private cluster of 3
+//!   primaries beside the private single server, and on each the hot counter and a ledger bank
+//!   (1,000 accounts placed by ledger, 100 ledgers of 10, so both accounts of a transfer share a
+//!   slot) at 16 and 64 callers (or `--concurrency`), engine lock, engine optimistic, Lua and
+//!   hand-written lock (or `--impls`), with the Redis figures summed over the primaries and the
+//!   busiest one's share; then what announcing lock releases costs with classic `PUBLISH` and
+//!   with sharded `SPUBLISH`. Prints them and writes the cluster section of the results file
+//!   (the rest of it kept);
 //! - `--stall-only` run only the looping-neighbour measure (a trivial invocation beside 8 rules
 //!   looping to their deadline; part of every full run);
 //! - `--as-rule PATH` an AssemblyScript build of the counter rule (input `{"delta": 1}` on a model
@@ -35,10 +43,13 @@
 #[path = "../bench/mod.rs"]
 mod bench;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use bench::cluster::Cluster;
+use bench::cluster_report;
+use bench::deploy::Deployment;
 use bench::fair::{self, Fairness};
 use bench::overhead::{self, Case, Cost, int};
 use bench::progress::Progress;
@@ -67,6 +78,7 @@ struct Args {
     soak_only: bool,
     stall_only: bool,
     http_only: bool,
+    cluster_only: bool,
     http_connections: usize,
     wasmtx: Option<PathBuf>,
     as_rule: Option<PathBuf>,
@@ -92,6 +104,7 @@ fn parse_args() -> Result<Args> {
         soak_only: false,
         stall_only: false,
         http_only: false,
+        cluster_only: false,
         http_connections: 64,
         wasmtx: None,
         as_rule: None,
@@ -146,6 +159,7 @@ fn parse_args() -> Result<Args> {
                 args.soak = args.soak.or(Some(Duration::from_secs(60)));
             }
             "--http-only" => args.http_only = true,
+            "--cluster-only" => args.cluster_only = true,
             "--http-connections" => {
                 args.http_connections = it.next().context("--http-connections needs a number")?.parse()?;
             }
@@ -299,6 +313,127 @@ fn context(args: &Args, redis: String, load_before: String, started: Instant) ->
     }
 }
 
+/// One row's figures on stderr, as it finishes (the cluster rows with where they ran, the
+/// busiest node's share and the releases announced).
+fn print_row(row: &Row) {
+    let cluster = if row.on == "cluster" {
+        format!("  busiest node {:.0} %  {:.2} PUBLISH/op  ", row.stats.busiest_share(), row.calls_per_op("publish"))
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "bench: {:>6} c={:<3} {:<28} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {:>5.1} cmds/op  {:>4.2} RT/op  {:>5.0} µs CPU/op  {:>5.0} µs Redis CPU/op  {cluster}{}{}",
+        row.workload,
+        row.concurrency,
+        row.imp.label(),
+        row.ops_per_sec(),
+        row.p50.as_secs_f64() * 1e3,
+        row.p99.as_secs_f64() * 1e3,
+        row.commands_per_op,
+        row.round_trips_per_op,
+        row.client_cpu_us,
+        row.redis_cpu_us,
+        if row.errors > 0 {
+            format!("{} errors ({}) ", row.errors, row.first_error.clone().unwrap_or_default())
+        } else {
+            String::new()
+        },
+        match &row.invariant {
+            Ok(_) => "invariant ok".to_owned(),
+            Err(e) => format!("INVARIANT FAILED: {e}"),
+        }
+    );
+    if let Some([wait, load, run, commit]) = row.phases {
+        eprintln!(
+            "bench:        mean outcome timings: wait {:.0} µs, load {:.0} µs, run {:.1} µs, commit {:.0} µs",
+            wait.as_secs_f64() * 1e6,
+            load.as_secs_f64() * 1e6,
+            run.as_secs_f64() * 1e6,
+            commit.as_secs_f64() * 1e6
+        );
+    }
+}
+
+/// Writes `section` as the results file's kept section `name` (under `heading`), the rest of
+/// the previous file kept: what a run that measures only that section writes.
+fn write_section(out: &Path, previous: Option<&str>, name: &str, heading: &str, section: &str) -> Result<()> {
+    let fresh = format!("<!-- keep:{name} -->\n{}\n<!-- /keep:{name} -->", section.trim());
+    let text = match previous {
+        Some(prev) => report::replace_kept(prev, &fresh, name, heading, "## Memory over a long run"),
+        None => fresh,
+    };
+    std::fs::write(out, text).with_context(|| out.display().to_string())?;
+    eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
+
+/// `--cluster-only`: the hot counter and the ledger bank on the single server and on a private
+/// cluster, row by row, then the Pub/Sub measure; prints them and writes the cluster section.
+async fn cluster_only(args: &Args, rules: &RuleArtifacts, server: &mut RedisUnderTest, single: String) -> Result<()> {
+    let (started, load_before) = (Instant::now(), sys::load_average());
+    let mut cluster = Cluster::start().await?;
+    let described = format!("{} on ports {:?} (PIDs {:?})", cluster.version, cluster.ports, cluster.pids());
+    let timing = Timing { warmup: args.warmup, window: args.window };
+    let callers = if args.concurrency_given { args.concurrency.clone() } else { vec![16, 64] };
+    let imps = [Impl::LOCK, Impl::Engine { mode: wasmtx::Mode::Optimistic, max_group: 32 }, Impl::Lua, Impl::Hand];
+    let planned: Vec<(Workload, usize, Impl)> = [Workload::HotCounter, Workload::Ledger]
+        .into_iter()
+        .flat_map(|w| callers.iter().flat_map(move |&c| imps.into_iter().map(move |i| (w, c, i))))
+        .filter(|(_, _, imp)| args.impls.as_ref().is_none_or(|only| only.iter().any(|o| *o == imp.key())))
+        .collect();
+    let mut progress = Progress::new(planned.len() * 2, args.warmup + args.window);
+    let mut rows: Vec<Row> = Vec::new();
+    for (seq, (workload, concurrency, imp)) in planned.into_iter().enumerate() {
+        // Each row on the single server, then on the cluster: the two share the machine's state.
+        for (k, on) in [Deployment::Single(server), Deployment::Cluster(&cluster)].into_iter().enumerate() {
+            progress.row(&format!("{workload}, {}, {concurrency} callers, {}", imp.label(), on.label()));
+            let row = run::run_row(on, rules, workload, imp, concurrency, timing, 2 * seq + k + 1).await;
+            progress.clear();
+            let row = row?;
+            print_row(&row);
+            rows.push(row);
+        }
+    }
+    eprintln!("bench: Pub/Sub on the cluster, {} messages per kind…", bench::pubsub::MESSAGES);
+    let keys = wasmtx::store::redis::KeyLayout::new("wasmtx-bench");
+    let counter = wasmtx::ModelId::new("HitCounter", "hot");
+    let measure = bench::pubsub::measure(&cluster, &keys.data(&counter), &keys.lock(&counter, "bump")).await?;
+    for run in &measure.runs {
+        eprintln!(
+            "bench:   {}: {} of {} received, {:.2} µs Redis CPU per message over the primaries ({:?})",
+            run.kind.label(),
+            run.received,
+            run.sent,
+            run.total_us(),
+            run.node_us.iter().map(|us| format!("{us:.2}")).collect::<Vec<_>>()
+        );
+    }
+    if let Some(row) = cluster_report::hot_lock_row(&rows) {
+        let (share, publishes) = cluster_report::broadcast_of(row, &measure);
+        eprintln!(
+            "bench:   broadcast {:.2} µs per message × {publishes:.2} releases announced per hot-counter operation = {share:.1} % of its {:.0} µs Redis CPU: {}",
+            measure.broadcast_us(),
+            row.redis_cpu_us,
+            bench::pubsub::conclusion(share)
+        );
+    }
+    cluster.stop();
+    server.stop();
+
+    let mut ctx = context(args, single, load_before, started);
+    ctx.total = started.elapsed();
+    let section = cluster_report::cluster_section(&rows, Some(&measure), &ctx, &described);
+    println!("{section}");
+    if !args.no_write {
+        let out = args.out.clone().unwrap_or_else(default_out);
+        let previous = std::fs::read_to_string(&out).ok();
+        write_section(&out, previous.as_deref(), "cluster", cluster_report::CLUSTER_HEADING, &section)?;
+    }
+    let failed = rows.iter().filter(|r| r.invariant.is_err()).count();
+    ensure!(failed == 0, "{failed} invariant check(s) failed");
+    Ok(())
+}
+
 fn date() -> String {
     std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -323,6 +458,10 @@ async fn main() -> Result<()> {
     };
     eprintln!("bench: Redis {redis}");
 
+    if args.cluster_only {
+        return cluster_only(&args, rules, &mut server, redis).await;
+    }
+
     if args.http_only {
         let bin = match &args.wasmtx {
             Some(bin) => bin.clone(),
@@ -339,16 +478,7 @@ async fn main() -> Result<()> {
         let section = report::http_section(&run, &ctx, previous.as_deref());
         println!("{section}");
         if !args.no_write {
-            // Only the HTTP section is new: keep the rest of the previous file.
-            let fresh = format!("<!-- keep:http -->\n{}\n<!-- /keep:http -->", section.trim());
-            let text = match previous.as_deref() {
-                Some(prev) => {
-                    report::replace_kept(prev, &fresh, "http", report::HTTP_HEADING, "## Memory over a long run")
-                }
-                None => fresh,
-            };
-            std::fs::write(&out, text).with_context(|| out.display().to_string())?;
-            eprintln!("bench: wrote {}", out.display());
+            write_section(&out, previous.as_deref(), "http", report::HTTP_HEADING, &section)?;
         }
         ensure!(run.errors == 0, "{} HTTP invocation(s) failed", run.errors);
         if let Err(why) = &run.invariant {
@@ -383,37 +513,11 @@ async fn main() -> Result<()> {
         let mut progress = Progress::new(planned.len(), args.warmup + args.window);
         for (seq, (workload, concurrency, imp)) in planned.into_iter().enumerate() {
             progress.row(&format!("{workload}, {}, {concurrency} callers", imp.label()));
-            let row = run::run_row(&server, rules, workload, imp, concurrency, timing, seq + 1).await;
+            let row =
+                run::run_row(Deployment::Single(&server), rules, workload, imp, concurrency, timing, seq + 1).await;
             progress.clear();
             let row = row?;
-            eprintln!(
-                "bench: {workload:>6} c={concurrency:<3} {:<28} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {:>5.1} cmds/op  {:>4.2} RT/op  {:>5.0} µs CPU/op  {}{}",
-                row.imp.label(),
-                row.ops_per_sec(),
-                row.p50.as_secs_f64() * 1e3,
-                row.p99.as_secs_f64() * 1e3,
-                row.commands_per_op,
-                row.round_trips_per_op,
-                row.client_cpu_us,
-                if row.errors > 0 {
-                    format!("{} errors ({}) ", row.errors, row.first_error.clone().unwrap_or_default())
-                } else {
-                    String::new()
-                },
-                match &row.invariant {
-                    Ok(_) => "invariant ok".to_owned(),
-                    Err(e) => format!("INVARIANT FAILED: {e}"),
-                }
-            );
-            if let Some([wait, load, run, commit]) = row.phases {
-                eprintln!(
-                    "bench:        mean outcome timings: wait {:.0} µs, load {:.0} µs, run {:.1} µs, commit {:.0} µs",
-                    wait.as_secs_f64() * 1e6,
-                    load.as_secs_f64() * 1e6,
-                    run.as_secs_f64() * 1e6,
-                    commit.as_secs_f64() * 1e6
-                );
-            }
+            print_row(&row);
             rows.push(row);
         }
     }
