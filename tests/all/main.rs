@@ -17,6 +17,7 @@ mod catalog;
 mod chaos;
 mod cli;
 mod cluster;
+mod cluster_faults;
 mod dashboard;
 mod error_kinds;
 mod exactly_once;
