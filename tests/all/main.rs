@@ -38,6 +38,7 @@ mod packaging;
 mod prompt_release;
 mod redis_library;
 mod registry;
+mod serve_fleet;
 mod server;
 mod stalls;
 mod store_conformance;

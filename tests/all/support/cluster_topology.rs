@@ -69,6 +69,28 @@ impl TestCluster {
         self.ports().iter().map(|&port| myself(port, &cli(port, &["CLUSTER", "NODES"])?)).collect()
     }
 
+    /// Whether every node sees every node in the role that node says it has (gossip has
+    /// settled after a start or a failover).
+    ///
+    /// # Errors
+    /// If a node does not answer.
+    pub fn roles_agree(&self) -> Result<bool> {
+        let own = self.nodes()?;
+        for &port in self.ports() {
+            for line in cli(port, &["CLUSTER", "NODES"])?.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let Some(node) = fields.first().and_then(|id| own.iter().find(|n| n.id == *id)) else {
+                    return Ok(false);
+                };
+                let replica = fields.get(2).is_some_and(|f| f.split(',').any(|f| f == "slave"));
+                if replica != node.primary_of.is_some() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// The primary serving `slot`, as it says itself.
     ///
     /// # Errors
@@ -106,7 +128,7 @@ impl TestCluster {
             }
             Ok(flipped.is_some())
         })?;
-        wait_until(started, FAILOVER_WITHIN, "the nodes did not agree on the new roles", || {
+        wait_until(started, FAILOVER_WITHIN, "the old primary did not become a replica", || {
             Ok(self.nodes()?.iter().all(|n| n.id != old || n.primary_of.as_ref() == Some(&replica.id)))
         })?;
         self.wait_ready(started, FAILOVER_WITHIN)?;

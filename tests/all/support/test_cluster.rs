@@ -175,8 +175,9 @@ impl TestCluster {
         Ok(cluster)
     }
 
-    /// Waits (polling, until `within` since `since`) until every node says `cluster_state:ok`
-    /// and every replica's link to its primary is up.
+    /// Waits (polling, until `within` since `since`) until every node says `cluster_state:ok`,
+    /// every replica's link to its primary is up, and every node sees the others in the roles
+    /// they say they have.
     ///
     /// # Errors
     /// If that does not happen in time.
@@ -191,7 +192,7 @@ impl TestCluster {
                     || info.lines().any(|l| l.trim() == "master_link_status:up"))
             })?;
         }
-        Ok(())
+        wait_until(since, within, "the nodes did not agree on their roles", || self.roles_agree())
     }
 
     /// The right to change this cluster's topology (fail over, move slots) while holding the
