@@ -5,6 +5,8 @@
 //! its own key prefix, so tests run in parallel on one server and leave their keys easy to
 //! find; [`RedisFixture::keys`] lists them for before/after comparisons.
 
+pub mod bank_run;
+pub mod cluster_topology;
 pub mod gated;
 pub mod private_redis;
 pub mod process;

@@ -1,15 +1,20 @@
-//! One Redis Cluster of 3 primaries for the whole test binary, started on first use: three
-//! `redis-server --cluster-enabled yes` on free loopback ports (each with its cluster bus port,
-//! the port + 10000, free too), in a temporary directory, joined with `redis-cli --cluster
-//! create`, and ready once every node's `CLUSTER INFO` says `cluster_state:ok` (polled, with a
-//! bound).
+//! The binary's Redis Clusters, each started on first use and shared by every test of the
+//! binary: [`cluster`], 3 primaries, and [`replicated_cluster`], 3 primaries each with a
+//! replica (for failover and slot migration tests, which change its topology: they take
+//! [`TestCluster::exclusive`] first). Both come from one builder ([`TestCluster::start`],
+//! parameterised by the replicas per primary): `redis-server --cluster-enabled yes` on free
+//! loopback ports (each with its cluster bus port, the port + 10000, free too), in a temporary
+//! directory, joined with `redis-cli --cluster create [--cluster-replicas N]`, and ready once
+//! every node's `CLUSTER INFO` says `cluster_state:ok` and every replica's `INFO replication`
+//! says `master_link_status:up` (polled, with a bound). Replicas sync diskless without delay
+//! (`--repl-diskless-sync-delay 0`), so 3+3 comes up in ~2-3 s like 3 primaries.
 //!
 //! How it stops: the servers are children of a small guardian shell whose standard input is a
 //! pipe from this process, held in a static that is never closed. When the test binary exits
 //! (however it exits, a panic included), the kernel closes the pipe, the guardian's `read`
-//! returns and it stops the three servers by PID and removes the directory. Rust runs no
-//! destructor for statics, so a `Drop` guard could not do this; a pid file reaped by the next
-//! run would leave the servers running between runs.
+//! returns and it stops the servers by PID and removes the directory. Rust runs no destructor
+//! for statics, so a `Drop` guard could not do this; a pid file reaped by the next run would
+//! leave the servers running between runs.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
@@ -22,25 +27,47 @@ use anyhow::{Context as _, Result, bail};
 /// How long the cluster may take to come up (it takes ~2-3 s).
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
-/// The binary's cluster.
+/// How many primaries a test cluster has.
+const PRIMARIES: usize = 3;
+
+/// One of the binary's clusters.
 #[derive(Debug)]
 pub struct TestCluster {
-    ports: [u16; 3],
+    /// Every node's port, primaries first as `redis-cli --cluster create` was given them (it
+    /// makes the first [`PRIMARIES`] the primaries); roles change with a failover.
+    ports: Vec<u16>,
+    /// Held by a test that changes the topology (see [`TestCluster::exclusive`]).
+    topology: tokio::sync::Mutex<()>,
     /// Kept open for the life of the binary: its end stops the cluster.
     _guardian: Mutex<(Child, ChildStdin)>,
 }
 
-/// The cluster, started on first call (the first caller waits ~2-3 s).
+type Shared = OnceLock<std::result::Result<TestCluster, String>>;
+
+/// The cluster in `cell`, started with `replicas` per primary on first call.
+fn shared(cell: &'static Shared, replicas: usize) -> Result<&'static TestCluster> {
+    cell.get_or_init(|| TestCluster::start(replicas).map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The cluster of 3 primaries, started on first call (the first caller waits ~2-3 s).
 ///
 /// # Errors
 /// If `redis-server` or `redis-cli` is missing, or the cluster does not come up in time (the
 /// message says how far it got).
 pub fn cluster() -> Result<&'static TestCluster> {
-    static CLUSTER: OnceLock<std::result::Result<TestCluster, String>> = OnceLock::new();
-    CLUSTER
-        .get_or_init(|| TestCluster::start().map_err(|e| format!("{e:#}")))
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    static CLUSTER: Shared = OnceLock::new();
+    shared(&CLUSTER, 0)
+}
+
+/// The cluster of 3 primaries each with one replica, started on first call (~2-3 s).
+///
+/// # Errors
+/// As [`cluster`].
+pub fn replicated_cluster() -> Result<&'static TestCluster> {
+    static CLUSTER: Shared = OnceLock::new();
+    shared(&CLUSTER, 1)
 }
 
 /// A loopback port free now, whose cluster bus port (+10000) is free too.
@@ -58,7 +85,7 @@ fn free_port(taken: &[u16]) -> Result<u16> {
     bail!("found no free loopback port pair for a cluster node")
 }
 
-fn cli(port: u16, args: &[&str]) -> Result<String> {
+pub(super) fn cli(port: u16, args: &[&str]) -> Result<String> {
     let out = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
@@ -68,30 +95,36 @@ fn cli(port: u16, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Polls `check` every 20 ms until it holds or `READY_WITHIN` passed since `since`.
-fn wait_until(since: Instant, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    while since.elapsed() < READY_WITHIN {
+/// Polls `check` every 20 ms until it holds or `within` passed since `since`.
+pub(super) fn wait_until(
+    since: Instant,
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    while since.elapsed() < within {
         if check()? {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    bail!("the test cluster: {what} within {READY_WITHIN:?}")
+    bail!("the test cluster: {what} within {within:?}")
 }
 
 impl TestCluster {
-    fn start() -> Result<Self> {
+    /// Starts 3 primaries with `replicas` replicas each and waits until they are ready.
+    fn start(replicas: usize) -> Result<Self> {
         let started = Instant::now();
-        let dir = std::env::temp_dir().join(format!("wasmtx-test-cluster-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("wasmtx-test-cluster-{}-{replicas}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let mut ports = [0u16; 3];
-        for i in 0..3 {
-            ports[i] = free_port(&ports[..i])?;
+        let mut ports = Vec::new();
+        for _ in 0..PRIMARIES * (1 + replicas) {
+            ports.push(free_port(&ports)?);
         }
         // The guardian: starts the servers in the foreground of its own jobs, prints their
         // PIDs, waits for its stdin to end, stops them by PID, removes the directory.
         let mut script = String::from("set -u\npids=''\n");
-        for port in ports {
+        for &port in &ports {
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir)?;
             let d = node_dir.display();
@@ -117,33 +150,55 @@ impl TestCluster {
         // The guardian prints the servers' PIDs once it started them all.
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        if line.split_whitespace().count() != 3 {
-            bail!("the cluster's guardian did not start three servers: {line:?}");
+        if line.split_whitespace().count() != ports.len() {
+            bail!("the cluster's guardian did not start {} servers: {line:?}", ports.len());
         }
-        let cluster = Self { ports, _guardian: Mutex::new((child, stdin)) };
-        for port in ports {
-            wait_until(started, &format!("node {port} did not answer PING"), || {
+        let cluster = Self { ports, topology: tokio::sync::Mutex::new(()), _guardian: Mutex::new((child, stdin)) };
+        for &port in &cluster.ports {
+            wait_until(started, READY_WITHIN, &format!("node {port} did not answer PING"), || {
                 Ok(cli(port, &["PING"])?.trim() == "PONG")
             })?;
         }
-        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let nodes: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&nodes)
-            .arg("--cluster-yes")
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .context("running redis-cli --cluster create")?;
         if !out.status.success() {
             bail!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
         }
-        for port in ports {
-            wait_until(started, &format!("node {port} did not reach cluster_state:ok"), || {
+        cluster.wait_ready(started, READY_WITHIN)?;
+        eprintln!("test cluster on ports {:?} ready in {:?}", cluster.ports, started.elapsed());
+        Ok(cluster)
+    }
+
+    /// Waits (polling, until `within` since `since`) until every node says `cluster_state:ok`,
+    /// every replica's link to its primary is up, and every node sees the others in the roles
+    /// they say they have.
+    ///
+    /// # Errors
+    /// If that does not happen in time.
+    pub fn wait_ready(&self, since: Instant, within: Duration) -> Result<()> {
+        for &port in &self.ports {
+            wait_until(since, within, &format!("node {port} did not reach cluster_state:ok"), || {
                 Ok(cli(port, &["CLUSTER", "INFO"])?.lines().any(|l| l.trim() == "cluster_state:ok"))
             })?;
+            wait_until(since, within, &format!("replica {port} did not reach master_link_status:up"), || {
+                let info = cli(port, &["INFO", "replication"])?;
+                Ok(info.lines().any(|l| l.trim() == "role:master")
+                    || info.lines().any(|l| l.trim() == "master_link_status:up"))
+            })?;
         }
-        eprintln!("test cluster on ports {ports:?} ready in {:?}", started.elapsed());
-        Ok(cluster)
+        wait_until(since, within, "the nodes did not agree on their roles", || self.roles_agree())
+    }
+
+    /// The right to change this cluster's topology (fail over, move slots) while holding the
+    /// guard: tests that do take it, so that two such changes never overlap.
+    pub async fn exclusive(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.topology.lock().await
     }
 
     /// The URL of one node (the first), as a user names a cluster.
@@ -151,26 +206,30 @@ impl TestCluster {
         format!("redis://127.0.0.1:{}", self.ports[0])
     }
 
-    /// The URL naming every node, comma-separated.
+    /// The URL naming every node (replicas included), comma-separated.
     pub fn seeds_url(&self) -> String {
         let nodes: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         format!("redis://{}", nodes.join(","))
     }
 
-    /// The nodes' ports.
-    pub fn ports(&self) -> [u16; 3] {
-        self.ports
+    /// The nodes' ports (replicas included).
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
     }
 
-    /// A plain connection to each node, as another client would have.
+    /// A plain connection to each node, as another client would have (`READONLY`, so that a
+    /// replica shows its copy).
     ///
     /// # Errors
     /// If a node does not answer.
     pub async fn node_clients(&self) -> Result<Vec<redis::aio::MultiplexedConnection>> {
-        let mut out = Vec::with_capacity(3);
-        for port in self.ports {
+        let mut out = Vec::with_capacity(self.ports.len());
+        for &port in &self.ports {
             let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-            out.push(client.get_multiplexed_async_connection().await?);
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            // A replica answers reads of its primary's keys instead of redirecting them.
+            redis::cmd("READONLY").query_async::<()>(&mut conn).await?;
+            out.push(conn);
         }
         Ok(out)
     }

@@ -279,7 +279,11 @@ pub(crate) fn redis_error(e: redis::RedisError) -> StoreError {
 
 /// Whether the server refused the command for now, before running it: still loading its data
 /// after a restart (`LOADING`, which the chaos suite met after every Redis restart), a slot in
-/// migration (`TRYAGAIN`), a cluster or primary not reachable (`CLUSTERDOWN`, `MASTERDOWN`).
+/// migration (`TRYAGAIN`), a cluster or primary not reachable (`CLUSTERDOWN`, `MASTERDOWN`), or
+/// a redirection the cluster client was still following when its retries ran out (`ASK`,
+/// `MOVED`: during a slot migration, a multi-key call goes `ASK` on the source, `TRYAGAIN` on
+/// the target and back while its keys are split; `tests/all/cluster_faults.rs` met both as
+/// internal errors before). A node that redirects did not run the command, so it is retried.
 fn says_not_now(e: &redis::RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind};
     matches!(
@@ -289,6 +293,8 @@ fn says_not_now(e: &redis::RedisError) -> bool {
                 | ServerErrorKind::TryAgain
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::MasterDown
+                | ServerErrorKind::Ask
+                | ServerErrorKind::Moved
         )
     )
 }
@@ -307,6 +313,8 @@ mod tests {
             ServerErrorKind::TryAgain,
             ServerErrorKind::ClusterDown,
             ServerErrorKind::MasterDown,
+            ServerErrorKind::Ask,
+            ServerErrorKind::Moved,
         ] {
             let error = redis_error(RedisError::from((ErrorKind::Server(kind), "not now")));
             assert!(matches!(error, StoreError::Unavailable(_)), "{kind:?}: {error:?}");

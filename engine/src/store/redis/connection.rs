@@ -290,6 +290,14 @@ pub(crate) async fn ensure_library(conn: &RedisConnection, nodes: &Nodes) -> Res
             for node in parse_cluster_nodes(&listed).into_iter().filter(|n| n.live_primary) {
                 let client = open_client(&nodes.url_of(&node.addr))?;
                 let mut conn = node_connection(&client, timeouts).await.map_err(redis_error)?;
+                // The node that listed the others may not know yet that one became a replica
+                // (after a failover, or while a new cluster's gossip settles): a replica
+                // refuses `FUNCTION LOAD` (`READONLY`) and gets the library from its primary.
+                let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await.map_err(redis_error)?;
+                let role = role.first().and_then(|r| redis::from_redis_value_ref::<String>(r).ok());
+                if role.as_deref() != Some("master") {
+                    continue;
+                }
                 super::functions::ensure_loaded(&mut conn).await?;
             }
             Ok(())

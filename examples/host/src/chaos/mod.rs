@@ -346,7 +346,7 @@ fn tally<Op>(ops: &mut BTreeMap<String, BTreeMap<String, u64>>, workload: &str, 
 /// Invokes every operation of unknown fate again with its idempotency key: it replays the
 /// first commit, or runs now if there was none. Its end is a tick of the run's clock, later
 /// than every tick of the run.
-async fn resolve<Op>(
+pub async fn resolve<Op>(
     executor: &impl Executor,
     history: &mut [Record<Op>],
     calls: &[Call],

@@ -51,9 +51,26 @@ impl Fleet {
         }))
     }
 
-    fn urls(&self) -> Vec<String> {
+    /// The live servers' base URLs.
+    pub fn urls(&self) -> Vec<String> {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots.iter().flatten().map(|p| p.url().to_owned()).collect()
+    }
+
+    /// Each live server's `GET /metrics` text, with its URL.
+    ///
+    /// # Errors
+    /// If a server does not answer it.
+    pub async fn metrics(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for url in self.urls() {
+            let response = self.request(reqwest::Method::GET, &url, "/metrics").send().await?;
+            if !response.status().is_success() {
+                bail!("{url}/metrics: {}", response.status());
+            }
+            out.push((url, response.text().await?));
+        }
+        Ok(out)
     }
 
     /// A request with the fleet's token to `path` on server `url`.
