@@ -130,6 +130,10 @@ impl Store for Yielding {
     fn ensure_co_located(&self, models: &[ModelTarget]) -> Result<(), StoreError> {
         self.inner.ensure_co_located(models)
     }
+
+    fn generation(&self) -> u64 {
+        self.inner.generation()
+    }
 }
 
 /// Two engines, grouping off, on one store: on memory the same store, on Redis two stores

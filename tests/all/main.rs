@@ -40,5 +40,6 @@ mod redis_library;
 mod registry;
 mod serve_fleet;
 mod server;
+mod snapshot_cache;
 mod stalls;
 mod store_conformance;

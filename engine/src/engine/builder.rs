@@ -120,7 +120,7 @@ impl EngineBuilder {
             models.register(schema);
         }
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let protocol = Protocol::new(store, runtime, Settings::of(&self.config));
+        let protocol = Protocol::new(store, runtime, Settings::of(&self.config), self.config.snapshot_cache);
         Ok(Engine::new(protocol, models, self.config))
     }
 }

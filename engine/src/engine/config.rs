@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::invocation::RetryPolicy;
 use crate::runtime::RuntimeConfig;
+use crate::txn::SnapshotCacheConfig;
 
 /// Engine settings: the sandbox's, the lock protocol's and the default retry policy.
 ///
@@ -58,6 +59,11 @@ pub struct EngineConfig {
     /// the store holds about `invocations per second × retention` of them: 1 hour at 1,000
     /// invocations/s is 3.6 million records, around 1 GB in Redis. Default 1 hour.
     pub idempotency_retention: Duration,
+    /// The snapshot cache of optimistic mode: with the last state and version of a model kept,
+    /// an optimistic invocation runs its rule at once and commits in one round trip (the commit
+    /// checks every version, and brings back the state of models that moved). Default on,
+    /// 10,000 models, 64 MiB; [`SnapshotCacheConfig::disabled`] turns it off.
+    pub snapshot_cache: SnapshotCacheConfig,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +75,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             max_group: 32,
             idempotency_retention: Duration::from_secs(3600),
+            snapshot_cache: SnapshotCacheConfig::default(),
         }
     }
 }

@@ -102,6 +102,7 @@ impl Engine {
         let id = ModelId::new(model_type, key);
         id.validate()?;
         let target = ModelTarget { schema: self.model_type(model_type)?, id };
+        self.inner.protocol.forget_cached(std::slice::from_ref(&target));
         Ok(self.store().delete(&target).await?)
     }
 
@@ -118,6 +119,7 @@ impl Engine {
 
     async fn apply_direct(&self, target: ModelTarget, changes: Vec<FieldChange>) -> Result<u64> {
         let models = [target];
+        self.inner.protocol.forget_cached(&models);
         let changes = [changes];
         let receipt = self
             .store()

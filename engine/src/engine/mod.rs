@@ -108,6 +108,12 @@ impl Engine {
         &self.inner.config
     }
 
+    /// What the snapshot cache ([`EngineConfig::snapshot_cache`]) did so far: hits, misses,
+    /// stale hits, evictions, drops, and its size now.
+    pub fn cache_stats(&self) -> crate::txn::CacheStats {
+        self.inner.protocol.cache_stats()
+    }
+
     /// The rule runtime (the registry's precompiled cache uses its wasmtime engine).
     pub(crate) fn runtime(&self) -> &RuleRuntime {
         self.inner.protocol.runtime()

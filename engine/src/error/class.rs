@@ -225,9 +225,11 @@ impl StoreError {
     /// The class of the failure.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::LockLost { .. } | Self::Conflict { .. } | Self::CannotApply { .. } | Self::Recorded { .. } => {
-                ErrorClass::Conflict
-            }
+            Self::LockLost { .. }
+            | Self::Conflict { .. }
+            | Self::Stale { .. }
+            | Self::CannotApply { .. }
+            | Self::Recorded { .. } => ErrorClass::Conflict,
             // The store refused an attempt its caller had already given up on.
             Self::CommitAborted { .. } => ErrorClass::Internal,
             // Well-formed, but this deployment cannot run it as one atomic step.
@@ -242,7 +244,7 @@ impl StoreError {
     pub fn retry_class(&self) -> Option<RetryClass> {
         match self {
             Self::LockLost { .. } => Some(RetryClass::LockLost),
-            Self::Conflict { .. } => Some(RetryClass::Conflict),
+            Self::Conflict { .. } | Self::Stale { .. } => Some(RetryClass::Conflict),
             Self::Unavailable(_) => Some(RetryClass::Unavailable),
             Self::CannotApply { .. }
             | Self::Recorded { .. }
@@ -286,6 +288,7 @@ impl RegistryError {
             Self::Store(
                 StoreError::LockLost { .. }
                 | StoreError::Conflict { .. }
+                | StoreError::Stale { .. }
                 | StoreError::CannotApply { .. }
                 | StoreError::Recorded { .. }
                 | StoreError::CommitAborted { .. }
@@ -314,6 +317,7 @@ impl RegistryError {
             Self::Store(
                 StoreError::LockLost { .. }
                 | StoreError::Conflict { .. }
+                | StoreError::Stale { .. }
                 | StoreError::CannotApply { .. }
                 | StoreError::Recorded { .. }
                 | StoreError::CommitAborted { .. }

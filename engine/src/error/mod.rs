@@ -244,6 +244,11 @@ impl From<StoreError> for Error {
             StoreError::LockLost { lock } => Self::LockLost { lock },
             StoreError::CannotApply { model, field, reason } => Self::CannotApply { model, field, reason },
             e @ StoreError::CrossSlot { .. } => Self::CrossSlot(e),
+            // The flows handle a stale commit themselves; one that escaped is a conflict.
+            StoreError::Stale { models } => match models.into_iter().next() {
+                Some(first) => Self::Conflict { model: first.model, attempts: 1 },
+                None => Self::Store(StoreError::Backend("a stale commit named no model".into())),
+            },
             other => Self::Store(other),
         }
     }

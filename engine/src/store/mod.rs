@@ -124,6 +124,11 @@ pub enum CommitGuard<'a> {
         versions: &'a [u64],
         /// The invocation's action.
         action: &'a str,
+        /// Whether a commit refused because versions moved should bring back the fresh state
+        /// of every model whose version moved, read in the same atomic step
+        /// ([`StoreError::Stale`] instead of [`StoreError::Conflict`]): a caller that runs on
+        /// cached state then runs again at once, with no load of its own.
+        refresh: bool,
     },
     /// Pipeline mode: no precondition; the changes apply to whatever is stored.
     Unguarded,
@@ -149,6 +154,25 @@ pub struct CommitRequest<'a> {
 pub struct CommitReceipt {
     /// Each model's version after the commit (bumped for models that changed).
     pub versions: Vec<u64>,
+}
+
+/// A model a version-guarded commit found moved, with its current state ([`StoreError::Stale`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StaleModel {
+    /// The model's index in the commit's request order.
+    pub index: usize,
+    /// The model.
+    pub model: ModelId,
+    /// Its current state and version.
+    pub snapshot: ModelSnapshot,
+}
+
+impl StaleModel {
+    /// The `index`-th model of a commit, found at `snapshot`.
+    pub fn new(index: usize, model: ModelId, snapshot: ModelSnapshot) -> Self {
+        Self { index, model, snapshot }
+    }
 }
 
 /// A storage backend.
@@ -261,6 +285,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`StoreError::CrossSlot`] naming the models and where they live.
     fn ensure_co_located(&self, models: &[ModelTarget]) -> Result<(), StoreError>;
+
+    /// A number that changes whenever this store may have lost track of what it served: a
+    /// broken or replaced connection, a server that lost its functions (a restart, a
+    /// failover). A cache of snapshots drops what it kept under an older one, since a server
+    /// that lost writes can reach a version again with other data behind it. A store whose
+    /// data cannot go back (the memory store) keeps it at 0.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// A failure of a store operation.
@@ -299,6 +332,14 @@ pub enum StoreError {
         expected: u64,
         /// The version found.
         found: u64,
+    },
+    /// A version-guarded commit that asked for fresh state
+    /// ([`CommitGuard::Versions::refresh`]) found models whose version moved: here is their
+    /// current state, read in the same atomic step as the check. Nothing was written.
+    #[error("{} model(s) changed since they were read (first {}); nothing was written", models.len(), models.first().map_or_else(String::new, |m| m.model.to_string()))]
+    Stale {
+        /// The models whose version moved, in request order (at least one).
+        models: Vec<StaleModel>,
     },
     /// A change does not fit the stored data (for example a pipeline increment of a field that
     /// another client set to text, or a pop from an empty list). Nothing was written.

@@ -98,14 +98,12 @@ impl Protocol {
         // No lock is held: the slot wait is bounded like a lock wait would be.
         let slot_deadline = tokio::time::Instant::now() + self.settings.acquire_timeout;
         let (output, run) = self.run_rule(rule, invocation, plan, context, &snapshots, slot_deadline).await?;
-        Ok(Ok(LoadedRun { loaded, output, load, run }))
+        Ok(Ok(LoadedRun { output, load, run }))
     }
 }
 
-/// The first half of the lock-free modes: the models loaded (lock order) and the rule's run.
+/// The first half of pipeline mode: the rule's run on the models loaded.
 pub(super) struct LoadedRun {
-    /// The snapshots, in lock order (with the versions optimistic mode guards on).
-    pub loaded: Vec<ModelSnapshot>,
     /// The rule's output and workspaces (caller order).
     pub output: RunOutput,
     /// The load round trip.

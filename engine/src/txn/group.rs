@@ -368,6 +368,7 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
             .map(|(m, p)| RecordEntry { key: &m.idem.key, payload: p.as_deref() })
             .collect();
         let commit_start = Instant::now();
+        protocol.forget_cached(&targets);
         let request = CommitRequest {
             models: &targets,
             changes: &changes,

@@ -75,6 +75,7 @@ async fn run_alone(
         lease: protocol.settings.lease,
         record: idem.lookup(context.attempt).map(str::to_owned),
     };
+    let generation = protocol.store.generation();
     let acquired = match protocol.acquire(&request).await? {
         Acquisition::Held(acquired) => acquired,
         Acquisition::Recorded { record, waited, load } => {
@@ -147,6 +148,18 @@ async fn run_alone(
         // may go.
         acquired.leases.settle();
         drop(acquired.turn);
+        // A commit that wrote checked every version loaded under the locks: the store holds
+        // the state the rule left. One that wrote nothing checked none, so only the loaded
+        // state, at its loaded version, is known.
+        let wrote = changes.iter().any(|c| !c.is_empty());
+        for (pos, &caller) in plan.order.iter().enumerate() {
+            if wrote {
+                let version = receipt.versions.get(pos).copied().unwrap_or_default();
+                protocol.cache.put(&plan.sorted[pos], &output.workspaces[caller].final_snapshot(version), generation);
+            } else {
+                protocol.cache.put(&plan.sorted[pos], &loaded[pos], generation);
+            }
+        }
         return Ok(outcome(
             plan,
             idem,

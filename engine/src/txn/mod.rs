@@ -16,6 +16,7 @@
 //! (group commit).
 
 mod acquire;
+mod cache;
 mod flow;
 mod group;
 mod idempotency;
@@ -35,6 +36,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use self::cache::SnapshotCache;
+pub use self::cache::{CacheStats, SnapshotCacheConfig};
 use self::idempotency::Idempotency;
 pub(crate) use self::plan::Plan;
 use self::release::{HeldLeases, Releaser};
@@ -82,6 +85,9 @@ pub(crate) struct Protocol {
     queue: local_queue::LocalLockQueue,
     groups: group::GroupLines,
     inflight: idempotency::InFlight,
+    /// The last state of models this engine loaded or committed (optimistic mode's one round
+    /// trip).
+    cache: SnapshotCache,
     /// Releases the locks of invocations dropped while they held them.
     releaser: Releaser,
     /// Lock requests whose replies were lost, reclaimed when their invocation ends.
@@ -104,8 +110,14 @@ impl fmt::Debug for Protocol {
 }
 
 impl Protocol {
-    pub(crate) fn new(store: Arc<dyn Store>, runtime: RuleRuntime, settings: Settings) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        runtime: RuleRuntime,
+        settings: Settings,
+        cache: SnapshotCacheConfig,
+    ) -> Self {
         Self {
+            cache: SnapshotCache::new(cache),
             releaser: Releaser::new(Arc::clone(&store)),
             unsure: unsure::UnsureLocks::default(),
             store,
@@ -127,6 +139,17 @@ impl Protocol {
     /// The sandbox rules run in.
     pub(crate) fn runtime(&self) -> &RuleRuntime {
         &self.runtime
+    }
+
+    /// What the snapshot cache did so far.
+    pub(crate) fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Forgets the cached state of models written where the engine does not know the exact
+    /// result (pipeline and group commits, direct writes).
+    pub(crate) fn forget_cached(&self, models: &[crate::model::change::ModelTarget]) {
+        self.cache.forget(models);
     }
 
     /// Runs `rule` on the planned models in the invocation's mode, retrying retryable
@@ -176,7 +199,13 @@ impl Protocol {
             let result = match invocation.mode {
                 Mode::Lock => lock_mode::run(self, rule, invocation, plan, &idem, context).await,
                 Mode::Pipeline => pipeline::run(self, rule, invocation, plan, &idem, context).await,
-                Mode::Optimistic => optimistic::run(self, rule, invocation, plan, &idem, context).await,
+                Mode::Optimistic => {
+                    // Re-runs on the fresh state a refused commit brings back count as attempts
+                    // of the caller's policy.
+                    let conflict = Error::Conflict { model: plan.sorted[0].id.clone(), attempts: attempt };
+                    let max_attempts = if policy.retries(&conflict) { policy.max_attempts } else { attempt };
+                    optimistic::run(self, rule, invocation, plan, &idem, context, max_attempts).await
+                }
             };
             match result {
                 Ok(mut outcome) => {
@@ -187,6 +216,19 @@ impl Protocol {
                     }
                     outcome.timings.wait += before;
                     return Ok(outcome);
+                }
+                Err(e @ Error::Conflict { attempts, .. })
+                    if invocation.mode == Mode::Optimistic && attempts > attempt =>
+                {
+                    // The flow ran the rule again itself, up to the policy's attempts.
+                    attempt = attempts;
+                    if attempt < policy.max_attempts && policy.retries(&e) {
+                        debug!(attempt, error = %e, "retrying");
+                        tokio::time::sleep(policy.backoff(attempt)).await;
+                        attempt += 1;
+                    } else {
+                        return Err(fail(e));
+                    }
                 }
                 Err(e) if attempt < policy.max_attempts && policy.retries(&e) => {
                     debug!(attempt, error = %e, "retrying");

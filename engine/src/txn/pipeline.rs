@@ -30,6 +30,8 @@ pub(super) async fn run(
     let changes: Vec<_> = output.workspaces.iter().map(|w| w.intent_changes()).collect();
 
     let commit_start = Instant::now();
+    // Applied to whatever is stored: this engine will not know the result exactly.
+    protocol.forget_cached(&plan.sorted);
     let sorted_changes = plan.to_lock_order(&changes);
     let recorded = payload(idem, &context.invocation_id, &output.output, &[], context.attempt);
     let entries = [RecordEntry { key: &idem.key, payload: Some(&recorded) }];

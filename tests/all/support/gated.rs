@@ -206,4 +206,8 @@ impl Store for GatedStore {
     fn ensure_co_located(&self, models: &[ModelTarget]) -> Result<(), StoreError> {
         self.inner.ensure_co_located(models)
     }
+
+    fn generation(&self) -> u64 {
+        self.inner.generation()
+    }
 }

@@ -116,6 +116,12 @@ impl ModelWorkspace {
         self.written().any(|(i, slot)| slot.value != self.base.values[i])
     }
 
+    /// The state the rule left, as a snapshot at `version`: what the store holds once a commit
+    /// of [`state_changes`](Self::state_changes) on this workspace's snapshot landed.
+    pub(crate) fn final_snapshot(&self, version: u64) -> ModelSnapshot {
+        ModelSnapshot { values: (0..self.base.values.len()).map(|i| self.current(i).clone()).collect(), version }
+    }
+
     fn written(&self) -> impl Iterator<Item = (usize, &Slot)> {
         self.order.iter().filter_map(|&i| self.slots[i].as_ref().map(|s| (i, s)))
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::fixture::*;
 use super::{CheckError, Context as _, bail, ensure};
 use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
+use crate::model::ids::ModelId;
 use crate::model::value::{FieldValue, Scalar};
 use crate::store::{CommitGuard, CommitRecords, CommitRequest, Store, StoreError, WAITER_TTL};
 
@@ -165,7 +166,7 @@ pub async fn changes_in_one_batch_apply_in_order(store: Arc<dyn Store>, ns: &str
 pub async fn models_whose_names_split_differently_are_kept_apart(store: Arc<dyn Store>, ns: &str) -> Result<()> {
     let fx = Fx::new(store, ns)?;
     let with = |model_type: String, key: String| ModelTarget {
-        id: crate::model::ids::ModelId::new(model_type, key),
+        id: ModelId::new(model_type, key),
         schema: Arc::clone(&fx.schema),
     };
     let pairs = [
@@ -395,7 +396,10 @@ pub async fn versions_guard_refuses_a_stale_version_and_applies_the_current_one(
     let before = fx.store.load(&[a.clone(), b.clone()]).await?;
 
     let changes = || vec![vec![set("count", Scalar::Int(100))], vec![set("count", Scalar::Int(100))]];
-    match fx.commit(&[&a, &b], changes(), CommitGuard::Versions { versions: &seen, action: "opt" }).await {
+    match fx
+        .commit(&[&a, &b], changes(), CommitGuard::Versions { versions: &seen, action: "opt", refresh: false })
+        .await
+    {
         Err(StoreError::Conflict { model, expected: 1, found: 2 }) => {
             expect_eq(model, a.id.clone(), "conflicting model")?
         }
@@ -404,7 +408,9 @@ pub async fn versions_guard_refuses_a_stale_version_and_applies_the_current_one(
     expect_eq(fx.store.load(&[a.clone(), b.clone()]).await?, before.clone(), "state after the conflict")?;
 
     let current = [before[0].version, before[1].version];
-    let receipt = fx.commit(&[&a, &b], changes(), CommitGuard::Versions { versions: &current, action: "opt" }).await?;
+    let receipt = fx
+        .commit(&[&a, &b], changes(), CommitGuard::Versions { versions: &current, action: "opt", refresh: false })
+        .await?;
     expect_eq(receipt.versions, vec![3, 1], "versions after the guarded commit")?;
     let after = fx.store.load(&[a.clone(), b.clone()]).await?;
     expect_eq(fx.field(&after[0], "count")?, &int(100), "a's count")?;
@@ -420,16 +426,58 @@ pub async fn versions_guard_refuses_while_a_lock_of_its_action_is_held(store: Ar
     let seen = [fx.store.load(std::slice::from_ref(&a)).await?[0].version];
     let held = fx.acquire(&[&a], "opt", "holder").await?;
     let changes = || vec![vec![set("count", Scalar::Int(7))]];
-    match fx.commit(&[&a], changes(), CommitGuard::Versions { versions: &seen, action: "opt" }).await {
+    match fx.commit(&[&a], changes(), CommitGuard::Versions { versions: &seen, action: "opt", refresh: false }).await {
         Err(StoreError::Conflict { model, .. }) => expect_eq(model, a.id.clone(), "conflicting model")?,
         other => bail!("a commit under a held lock of its action should conflict, got {other:?}"),
     }
     let other_held = fx.acquire(&[&a], "other", "holder").await?;
-    fx.commit(&[&a], changes(), CommitGuard::Versions { versions: &seen, action: "elsewhere" }).await?;
+    fx.commit(&[&a], changes(), CommitGuard::Versions { versions: &seen, action: "elsewhere", refresh: false }).await?;
     fx.store.release(&held.leases).await?;
     fx.store.release(&other_held.leases).await?;
     let after = fx.store.load(std::slice::from_ref(&a)).await?;
     expect_eq(fx.field(&after[0], "count")?, &int(7), "count after the unblocked commit")
+}
+
+/// A version-guarded commit with a refresh, refused because versions moved, brings back the
+/// current state (collections included) of exactly the models whose version moved, in request
+/// order, and writes nothing; a held lock of its action is still a plain `Conflict` (nothing
+/// moved); on the refreshed versions the commit applies.
+pub async fn versions_guard_with_a_refresh_brings_back_the_moved_models_state(
+    store: Arc<dyn Store>,
+    ns: &str,
+) -> Result<()> {
+    let fx = Fx::new(store, ns)?;
+    let (a, b, c) = (fx.model("a"), fx.model("b"), fx.model("c"));
+    fx.write(&a, vec![set("count", Scalar::Int(1)), append(&["x"])]).await?;
+    fx.write(&c, vec![set("count", Scalar::Int(5))]).await?;
+    let seen: Vec<u64> = fx.store.load(&[a.clone(), b.clone(), c.clone()]).await?.iter().map(|s| s.version).collect();
+    fx.write(&a, vec![increment("count", 1), append(&["y"])]).await?;
+    fx.write(&c, vec![FieldChange::DictSet { field: "tags".into(), entries: vec![("t".into(), Scalar::Int(3))] }])
+        .await?;
+    let before = fx.store.load(&[a.clone(), b.clone(), c.clone()]).await?;
+    let changes = || vec![vec![set("count", Scalar::Int(100))], vec![set("count", Scalar::Int(100))], vec![]];
+    let refreshing = |versions| CommitGuard::Versions { versions, action: "opt", refresh: true };
+    match fx.commit(&[&a, &b, &c], changes(), refreshing(&seen)).await {
+        Err(StoreError::Stale { models }) => {
+            let found: Vec<(usize, ModelId)> = models.iter().map(|m| (m.index, m.model.clone())).collect();
+            expect_eq(found, vec![(0, a.id.clone()), (2, c.id.clone())], "the models reported as moved")?;
+            expect_eq(&models[0].snapshot, &before[0], "a's state as the refusal brought it")?;
+            expect_eq(&models[1].snapshot, &before[2], "c's state as the refusal brought it")?;
+        }
+        other => bail!("a commit on moved versions with a refresh should be Stale, got {other:?}"),
+    }
+    expect_eq(fx.store.load(&[a.clone(), b.clone(), c.clone()]).await?, before.clone(), "state after the refusal")?;
+
+    let current: Vec<u64> = before.iter().map(|s| s.version).collect();
+    let held = fx.acquire(&[&b], "opt", "holder").await?;
+    match fx.commit(&[&a, &b, &c], changes(), refreshing(&current)).await {
+        Err(StoreError::Conflict { model, .. }) => expect_eq(model, b.id.clone(), "the model under a lock")?,
+        other => bail!("a refreshing commit under a held lock of its action should conflict, got {other:?}"),
+    }
+    fx.store.release(&held.leases).await?;
+    let receipt = fx.commit(&[&a, &b, &c], changes(), refreshing(&current)).await?;
+    expect_eq(receipt.versions, vec![current[0] + 1, current[1] + 1, current[2]], "versions after the commit")?;
+    expect_eq(fx.field(&fx.load(&a).await?, "count")?, &int(100), "a's count")
 }
 
 /// A lock-mode commit that writes is refused with `Conflict` when the model changed since the
@@ -497,7 +545,7 @@ pub async fn guard_is_checked_before_the_changes(store: Arc<dyn Store>, ns: &str
     let m = fx.model("m");
     fx.write(&m, vec![set("count", Scalar::Int(1))]).await?;
     let bad = || vec![vec![pop(None)]];
-    let stale = fx.commit(&[&m], bad(), CommitGuard::Versions { versions: &[0], action: "opt" }).await;
+    let stale = fx.commit(&[&m], bad(), CommitGuard::Versions { versions: &[0], action: "opt", refresh: false }).await;
     ensure!(matches!(stale, Err(StoreError::Conflict { .. })), "expected Conflict, got {stale:?}");
 
     let lost = fx.acquire_with_lease(&[&m], "act", "short", SHORT_LEASE).await?;

@@ -168,6 +168,7 @@ macro_rules! __conformance_check_names {
             a_free_lock_goes_to_its_oldest_waiter_and_a_withdrawn_one_passes_its_turn,
             versions_guard_refuses_a_stale_version_and_applies_the_current_one,
             versions_guard_refuses_while_a_lock_of_its_action_is_held,
+            versions_guard_with_a_refresh_brings_back_the_moved_models_state,
             lock_mode_commits_are_refused_after_another_writer_and_keep_their_locks,
             read_only_lock_mode_commits_release_whatever_changed_since,
             guard_is_checked_before_the_changes,

@@ -145,11 +145,11 @@ pub async fn a_refused_commit_records_nothing(store: Arc<dyn Store>, ns: &str) -
     let a = fx.model("a");
     fx.write(&a, vec![increment("count", 1)]).await?;
     let entry = [RecordEntry { key: "k", payload: Some("p") }];
-    let stale = CommitGuard::Versions { versions: &[0], action: "act" };
+    let stale = CommitGuard::Versions { versions: &[0], action: "act", refresh: false };
     let refused = fx.commit_with(&[&a], vec![vec![increment("count", 1)]], stale, records("c1", &entry)).await;
     ensure!(matches!(refused, Err(StoreError::Conflict { .. })), "a stale version gave {refused:?}");
     ensure!(recorded(&fx, &[&a], "k").await?.is_none(), "the refused commit recorded its key");
-    let current = CommitGuard::Versions { versions: &[1], action: "act" };
+    let current = CommitGuard::Versions { versions: &[1], action: "act", refresh: false };
     fx.commit_with(&[&a], vec![vec![increment("count", 1)]], current, records("c2", &entry)).await?;
     ensure!(recorded(&fx, &[&a], "k").await?.is_some(), "the applied commit recorded its key");
     Ok(())

@@ -329,7 +329,7 @@ mod tests {
         let commit = CommitRequest {
             models: std::slice::from_ref(&a),
             changes: &changes,
-            guard: CommitGuard::Versions { versions: &[], action: "a" },
+            guard: CommitGuard::Versions { versions: &[], action: "a", refresh: false },
             records: CommitRecords::NONE,
         };
         assert!(matches!(state.commit(&commit, Instant::now()), Err(StoreError::Backend(_))));

@@ -9,8 +9,8 @@ use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
 use crate::store::record::RecordRef;
 use crate::store::{
-    CommitGuard, CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, MAX_WAITERS, StoreError,
-    StoredRecord, WAITER_TTL,
+    CommitGuard, CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, MAX_WAITERS, StaleModel,
+    StoreError, StoredRecord, WAITER_TTL,
 };
 
 /// The shortest lease: Redis' `PX` takes whole milliseconds and at least one.
@@ -436,7 +436,18 @@ impl State {
                     }
                 }
             }
-            CommitGuard::Versions { versions, action } => {
+            CommitGuard::Versions { versions, action, refresh } => {
+                if refresh {
+                    let mut stale = Vec::new();
+                    for (index, (target, &expected)) in request.models.iter().zip(versions).enumerate() {
+                        if self.version_of(&target.id) != expected {
+                            stale.push(StaleModel::new(index, target.id.clone(), self.snapshot(target)?));
+                        }
+                    }
+                    if !stale.is_empty() {
+                        return Err(StoreError::Stale { models: stale });
+                    }
+                }
                 for (target, &expected) in request.models.iter().zip(versions) {
                     let found = self.version_of(&target.id);
                     let lock = LockId { model: target.id.clone(), action: action.to_owned() };

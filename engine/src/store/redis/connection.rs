@@ -16,6 +16,8 @@
 //! timeout. It re-sends a request whose reply was lost, which the protocol's idempotent
 //! commits allow.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -93,6 +95,9 @@ impl ConnectionLike for RedisConnection {
 pub(crate) struct Connected {
     pub(crate) conn: RedisConnection,
     pub(crate) nodes: Nodes,
+    /// Bumped whenever a request failed on the connection or found the library gone, and
+    /// when the Pub/Sub listener reconnected: see [`Store::generation`](crate::store::Store::generation).
+    pub(crate) generation: Arc<AtomicU64>,
 }
 
 /// The nodes behind a connection.
@@ -208,6 +213,7 @@ pub(crate) async fn connect(url: &str, timeouts: Timeouts) -> Result<Connected, 
             return Ok(Connected {
                 conn: RedisConnection::Single(manager),
                 nodes: Nodes { base, all: nodes, cluster: false },
+                generation: Arc::default(),
             });
         }
         let mut all = nodes.clone();
@@ -219,7 +225,11 @@ pub(crate) async fn connect(url: &str, timeouts: Timeouts) -> Result<Connected, 
             }
         }
         let conn = cluster_connection(&nodes, timeouts).await?;
-        return Ok(Connected { conn: RedisConnection::Cluster(conn), nodes: Nodes { base, all, cluster: true } });
+        return Ok(Connected {
+            conn: RedisConnection::Cluster(conn),
+            nodes: Nodes { base, all, cluster: true },
+            generation: Arc::default(),
+        });
     }
     Err(last_error.map_or_else(|| StoreError::Unavailable("no Redis node given".into()), redis_error))
 }
@@ -265,6 +275,16 @@ pub(crate) fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
 }
 
 impl Connected {
+    /// The connection's generation (see [`Connected::generation`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Starts a new generation: the connection may have lost track of what it served.
+    pub(crate) fn bump_generation(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Makes sure every primary runs this engine's Functions library: the one server, or each
     /// primary of the cluster (as the cluster lists them now), each through a connection of its
     /// own (`FUNCTION LOAD` replicates to the primary's replicas).

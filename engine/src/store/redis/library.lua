@@ -18,7 +18,7 @@
 -- TICKET_TTL_MS from the owner's last attempt (a waiter tries again at least every 250 ms), at
 -- most MAX_TICKETS wait per lock, and `withdraw` removes one (a waiter that gave up).
 
-local VERSION = '5'
+local VERSION = '6'
 local TICKET_TTL_MS = 1000
 local MAX_TICKETS = 64
 
@@ -562,18 +562,21 @@ end
 
 -- Commit: check the guard, check every change applies, check and write the records, apply
 -- every change, bump versions, release. KEYS: the `r` record keys, then per model `data,
--- coll_1..coll_c` (the collections the changes touch). ARGV: `guard ('L' leases | 'V'
--- versions | 'U' none), n, channel, lock_field, lock_suffix, check_clock ('1'|'0'), r,
+-- coll_1..coll_c` (the collections the changes touch), then, under 'R', per model its
+-- collection keys for a refresh. ARGV: `guard ('L' leases | 'V' versions | 'R' versions with
+-- a refresh | 'U' none), n, channel, lock_field, lock_suffix, check_clock ('1'|'0'), r,
 -- commit_id, retention_ms`, one payload per record (empty: only check it), then per model
 -- `token, version, next, c, op_count` and per op `name, slot, field, argc, args...` (slot 0 is
 -- the data hash, slot j the j-th collection). `token` is the lease's under 'L'; `version` the
 -- one loaded under 'L' and 'V' (under 'L' checked only when the commit writes); `next` the
 -- version the model gets, when the caller knows it (a checked version plus one), else empty.
 -- `check_clock` asks to refuse a lease past its deadline even if nobody took the lock (the
--- engine asks when its own clock cannot rule that out). Returns `{'OK', version...}`,
--- `{'RECORDED', record index, record}`, `{'ABORTED'}`, `{'LOST', model}`, `{'CONFLICT', model,
--- found}`, `{'WRONGTYPE', model, key, found}`, `{'CORRUPT', model, field, reason}` or
--- `{'CANNOT', model, field, reason}`.
+-- engine asks when its own clock cannot rule that out). Under 'R' the model sections are
+-- followed by one `c, kinds` per model (as the load's) naming its collections. Returns
+-- `{'OK', version...}`, `{'RECORDED', record index, record}`, `{'ABORTED'}`, `{'LOST',
+-- model}`, `{'CONFLICT', model, found}`, `{'STALE', count, then per model whose version moved
+-- (under 'R' only) its index, data hash (flat), collections...}`, `{'WRONGTYPE', model, key,
+-- found}`, `{'CORRUPT', model, field, reason}` or `{'CANNOT', model, field, reason}`.
 -- Scratch tables of commit, reused across calls: `C_MODELS` the model list (a call writes
 -- entries 1..n and ends the list at n + 1 for `ipairs`), `C_POOL` the per-model tables (every
 -- field set again on reuse).
@@ -670,11 +673,38 @@ local function commit(keys, args)
       m.flagged = sub(held, -2) == ':w'
     end
   end
-  if guard == 'V' or (guard == 'L' and writes) then
+  local versioned = guard == 'V' or guard == 'R'
+  if guard == 'R' then
+    -- The state of every model whose version moved, for the caller to run again on: the
+    -- refresh section after the models names their collections.
+    local out, count = nil, 0
+    for i = 1, n do
+      local m = models[i]
+      local c = SMALL[args[a]] or tonumber(args[a])
+      if m.current ~= m.version then
+        out = out or {'STALE', 0}
+        local flat, bad = read_data(i, m.data, nil)
+        if not flat then return bad end
+        out[#out + 1] = i
+        out[#out + 1] = flat
+        if c > 0 then
+          bad = load_collections(i, keys, k - 1, c, args[a + 1], out)
+          if bad then return bad end
+        end
+        count = count + 1
+      end
+      a, k = a + 2, k + c
+    end
+    if out then
+      out[2] = count
+      return out
+    end
+  end
+  if versioned or (guard == 'L' and writes) then
     for i = 1, n do
       local m = models[i]
       if m.current ~= m.version then return {'CONFLICT', i, m.current} end
-      if guard == 'V' and m.held ~= '' then
+      if versioned and m.held ~= '' then
         local _, deadline = lock_parts(m.held)
         now = now or now_ms()
         if deadline and deadline > now then return {'CONFLICT', i, m.current} end
@@ -897,11 +927,11 @@ end
 -- The steps' names carry the version: an engine of another version that is still running after
 -- an upgrade replaced the library finds no function (and is refused at its reload) instead of
 -- calling one with arguments it lays out differently.
-redis.register_function('wasmtx_v5_lock_and_load', lock_and_load)
-redis.register_function{function_name = 'wasmtx_v5_load', callback = load, flags = {'no-writes'}}
-redis.register_function('wasmtx_v5_commit', commit)
-redis.register_function('wasmtx_v5_release', release)
-redis.register_function('wasmtx_v5_withdraw', withdraw)
-redis.register_function('wasmtx_v5_resolve', resolve)
-redis.register_function('wasmtx_v5_delete', delete)
+redis.register_function('wasmtx_v6_lock_and_load', lock_and_load)
+redis.register_function{function_name = 'wasmtx_v6_load', callback = load, flags = {'no-writes'}}
+redis.register_function('wasmtx_v6_commit', commit)
+redis.register_function('wasmtx_v6_release', release)
+redis.register_function('wasmtx_v6_withdraw', withdraw)
+redis.register_function('wasmtx_v6_resolve', resolve)
+redis.register_function('wasmtx_v6_delete', delete)
 redis.register_function{function_name = 'wasmtx_version', callback = version, flags = {'no-writes'}}

@@ -35,7 +35,7 @@ pub use self::keys::{DEFAULT_PREFIX, KeyLayout};
 use super::record::retention_ms;
 use super::{
     CommitGuard, CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch,
-    Store, StoreError, StoredRecord,
+    StaleModel, Store, StoreError, StoredRecord,
 };
 use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
@@ -108,9 +108,14 @@ impl RedisStoreBuilder {
         let bus = ReleaseBus::new();
         let listener = {
             let bus = bus.clone();
+            let generation = Arc::clone(&link.generation);
             spawn_subscription(link.nodes.clients()?, keys.released_channel(), move |delivery| match delivery {
                 Delivery::Message(lock_key) => bus.announce(&String::from_utf8_lossy(lock_key)),
-                Delivery::MaybeMissed => bus.announce_all(),
+                Delivery::MaybeMissed => {
+                    // The listener lost its connection: so may the store's have.
+                    generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    bus.announce_all();
+                }
             })
             .await?
         };
@@ -201,15 +206,20 @@ fn push_models(call: &mut FunctionCall, keys: &KeyLayout, models: &[ModelTarget]
     models
         .iter()
         .map(|target| {
-            let colls = collections(keys, target);
             call.key(keys.data(&target.id));
-            for k in &colls.keys {
-                call.key(k);
-            }
-            call.arg(colls.keys.len()).arg(&colls.kinds);
-            colls
+            push_collections(call, keys, target)
         })
         .collect()
+}
+
+/// Adds a model's collection keys and its `c, kinds` layout to a call; returns the layout.
+fn push_collections(call: &mut FunctionCall, keys: &KeyLayout, target: &ModelTarget) -> codec::Collections {
+    let colls = collections(keys, target);
+    for k in &colls.keys {
+        call.key(k);
+    }
+    call.arg(colls.keys.len()).arg(&colls.kinds);
+    colls
 }
 
 #[async_trait]
@@ -289,7 +299,8 @@ impl Store for RedisStore {
             CommitGuard::Leases { leases, .. } => {
                 ("L", leases.first().map(|l| l.lock.action.clone()).unwrap_or_default())
             }
-            CommitGuard::Versions { action, .. } => ("V", action.to_owned()),
+            CommitGuard::Versions { action, refresh: false, .. } => ("V", action.to_owned()),
+            CommitGuard::Versions { action, refresh: true, .. } => ("R", action.to_owned()),
             CommitGuard::Unguarded => ("U", String::new()),
         };
         // The lease certainly lasts while the commit is on its way (a reply later than the
@@ -344,6 +355,15 @@ impl Store for RedisStore {
                 call.arg(op.as_slice());
             }
         }
+        // Under a refresh, every collection of every model, for the state of those that moved.
+        let refresh_layouts = match request.guard {
+            CommitGuard::Versions { refresh: true, .. } => {
+                request.models.iter().map(|target| push_collections(&mut call, keys, target)).collect()
+            }
+            CommitGuard::Leases { .. } | CommitGuard::Versions { refresh: false, .. } | CommitGuard::Unguarded => {
+                Vec::new()
+            }
+        };
         let value: Value = call.invoke(self.link()).await?;
         let mut reply = Reply::new(value)?;
         let model_at = |reply: &mut Reply| -> Result<&ModelTarget, StoreError> {
@@ -379,6 +399,18 @@ impl Store for RedisStore {
                 };
                 let model = request.models.get(i).map(|t| t.id.clone()).unwrap_or_else(|| ModelId::new("?", "?"));
                 Err(StoreError::Conflict { model, expected, found: u64::try_from(found).unwrap_or_default() })
+            }
+            "STALE" => {
+                let count = usize::try_from(reply.int()?).unwrap_or_default();
+                let mut models = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let index = usize::try_from(reply.int()? - 1).unwrap_or(usize::MAX);
+                    let (Some(target), Some(colls)) = (request.models.get(index), refresh_layouts.get(index)) else {
+                        return Err(StoreError::Backend("stale commit reply names no model".into()));
+                    };
+                    models.push(StaleModel::new(index, target.id.clone(), decode_model(&mut reply, target, colls)?));
+                }
+                Err(StoreError::Stale { models })
             }
             "CANNOT" => {
                 let target = model_at(&mut reply)?;
@@ -473,6 +505,10 @@ impl Store for RedisStore {
             return Ok(());
         }
         Err(StoreError::CrossSlot { models: models.iter().map(|m| m.id.clone()).collect(), slots })
+    }
+
+    fn generation(&self) -> u64 {
+        self.link().generation()
     }
 
     fn watch(&self, locks: &[LockId]) -> ReleaseWatch {

@@ -1,0 +1,363 @@
+//! The snapshot cache: the last state and version this engine loaded or committed of each
+//! model, so that an optimistic invocation can run its rule at once and send one commit.
+//!
+//! Correctness never depends on it: an optimistic commit checks the version of every model it
+//! ran on (read or written), and a refused one brings the fresh state back in the same reply
+//! ([`StoreError::Stale`](crate::store::StoreError::Stale)). A stale entry costs one extra
+//! round trip, never a wrong commit. What the cache must never do is serve a version that the
+//! store could reach again with other data behind it, so it drops everything when the store's
+//! [generation](crate::store::Store::generation) moves (a reconnect, a server that lost its
+//! functions), and an entry whose schema is not the one the invocation resolved.
+//!
+//! Bounded by entries and by bytes, least recently used first out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::model::change::{ModelSnapshot, ModelTarget};
+use crate::model::ids::ModelId;
+use crate::model::schema::ModelSchema;
+
+/// What an entry costs beyond its values' stored size (its id, schema pointer, bookkeeping).
+const ENTRY_OVERHEAD: usize = 96;
+
+/// The snapshot cache's settings ([`EngineConfig::snapshot_cache`](crate::EngineConfig::snapshot_cache)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SnapshotCacheConfig {
+    /// Whether the engine keeps snapshots at all. Off, every optimistic invocation loads its
+    /// models first (two round trips). Default on.
+    pub enabled: bool,
+    /// The most models kept. Default 10,000.
+    pub max_entries: usize,
+    /// The most bytes kept, counted as the values' stored size plus about 100 bytes per
+    /// entry. Default 64 MiB.
+    pub max_bytes: usize,
+}
+
+impl Default for SnapshotCacheConfig {
+    fn default() -> Self {
+        Self { enabled: true, max_entries: 10_000, max_bytes: 64 << 20 }
+    }
+}
+
+impl SnapshotCacheConfig {
+    /// No cache: every optimistic invocation loads its models.
+    pub fn disabled() -> Self {
+        Self { enabled: false, ..Self::default() }
+    }
+
+    /// A cache of at most `max_entries` models and `max_bytes` bytes.
+    pub fn bounded(max_entries: usize, max_bytes: usize) -> Self {
+        Self { enabled: true, max_entries, max_bytes }
+    }
+}
+
+/// What the snapshot cache did since the engine started ([`Engine::cache_stats`](crate::Engine::cache_stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Invocations that found every model in the cache (and ran without loading).
+    pub hits: u64,
+    /// Invocations that had to load (a model missing, its schema changed, the cache off or
+    /// dropped).
+    pub misses: u64,
+    /// Commits on cached state refused because a model had moved (another engine, another
+    /// mode, a plain client): each cost one extra round trip.
+    pub stale_hits: u64,
+    /// Entries pushed out by the bounds.
+    pub evictions: u64,
+    /// Times the whole cache was dropped because the store's generation moved.
+    pub drops: u64,
+    /// Models kept now.
+    pub entries: u64,
+    /// Bytes kept now (as counted against the bound).
+    pub bytes: u64,
+}
+
+/// One engine's snapshot cache.
+///
+/// # Notes
+/// Shared by every invocation of the engine; one short mutex section per lookup or update.
+#[derive(Debug)]
+pub(crate) struct SnapshotCache {
+    config: SnapshotCacheConfig,
+    state: Mutex<State>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale_hits: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<ModelId, Entry>,
+    /// Entries by last use, oldest first.
+    by_use: BTreeMap<u64, ModelId>,
+    tick: u64,
+    bytes: usize,
+    /// The store generation the entries were read under.
+    generation: u64,
+    evictions: u64,
+    drops: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    schema: Arc<ModelSchema>,
+    snapshot: ModelSnapshot,
+    bytes: usize,
+    used: u64,
+}
+
+impl SnapshotCache {
+    pub(crate) fn new(config: SnapshotCacheConfig) -> Self {
+        Self {
+            config,
+            state: Mutex::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            stale_hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the cache keeps anything.
+    pub(crate) fn enabled(&self) -> bool {
+        self.config.enabled && self.config.max_entries > 0
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached snapshots of every model (in the order given), if every one is cached
+    /// under `generation` with the schema it has in `models`; counted as a hit or a miss.
+    pub(crate) fn get_all(&self, models: &[ModelTarget], generation: u64) -> Option<Vec<ModelSnapshot>> {
+        if !self.enabled() {
+            return None;
+        }
+        let found = {
+            let mut state = self.state();
+            state.follow(generation);
+            let mut found = Vec::with_capacity(models.len());
+            for target in models {
+                match state.touch(target) {
+                    Some(snapshot) => found.push(snapshot),
+                    None => break,
+                }
+            }
+            found
+        };
+        if found.len() == models.len() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            Some(found)
+        } else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+
+    /// Keeps `snapshot` as `target`'s state, read or written under store generation
+    /// `generation` (taken before the store call: a snapshot from before a generation change
+    /// is not kept), unless a newer version is kept already.
+    pub(crate) fn put(&self, target: &ModelTarget, snapshot: &ModelSnapshot, generation: u64) {
+        if !self.enabled() {
+            return;
+        }
+        let bytes =
+            ENTRY_OVERHEAD + snapshot.values.iter().map(crate::model::value::FieldValue::stored_len).sum::<usize>();
+        let mut state = self.state();
+        state.follow(generation);
+        if generation != state.generation {
+            return;
+        }
+        if let Some(old) = state.entries.get(&target.id) {
+            if old.snapshot.version > snapshot.version && Arc::ptr_eq(&old.schema, &target.schema) {
+                return;
+            }
+        }
+        state.remove(&target.id);
+        if bytes > self.config.max_bytes {
+            return;
+        }
+        while state.entries.len() >= self.config.max_entries || state.bytes + bytes > self.config.max_bytes {
+            if !state.evict_oldest() {
+                break;
+            }
+        }
+        state.tick += 1;
+        let used = state.tick;
+        state.by_use.insert(used, target.id.clone());
+        state.bytes += bytes;
+        state.entries.insert(
+            target.id.clone(),
+            Entry { schema: Arc::clone(&target.schema), snapshot: snapshot.clone(), bytes, used },
+        );
+    }
+
+    /// Forgets these models (written in a way whose result this engine does not know exactly).
+    pub(crate) fn forget(&self, models: &[ModelTarget]) {
+        if !self.enabled() {
+            return;
+        }
+        let mut state = self.state();
+        for target in models {
+            state.remove(&target.id);
+        }
+    }
+
+    /// Counts a commit on cached state that found a model moved.
+    pub(crate) fn count_stale(&self) {
+        self.stale_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters and the current size.
+    pub(crate) fn stats(&self) -> CacheStats {
+        let state = self.state();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            stale_hits: self.stale_hits.load(Ordering::Relaxed),
+            evictions: state.evictions,
+            drops: state.drops,
+            entries: state.entries.len() as u64,
+            bytes: state.bytes as u64,
+        }
+    }
+}
+
+impl State {
+    /// Drops every entry when the store moved on to a newer generation than they were read in.
+    fn follow(&mut self, generation: u64) {
+        if generation > self.generation {
+            if !self.entries.is_empty() {
+                self.drops += 1;
+            }
+            self.entries.clear();
+            self.by_use.clear();
+            self.bytes = 0;
+            self.generation = generation;
+        }
+    }
+
+    /// The entry of `target` if its schema is the one given (marked as just used); an entry
+    /// of another schema goes.
+    fn touch(&mut self, target: &ModelTarget) -> Option<ModelSnapshot> {
+        let entry = self.entries.get(&target.id)?;
+        if !Arc::ptr_eq(&entry.schema, &target.schema) && *entry.schema != *target.schema {
+            self.remove(&target.id);
+            return None;
+        }
+        self.tick += 1;
+        let (tick, old) = (self.tick, entry.used);
+        self.by_use.remove(&old);
+        self.by_use.insert(tick, target.id.clone());
+        let entry = self.entries.get_mut(&target.id)?;
+        entry.used = tick;
+        Some(entry.snapshot.clone())
+    }
+
+    fn remove(&mut self, id: &ModelId) {
+        if let Some(old) = self.entries.remove(id) {
+            self.by_use.remove(&old.used);
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// Evicts the least recently used entry; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        let Some((_, id)) = self.by_use.pop_first() else { return false };
+        if let Some(old) = self.entries.remove(&id) {
+            self.bytes -= old.bytes;
+            self.evictions += 1;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
+
+    fn schema(name: &str) -> Arc<ModelSchema> {
+        Arc::new(ModelSchema::builder(name).field("n", FieldType::Scalar(ScalarKind::Int)).build().unwrap())
+    }
+
+    fn target(schema: &Arc<ModelSchema>, key: &str) -> ModelTarget {
+        ModelTarget { id: ModelId::new(schema.name(), key), schema: Arc::clone(schema) }
+    }
+
+    fn snap(n: i64, version: u64) -> ModelSnapshot {
+        ModelSnapshot { values: vec![FieldValue::Scalar(Scalar::Int(n))], version }
+    }
+
+    #[test]
+    fn entries_and_bytes_stay_within_their_bounds_oldest_out_first() {
+        let s = schema("T");
+        let cache = SnapshotCache::new(SnapshotCacheConfig::bounded(3, 10_000));
+        let t: Vec<_> = (0..5).map(|i| target(&s, &format!("k{i}"))).collect();
+        for (i, m) in t.iter().take(3).enumerate() {
+            cache.put(m, &snap(i as i64, 1), 0);
+        }
+        // k0 is used again, so k1 is the oldest when k3 comes in.
+        assert!(cache.get_all(&t[0..1], 0).is_some());
+        cache.put(&t[3], &snap(3, 1), 0);
+        assert!(cache.get_all(&t[1..2], 0).is_none(), "k1 was the least recently used");
+        assert!(cache.get_all(&[t[0].clone(), t[2].clone(), t[3].clone()], 0).is_some());
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.evictions), (3, 1));
+
+        let per_entry = ENTRY_OVERHEAD + 24;
+        let small = SnapshotCache::new(SnapshotCacheConfig::bounded(100, 2 * per_entry));
+        for (i, m) in t.iter().enumerate() {
+            small.put(m, &snap(i as i64, 1), 0);
+            assert!(small.stats().bytes <= 2 * per_entry as u64);
+        }
+        assert_eq!(small.stats().entries, 2);
+        assert!(small.get_all(&t[3..5], 0).is_some());
+    }
+
+    #[test]
+    fn a_new_store_generation_or_schema_drops_what_was_kept() {
+        let s = schema("T");
+        let cache = SnapshotCache::new(SnapshotCacheConfig::default());
+        let m = target(&s, "a");
+        cache.put(&m, &snap(1, 4), 0);
+        assert_eq!(cache.get_all(std::slice::from_ref(&m), 0), Some(vec![snap(1, 4)]));
+        assert!(cache.get_all(std::slice::from_ref(&m), 1).is_none(), "generation 1 drops generation 0's entries");
+        assert_eq!(cache.stats().drops, 1);
+        cache.put(&m, &snap(1, 4), 0);
+        assert!(cache.get_all(std::slice::from_ref(&m), 1).is_none(), "a snapshot read before the change is not kept");
+
+        cache.put(&m, &snap(2, 5), 1);
+        let changed = Arc::new(
+            ModelSchema::builder("T")
+                .field("n", FieldType::Scalar(ScalarKind::Int))
+                .field("m", FieldType::Scalar(ScalarKind::Int))
+                .build()
+                .unwrap(),
+        );
+        assert!(cache.get_all(&[target(&changed, "a")], 1).is_none(), "another schema of the type misses");
+        assert!(cache.get_all(std::slice::from_ref(&m), 1).is_none(), "and the entry is gone");
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.entries), (1, 4, 0));
+    }
+
+    #[test]
+    fn an_older_version_does_not_replace_a_newer_one_and_a_disabled_cache_keeps_nothing() {
+        let s = schema("T");
+        let cache = SnapshotCache::new(SnapshotCacheConfig::default());
+        let m = target(&s, "a");
+        cache.put(&m, &snap(2, 7), 0);
+        cache.put(&m, &snap(1, 6), 0);
+        assert_eq!(cache.get_all(std::slice::from_ref(&m), 0), Some(vec![snap(2, 7)]));
+        cache.forget(std::slice::from_ref(&m));
+        assert!(cache.get_all(std::slice::from_ref(&m), 0).is_none());
+
+        let off = SnapshotCache::new(SnapshotCacheConfig::disabled());
+        off.put(&m, &snap(2, 7), 0);
+        assert!(off.get_all(std::slice::from_ref(&m), 0).is_none());
+        assert_eq!(off.stats(), CacheStats::default(), "a disabled cache counts nothing");
+    }
+}
