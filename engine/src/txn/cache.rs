@@ -171,10 +171,11 @@ impl SnapshotCache {
         if generation != state.generation {
             return;
         }
-        if let Some(old) = state.entries.get(&target.id) {
-            if old.snapshot.version > snapshot.version && Arc::ptr_eq(&old.schema, &target.schema) {
-                return;
-            }
+        if let Some(old) = state.entries.get(&target.id)
+            && old.snapshot.version > snapshot.version
+            && Arc::ptr_eq(&old.schema, &target.schema)
+        {
+            return;
         }
         state.remove(&target.id);
         if bytes > self.config.max_bytes {
@@ -281,7 +282,9 @@ mod tests {
     use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
 
     fn schema(name: &str) -> Arc<ModelSchema> {
-        Arc::new(ModelSchema::builder(name).field("n", FieldType::Scalar(ScalarKind::Int)).build().unwrap())
+        Arc::new(
+            ModelSchema::builder(name).field("n", FieldType::Scalar(ScalarKind::Int)).build().expect("a valid schema"),
+        )
     }
 
     fn target(schema: &Arc<ModelSchema>, key: &str) -> ModelTarget {
@@ -336,7 +339,7 @@ mod tests {
                 .field("n", FieldType::Scalar(ScalarKind::Int))
                 .field("m", FieldType::Scalar(ScalarKind::Int))
                 .build()
-                .unwrap(),
+                .expect("a valid schema"),
         );
         assert!(cache.get_all(&[target(&changed, "a")], 1).is_none(), "another schema of the type misses");
         assert!(cache.get_all(std::slice::from_ref(&m), 1).is_none(), "and the entry is gone");
