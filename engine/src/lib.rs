@@ -57,4 +57,4 @@ pub use runtime::{CompiledRule, RuleLimits, RuntimeConfig};
 pub use store::memory::MemoryStore;
 pub use store::redis::RedisStore;
 pub use store::{Store, StoreError};
-pub use txn::{CacheStats, SnapshotCacheConfig};
+pub use txn::{AdaptiveConfig, AdaptiveStats, CacheStats, SnapshotCacheConfig};

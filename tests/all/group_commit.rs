@@ -9,13 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::{Backend, TestEnv, on_both_stores, probe_ops};
+use crate::{Backend, TestEnv, hold_lock, on_both_stores, probe_ops};
 use anyhow::{Result, bail, ensure};
 use serde_json::json;
-use wasmtx::store::{LockAttempt, LockLease, LockRequest};
-use wasmtx::{
-    Engine, Error, FieldChange, FieldValue, Invocation, ModelId, ModelTarget, Outcome, RetryPolicy, Rule, Scalar,
-};
+use wasmtx::{Engine, Error, FieldChange, FieldValue, Invocation, Outcome, RetryPolicy, Rule, Scalar};
 
 on_both_stores!(
     successes_rejections_and_traps_in_groups_apply_exactly_the_successes,
@@ -37,26 +34,6 @@ async fn field(env: &TestEnv, model_type: &str, key: &str, name: &str) -> Result
 
 fn int(v: i64) -> FieldValue {
     FieldValue::Scalar(Scalar::Int(v))
-}
-
-/// Takes the (model, action) lock through the store API, as another process would hold it.
-async fn hold_lock(engine: &Engine, model_type: &str, keys: &[&str], action: &str) -> Result<Vec<LockLease>> {
-    let mut models: Vec<ModelTarget> = keys
-        .iter()
-        .map(|k| Ok(ModelTarget { id: ModelId::new(model_type, *k), schema: engine.model_type(model_type)? }))
-        .collect::<Result<_>>()?;
-    models.sort_by(|a, b| a.id.cmp(&b.id));
-    let request = LockRequest {
-        models,
-        action: action.into(),
-        owner: "test-holder".into(),
-        lease: Duration::from_secs(60),
-        record: None,
-    };
-    match engine.store().try_lock_and_load(&request).await? {
-        LockAttempt::Acquired { leases, .. } => Ok(leases),
-        other => bail!("could not take the test lock: {other:?}"),
-    }
 }
 
 fn spawn_invoke(

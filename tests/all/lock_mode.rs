@@ -204,7 +204,7 @@ async fn different_actions_on_disjoint_fields_keep_all_updates(backend: Backend)
 /// with the same action proceeds at once while the held one waits.
 async fn different_keys_do_not_wait_for_each_other(backend: Backend) -> Result<()> {
     let env = TestEnv::with(backend, "keys", |b| b.acquire_timeout(Duration::from_secs(30))).await?;
-    let held = hold_lock(&env, "a", "hold").await?;
+    let held = crate::hold_lock(&env.engine, "Counter", &["a"], "hold").await?;
     let bump = |key: &str| {
         Invocation::new("hold")
             .model("Counter", key)
@@ -228,7 +228,7 @@ async fn different_keys_do_not_wait_for_each_other(backend: Backend) -> Result<(
 
 async fn same_action_on_same_key_times_out_with_a_typed_error(backend: Backend) -> Result<()> {
     let env = TestEnv::with(backend, "timeout", |b| b.acquire_timeout(Duration::from_millis(300))).await?;
-    let _held = hold_lock(&env, "a", "hold").await?;
+    let _held = crate::hold_lock(&env.engine, "Counter", &["a"], "hold").await?;
     let before = env.fingerprint(&[("Counter", "a")]).await?;
     let input = probe_ops(&[json!({"op": "increment", "model": 0, "field": "count", "delta": 1})]);
     let err = env
@@ -253,22 +253,6 @@ async fn same_action_on_same_key_times_out_with_a_typed_error(backend: Backend) 
         .await
         .map_err(Error::from)?;
     Ok(())
-}
-
-async fn hold_lock(env: &TestEnv, key: &str, action: &str) -> Result<Vec<wasmtx::store::LockLease>> {
-    let target =
-        wasmtx::ModelTarget { id: wasmtx::ModelId::new("Counter", key), schema: env.engine.model_type("Counter")? };
-    let request = wasmtx::store::LockRequest {
-        models: vec![target],
-        action: action.into(),
-        owner: "test-holder".into(),
-        lease: Duration::from_secs(60),
-        record: None,
-    };
-    match env.engine.store().try_lock_and_load(&request).await? {
-        wasmtx::store::LockAttempt::Acquired { leases, .. } => Ok(leases),
-        other => bail!("could not take the test lock: {other:?}"),
-    }
 }
 
 /// 32 tasks, 40 random transfers each (1,280 in all) among 20 accounts, in both directions:

@@ -7,6 +7,7 @@ mod support;
 
 pub use support::*;
 
+mod adaptive;
 mod api_audit;
 mod api_auth;
 mod api_limits;

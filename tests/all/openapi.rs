@@ -249,6 +249,7 @@ const STRINGS: &[&str] = &[
     "lock",
     "pipeline",
     "optimistic",
+    "adaptive",
     "",
     " ",
     "{name}",

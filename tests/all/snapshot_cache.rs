@@ -20,16 +20,24 @@ use crate::private_redis::PrivateRedis;
 use crate::process::poll;
 use crate::{Backend, TestEnv, compile_rules, engine_builder};
 
-crate::on_both_stores!(two_engines_with_stale_caches_lose_no_transfer, a_schema_change_misses_and_the_bounds_hold,);
+crate::on_both_stores!(
+    two_engines_with_stale_caches_lose_no_transfer,
+    two_adaptive_engines_with_stale_caches_lose_no_transfer,
+    a_schema_change_misses_and_the_bounds_hold,
+);
 
 const BANK: Bank = Bank { accounts: 8, initial: 10_000 };
 
 /// An optimistic transfer numbered `id` between two different accounts.
 fn transfer(id: u64, rng: &mut StdRng) -> (Transfer, Invocation) {
+    transfer_in(Mode::Optimistic, id, rng)
+}
+
+/// A transfer numbered `id` between two different accounts, in `mode`.
+fn transfer_in(mode: Mode, id: u64, rng: &mut StdRng) -> (Transfer, Invocation) {
     let from = rng.random_range(0..BANK.accounts);
     let to = (from + rng.random_range(1..BANK.accounts)) % BANK.accounts;
-    let op =
-        Transfer { from: Some(from), to, amount: rng.random_range(1..=20), mode: Mode::Optimistic, tail: Tail::None };
+    let op = Transfer { from: Some(from), to, amount: rng.random_range(1..=20), mode, tail: Tail::None };
     let call = op.call(id, "pay");
     (op, invocation(&call))
 }
@@ -65,6 +73,17 @@ fn config_with(cache: SnapshotCacheConfig) -> wasmtx::EngineConfig {
 /// and every transfer must still be applied exactly once if acknowledged, not at all if not:
 /// a commit on a stale cached state would drop the other writer's transfer from a balance.
 async fn two_engines_with_stale_caches_lose_no_transfer(backend: Backend) -> Result<()> {
+    two_engines_with_stale_caches(backend, Mode::Optimistic).await
+}
+
+/// As [`two_engines_with_stale_caches_lose_no_transfer`], in adaptive mode: 16 callers on 8
+/// accounts conflict, so accounts go to lock mode and back while the other engine and the
+/// plain client write them, lock-mode and optimistic commits mixed on the same accounts.
+async fn two_adaptive_engines_with_stale_caches_lose_no_transfer(backend: Backend) -> Result<()> {
+    two_engines_with_stale_caches(backend, Mode::Adaptive).await
+}
+
+async fn two_engines_with_stale_caches(backend: Backend, mode: Mode) -> Result<()> {
     let env = TestEnv::new(backend, "cache-stale").await?;
     let seed = crate::bank_run::seed();
     let (one, probe_one) = bank_engine(env.engine.store().clone(), SnapshotCacheConfig::default())?;
@@ -79,7 +98,7 @@ async fn two_engines_with_stale_caches_lose_no_transfer(backend: Backend) -> Res
             let mut records = Vec::new();
             for n in 0..40 {
                 let id = caller * 1_000 + n;
-                let (op, invocation) = transfer(id, &mut rng);
+                let (op, invocation) = transfer_in(mode, id, &mut rng);
                 let fate = Fate::of(&engine.invoke(&probe, &invocation).await);
                 records.push(Record { id, op, start: 0, end: 0, fate, resolved: false });
             }
@@ -144,7 +163,15 @@ async fn two_engines_with_stale_caches_lose_no_transfer(backend: Backend) -> Res
     ensure!(acked >= 16 * 40 / 2, "seed {seed}: most transfers commit ({acked} did; failed {failed:?})");
     ensure!(s1.hits + s2.hits > 0, "seed {seed}: the caches were used: {s1:?} / {s2:?}");
     ensure!(s1.stale_hits + s2.stale_hits > 0, "seed {seed}: the caches were found stale: {s1:?} / {s2:?}");
-    ensure!(env.held_locks().await?.is_empty(), "optimistic mode takes no lock");
+    if mode == Mode::Adaptive {
+        let (a1, a2) = (one.adaptive_stats(), two.adaptive_stats());
+        println!("adaptive: {a1:?} / {a2:?}");
+        ensure!(
+            a1.lock_attempts + a2.lock_attempts > 0 && a1.optimistic_attempts + a2.optimistic_attempts > 0,
+            "seed {seed}: both flows ran: {a1:?} / {a2:?}"
+        );
+    }
+    ensure!(env.held_locks().await?.is_empty(), "no lock is left");
     Ok(())
 }
 
@@ -197,18 +224,24 @@ async fn fcalls(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64> {
 }
 
 /// On a private server (to count its commands): with a warm cache an uncontended optimistic
-/// transfer is one `FCALL`, the commit; cold, or with the cache off, it is two (load, commit).
+/// or adaptive transfer is one `FCALL`, the commit; cold, or with the cache off, it is two
+/// (load, commit).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_warm_cache_commits_in_one_round_trip_and_a_cold_one_in_two() -> Result<()> {
     let server = PrivateRedis::start().await?;
     let mut conn = server.client().await?;
-    for (cache, per_transfer) in [(SnapshotCacheConfig::default(), 1), (SnapshotCacheConfig::disabled(), 2)] {
+    let cases = [
+        (Mode::Optimistic, SnapshotCacheConfig::default(), 1),
+        (Mode::Adaptive, SnapshotCacheConfig::default(), 1),
+        (Mode::Optimistic, SnapshotCacheConfig::disabled(), 2),
+    ];
+    for (mode, cache, per_transfer) in cases {
         let store = RedisStore::builder(server.url()).prefix(crate::unique_prefix("cache-rtt")).connect().await?;
         let (engine, probe) = bank_engine(Arc::new(store), cache)?;
         BANK.seed(&engine).await?;
         let mut rng = StdRng::seed_from_u64(3);
         // The first transfer on a pair is cold: a load, then the commit.
-        let (_, first) = transfer(0, &mut rng);
+        let (_, first) = transfer_in(mode, 0, &mut rng);
         redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(&mut conn).await?;
         engine.invoke(&probe, &first).await.map_err(Error::from)?;
         ensure!(fcalls(&mut conn).await? == 2, "a cold transfer loads, then commits");
@@ -217,7 +250,11 @@ async fn a_warm_cache_commits_in_one_round_trip_and_a_cold_one_in_two() -> Resul
             engine.invoke(&probe, &first.clone().idempotency_key(format!("again-{id}"))).await.map_err(Error::from)?;
         }
         let calls = fcalls(&mut conn).await?;
-        ensure!(calls == 10 * per_transfer, "10 transfers with {cache:?}: {calls} FCALLs, not {}", 10 * per_transfer);
+        ensure!(
+            calls == 10 * per_transfer,
+            "10 {mode} transfers with {cache:?}: {calls} FCALLs, not {}",
+            10 * per_transfer
+        );
     }
     Ok(())
 }

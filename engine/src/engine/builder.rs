@@ -10,7 +10,7 @@ use crate::model::schema::{ModelSchema, ModelTypes};
 use crate::runtime::RuleRuntime;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
-use crate::txn::{Protocol, Settings};
+use crate::txn::{AdaptiveConfig, Protocol, Settings, SnapshotCacheConfig};
 
 /// Builds an [`Engine`].
 #[derive(Debug, Default)]
@@ -69,6 +69,20 @@ impl EngineBuilder {
     #[must_use]
     pub fn max_group(mut self, max_group: usize) -> Self {
         self.config.max_group = max_group;
+        self
+    }
+
+    /// Sets the snapshot cache's bounds, or turns it off ([`EngineConfig::snapshot_cache`]).
+    #[must_use]
+    pub fn snapshot_cache(mut self, cache: SnapshotCacheConfig) -> Self {
+        self.config.snapshot_cache = cache;
+        self
+    }
+
+    /// Sets when adaptive mode sends a model to lock mode ([`EngineConfig::adaptive`]).
+    #[must_use]
+    pub fn adaptive(mut self, adaptive: AdaptiveConfig) -> Self {
+        self.config.adaptive = adaptive;
         self
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::invocation::RetryPolicy;
 use crate::runtime::RuntimeConfig;
-use crate::txn::SnapshotCacheConfig;
+use crate::txn::{AdaptiveConfig, SnapshotCacheConfig};
 
 /// Engine settings: the sandbox's, the lock protocol's and the default retry policy.
 ///
@@ -64,6 +64,9 @@ pub struct EngineConfig {
     /// checks every version, and brings back the state of models that moved). Default on,
     /// 10,000 models, 64 MiB; [`SnapshotCacheConfig::disabled`] turns it off.
     pub snapshot_cache: SnapshotCacheConfig,
+    /// When adaptive mode ([`Mode::Adaptive`](crate::Mode::Adaptive)) sends a model to lock
+    /// mode: after 2 conflicts within 250 ms of each other, for 1 s.
+    pub adaptive: AdaptiveConfig,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +79,7 @@ impl Default for EngineConfig {
             max_group: 32,
             idempotency_retention: Duration::from_secs(3600),
             snapshot_cache: SnapshotCacheConfig::default(),
+            adaptive: AdaptiveConfig::default(),
         }
     }
 }
@@ -86,8 +90,10 @@ impl EngineConfig {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a lease not longer than the rule deadline, a zero acquire
-    /// timeout, a group size outside 1..=10 000, or an idempotency retention under one second.
+    /// timeout, a group size outside 1..=10 000, an idempotency retention under one second, or
+    /// adaptive settings of zero.
     pub fn validate(&self) -> Result<()> {
+        self.adaptive.validate()?;
         if self.lease <= self.runtime.deadline {
             return Err(Error::InvalidInput {
                 reason: format!(

@@ -114,6 +114,12 @@ impl Engine {
         self.inner.protocol.cache_stats()
     }
 
+    /// What adaptive mode ([`Mode::Adaptive`](crate::Mode::Adaptive)) did so far: attempts
+    /// run optimistic and in lock mode, conflicts, models marked hot.
+    pub fn adaptive_stats(&self) -> crate::txn::AdaptiveStats {
+        self.inner.protocol.adaptive_stats()
+    }
+
     /// The rule runtime (the registry's precompiled cache uses its wasmtime engine).
     pub(crate) fn runtime(&self) -> &RuleRuntime {
         self.inner.protocol.runtime()
@@ -183,9 +189,13 @@ impl Engine {
     ///   one), bumps versions and releases the locks.
     /// - Pipeline mode: loads without locks, runs the rule, and applies the intent of each
     ///   operation (increments as `HINCRBY`, appends as `RPUSH`, ...) in one atomic round trip.
-    /// - Optimistic mode: loads with versions, runs the rule, and commits only if no model
-    ///   changed in between; otherwise runs the rule again (per the retry policy) and finally
-    ///   fails with [`Error::Conflict`].
+    /// - Optimistic mode: loads with versions (or takes them from the snapshot cache: then the
+    ///   commit is the only round trip), runs the rule, and commits only if no model changed
+    ///   in between; otherwise runs the rule again (per the retry policy) and finally fails
+    ///   with [`Error::Conflict`].
+    /// - Adaptive mode: optimistic, except for models that keep conflicting, which run in lock
+    ///   mode for a while ([`EngineConfig::adaptive`](crate::EngineConfig::adaptive)); an
+    ///   invocation refused for contention runs its next attempt in lock mode.
     ///
     /// # Errors
     /// Bad input ([`Error::UnknownModelType`], [`Error::InvalidKey`], [`Error::InvalidAction`],

@@ -26,11 +26,16 @@ pub enum Mode {
     /// No lock; the commit applies only if no model changed since it was loaded, else the rule
     /// runs again.
     Optimistic,
+    /// Optimistic on the snapshot cache (one round trip on uncontended models); a model that
+    /// keeps conflicting runs in lock mode, with group commit, for a while, then optimistic
+    /// again. An invocation refused for contention takes locks on its next attempt. The rule
+    /// sees the mode its attempt runs in (`lock` or `optimistic`).
+    Adaptive,
 }
 
 impl Mode {
     /// Every mode, in the order the documentation lists them.
-    pub const ALL: [Mode; 3] = [Mode::Lock, Mode::Pipeline, Mode::Optimistic];
+    pub const ALL: [Mode; 4] = [Mode::Lock, Mode::Pipeline, Mode::Optimistic, Mode::Adaptive];
 
     /// What the mode does, in one line (the CLI's `--mode` help).
     pub const fn summary(self) -> &'static str {
@@ -38,15 +43,18 @@ impl Mode {
             Self::Lock => "exclusive lock per (model, action), fenced commit",
             Self::Pipeline => "no lock; changes keep their intent (increments, appends) and apply in one batch",
             Self::Optimistic => "no lock; commit only if no model changed, else run again",
+            Self::Adaptive => "optimistic, switching models that keep conflicting to lock mode for a while",
         }
     }
 
-    /// The mode's name: `lock`, `pipeline` or `optimistic` (as in JSON, metrics and the CLI).
+    /// The mode's name: `lock`, `pipeline`, `optimistic` or `adaptive` (as in JSON, metrics
+    /// and the CLI).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Lock => "lock",
             Self::Pipeline => "pipeline",
             Self::Optimistic => "optimistic",
+            Self::Adaptive => "adaptive",
         }
     }
 }

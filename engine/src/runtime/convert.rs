@@ -76,6 +76,9 @@ pub(crate) fn mode_to_wit(m: Mode) -> wit::Mode {
         Mode::Lock => wit::Mode::Lock,
         Mode::Pipeline => wit::Mode::Pipeline,
         Mode::Optimistic => wit::Mode::Optimistic,
+        // The protocol shows a rule the mode its attempt runs in, never `Adaptive`; a context
+        // built by hand with it runs like optimistic (no lock is held).
+        Mode::Adaptive => wit::Mode::Optimistic,
     }
 }
 

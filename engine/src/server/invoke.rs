@@ -25,7 +25,7 @@ pub(super) struct InvokeRequest {
     models: Vec<ModelRef>,
     /// The action (lock name); default [`DEFAULT_ACTION`] (`run`).
     action: Option<String>,
-    /// `lock` (default), `pipeline` or `optimistic`.
+    /// `lock` (default), `pipeline`, `optimistic` or `adaptive`.
     #[serde(default)]
     mode: Mode,
     /// The rule's input, any JSON (default `null`).

@@ -128,10 +128,10 @@ impl Metrics {
             Ok(outcome) => {
                 let retries = u64::from(outcome.attempts.saturating_sub(1));
                 f.add("wasmtx_retries_total", rule_mode(), retries);
-                if mode == Mode::Lock {
+                if matches!(mode, Mode::Lock | Mode::Adaptive) {
                     f.observe("wasmtx_lock_wait_seconds", rule_labels(), outcome.timings.wait);
                 }
-                if mode == Mode::Optimistic {
+                if matches!(mode, Mode::Optimistic | Mode::Adaptive) {
                     f.add("wasmtx_conflicts_total", rule_labels(), retries);
                 }
             }

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::kind::ErrorKind;
+use crate::invocation::Mode;
 
 /// The scope an operation needs when the server has tokens (`x-wasmtx-scope`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +316,7 @@ fn reference(name: &str) -> Value {
 
 fn schemas() -> Value {
     let kinds: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+    let modes: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
     let int = json!({"type": "integer"});
     let string = json!({"type": "string"});
     json!({
@@ -393,7 +395,7 @@ fn schemas() -> Value {
             "properties": {
                 "models": {"type": "array", "items": reference("ModelRef")},
                 "action": {"type": "string", "default": "run"},
-                "mode": {"enum": ["lock", "pipeline", "optimistic"], "default": "lock"},
+                "mode": {"enum": modes, "default": Mode::default().as_str()},
                 "input": {"description": "The rule's input, any JSON (default null)"},
                 "max_attempts": {"type": "integer", "minimum": 1},
             },

@@ -7,15 +7,19 @@
 //!   one lock set queued in one engine run back to back under one lock hold and commit together
 //!   ([`group`]);
 //! - [`pipeline`]: load, run, unguarded commit of the operations' intent;
-//! - [`optimistic`]: load with versions, run, commit only if the versions still hold.
+//! - [`optimistic`]: load with versions, run, commit only if the versions still hold (one
+//!   round trip when the snapshot cache holds every model);
+//! - [`adaptive`]: optimistic, or lock mode for models that keep conflicting, chosen per
+//!   attempt.
 //!
 //! Files, one job each: `plan` (an invocation resolved into lock order), `flow` (the steps the
 //! flows share: running the rule, assembling the outcome), `idempotency` (keys, records,
 //! replays, lost commit replies), `acquire` and `local_queue` (taking locks), `release`
-//! (releasing the locks of invocations whose callers gave up), one file per mode, and `group`
-//! (group commit).
+//! (releasing the locks of invocations whose callers gave up), one file per mode, `group`
+//! (group commit) and `cache` (the snapshot cache).
 
 mod acquire;
+mod adaptive;
 mod cache;
 mod flow;
 mod group;
@@ -36,6 +40,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use self::adaptive::Contention;
+pub use self::adaptive::{AdaptiveConfig, AdaptiveStats};
 use self::cache::SnapshotCache;
 pub use self::cache::{CacheStats, SnapshotCacheConfig};
 use self::idempotency::Idempotency;
@@ -61,6 +67,8 @@ pub(crate) struct Settings {
     pub rule_deadline: Duration,
     /// How long idempotency records stay.
     pub record_retention: Duration,
+    /// When adaptive mode takes locks.
+    pub adaptive: AdaptiveConfig,
 }
 
 impl Settings {
@@ -72,6 +80,7 @@ impl Settings {
             max_group: config.max_group,
             rule_deadline: config.runtime.deadline,
             record_retention: config.idempotency_retention,
+            adaptive: config.adaptive,
         }
     }
 }
@@ -88,6 +97,8 @@ pub(crate) struct Protocol {
     /// The last state of models this engine loaded or committed (optimistic mode's one round
     /// trip).
     cache: SnapshotCache,
+    /// Which models keep conflicting (adaptive mode's choice of flow).
+    contention: Contention,
     /// Releases the locks of invocations dropped while they held them.
     releaser: Releaser,
     /// Lock requests whose replies were lost, reclaimed when their invocation ends.
@@ -118,6 +129,7 @@ impl Protocol {
     ) -> Self {
         Self {
             cache: SnapshotCache::new(cache),
+            contention: Contention::new(settings.adaptive),
             releaser: Releaser::new(Arc::clone(&store)),
             unsure: unsure::UnsureLocks::default(),
             store,
@@ -144,6 +156,11 @@ impl Protocol {
     /// What the snapshot cache did so far.
     pub(crate) fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
+    }
+
+    /// What adaptive mode did so far.
+    pub(crate) fn adaptive_stats(&self) -> AdaptiveStats {
+        self.contention.stats()
     }
 
     /// Forgets the cached state of models written where the engine does not know the exact
@@ -193,13 +210,16 @@ impl Protocol {
             None => None,
         };
         let mut attempt = 1;
+        // Adaptive mode: an invocation refused for contention takes locks from then on.
+        let mut contended = false;
         loop {
             let before = started.elapsed();
-            let context = self.context(invocation, &invocation_id, attempt);
-            let result = match invocation.mode {
-                Mode::Lock => lock_mode::run(self, rule, invocation, plan, &idem, context).await,
-                Mode::Pipeline => pipeline::run(self, rule, invocation, plan, &idem, context).await,
-                Mode::Optimistic => {
+            let flow = self.flow(invocation.mode, plan, contended);
+            let context = self.context(invocation, &invocation_id, attempt, flow.mode());
+            let result = match flow {
+                Flow::Lock => lock_mode::run(self, rule, invocation, plan, &idem, context).await,
+                Flow::Pipeline => pipeline::run(self, rule, invocation, plan, &idem, context).await,
+                Flow::Optimistic => {
                     // Re-runs on the fresh state a refused commit brings back count as attempts
                     // of the caller's policy.
                     let conflict = Error::Conflict { model: plan.sorted[0].id.clone(), attempts: attempt };
@@ -209,33 +229,51 @@ impl Protocol {
             };
             match result {
                 Ok(mut outcome) => {
-                    // The flow counted its own re-runs (a lock-mode rule run again on fresh
-                    // state) from `attempt` on.
+                    // The flow counted its own re-runs (a rule run again on fresh state) from
+                    // `attempt` on.
                     if !outcome.replayed {
                         outcome.attempts = outcome.attempts.max(attempt);
                     }
                     outcome.timings.wait += before;
                     return Ok(outcome);
                 }
-                Err(e @ Error::Conflict { attempts, .. })
-                    if invocation.mode == Mode::Optimistic && attempts > attempt =>
-                {
-                    // The flow ran the rule again itself, up to the policy's attempts.
-                    attempt = attempts;
-                    if attempt < policy.max_attempts && policy.retries(&e) {
-                        debug!(attempt, error = %e, "retrying");
-                        tokio::time::sleep(policy.backoff(attempt)).await;
-                        attempt += 1;
-                    } else {
-                        return Err(fail(e));
-                    }
-                }
                 Err(e) if attempt < policy.max_attempts && policy.retries(&e) => {
                     debug!(attempt, error = %e, "retrying");
-                    tokio::time::sleep(policy.backoff(attempt)).await;
+                    if let (Flow::Optimistic, Error::Conflict { model, attempts }) = (flow, &e) {
+                        // The optimistic flow may have run the rule again itself.
+                        attempt = attempt.max(*attempts);
+                        if invocation.mode == Mode::Adaptive {
+                            self.contention.conflicted(model, std::time::Instant::now());
+                            contended = true;
+                        }
+                    }
+                    if attempt >= policy.max_attempts {
+                        return Err(fail(e));
+                    }
+                    // A contended adaptive invocation goes to the lock queue at once: the queue,
+                    // not a backoff, orders it.
+                    if !(contended && invocation.mode == Mode::Adaptive && matches!(e, Error::Conflict { .. })) {
+                        tokio::time::sleep(policy.backoff(attempt)).await;
+                    }
                     attempt += 1;
                 }
                 Err(e) => return Err(fail(e)),
+            }
+        }
+    }
+
+    /// Which flow an attempt runs: the invocation's mode, or in adaptive mode lock mode for an
+    /// invocation that met contention or models marked hot, else optimistic.
+    fn flow(&self, mode: Mode, plan: &Plan, contended: bool) -> Flow {
+        match mode {
+            Mode::Lock => Flow::Lock,
+            Mode::Pipeline => Flow::Pipeline,
+            Mode::Optimistic => Flow::Optimistic,
+            Mode::Adaptive => {
+                let locked = contended
+                    || self.contention.prefers_lock(plan.sorted.iter().map(|t| &t.id), std::time::Instant::now());
+                self.contention.count_attempt(locked);
+                if locked { Flow::Lock } else { Flow::Optimistic }
             }
         }
     }
@@ -247,11 +285,11 @@ impl Protocol {
     }
 
     /// What the rule's attempt number `attempt` sees: the invocation id, the time.
-    fn context(&self, invocation: &Invocation, invocation_id: &str, attempt: u32) -> RunContext {
+    fn context(&self, invocation: &Invocation, invocation_id: &str, attempt: u32, mode: Mode) -> RunContext {
         let now_ms = invocation.context.now_ms.unwrap_or_else(|| {
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         });
-        let mut context = RunContext::new(invocation_id, invocation.action.clone(), invocation.mode);
+        let mut context = RunContext::new(invocation_id, invocation.action.clone(), mode);
         context.now_ms = now_ms;
         context.attempt = attempt;
         context.shown = invocation.context.clone();
@@ -268,5 +306,25 @@ impl Protocol {
             warn!(%error, failure, "could not release the locks after a failure; their leases will run out");
         }
         leases.settle();
+    }
+}
+
+/// The flow an attempt runs: what a [`Mode`] resolves to (adaptive mode picks one of the
+/// others per attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Lock,
+    Pipeline,
+    Optimistic,
+}
+
+impl Flow {
+    /// The mode the rule is shown (its `context`): the one its attempt runs in.
+    fn mode(self) -> Mode {
+        match self {
+            Self::Lock => Mode::Lock,
+            Self::Pipeline => Mode::Pipeline,
+            Self::Optimistic => Mode::Optimistic,
+        }
     }
 }

@@ -400,6 +400,37 @@ pub fn probe_ops(ops: &[serde_json::Value]) -> String {
     serde_json::json!({ "ops": ops }).to_string()
 }
 
+/// Takes the (model, action) locks of `keys` through the store API, as another process would
+/// hold them (for a minute, unless released).
+///
+/// # Errors
+/// If the store refuses or the locks are taken already.
+pub async fn hold_lock(
+    engine: &Engine,
+    model_type: &str,
+    keys: &[&str],
+    action: &str,
+) -> Result<Vec<wasmtx::store::LockLease>> {
+    let mut models: Vec<wasmtx::ModelTarget> = keys
+        .iter()
+        .map(|k| {
+            Ok(wasmtx::ModelTarget { id: wasmtx::ModelId::new(model_type, *k), schema: engine.model_type(model_type)? })
+        })
+        .collect::<Result<_>>()?;
+    models.sort_by(|a, b| a.id.cmp(&b.id));
+    let request = wasmtx::store::LockRequest {
+        models,
+        action: action.into(),
+        owner: "test-holder".into(),
+        lease: std::time::Duration::from_secs(60),
+        record: None,
+    };
+    match engine.store().try_lock_and_load(&request).await? {
+        wasmtx::store::LockAttempt::Acquired { leases, .. } => Ok(leases),
+        other => anyhow::bail!("could not take the test lock: {other:?}"),
+    }
+}
+
 /// Generates one `#[tokio::test]` per [`Backend`] for an
 /// `async fn(Backend) -> anyhow::Result<()>`: a module per backend, a test per function.
 #[macro_export]

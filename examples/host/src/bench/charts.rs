@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
+use super::impls::Impl;
 use super::run::Row;
-use super::workloads::{Impl, Workload};
+use super::workloads::Workload;
 
 /// The folder beside the results file the charts go into.
 pub const DIR: &str = "bench-charts";
@@ -86,6 +87,10 @@ fn colour(imp: Impl) -> &'static str {
         "lock" => "#1f77b4",
         "lock1" => "#17becf",
         "optimistic" => "#ff7f0e",
+        "optimistic-cold" => "#bcbd22",
+        "optimistic-2e" => "#8c564b",
+        "adaptive" => "#e377c2",
+        "adaptive-2e" => "#aec7e8",
         "pipeline" => "#2ca02c",
         "lua" => "#9467bd",
         "hand" => "#d62728",
@@ -347,6 +352,7 @@ mod tests {
             redis_cpu_us: 10.0,
             invariant: Ok("fine".into()),
             phases: None,
+            cache: None,
             on: "single server",
             stats: crate::bench::server::ServerStats::default(),
         }

@@ -5,10 +5,11 @@
 
 use std::fmt::Write as _;
 
+use super::impls::Impl;
 use super::pubsub::{self, Measure};
 use super::report::Context;
 use super::run::Row;
-use super::workloads::{Impl, Workload};
+use super::workloads::Workload;
 
 /// The section's heading.
 pub const CLUSTER_HEADING: &str = "## Redis Cluster (issue 12)";

@@ -12,9 +12,10 @@ use wasmtx::store::redis::KeyLayout;
 use wasmtx::{Engine, ModelId, Rule};
 use wasmtx_examples::rules::RuleArtifacts;
 
+use super::impls::Impl;
 use super::run::{Timing, engine_for, percentile};
 use super::server::{self, RedisUnderTest};
-use super::workloads::{Impl, Op, Workload};
+use super::workloads::{Op, Workload};
 
 /// Engines sharing the hot key.
 pub const ENGINES: usize = 2;
@@ -121,7 +122,7 @@ pub async fn run(
     timing: Timing,
     seq: usize,
 ) -> Result<Fairness> {
-    let Impl::Engine { max_group, .. } = imp else { anyhow::bail!("the fairness measure runs the engine") };
+    let Impl::Engine(spec) = imp else { anyhow::bail!("the fairness measure runs the engine") };
     let prefix = format!("wasmtx-bench:fair{seq}");
     let keys = KeyLayout::new(prefix.clone());
     let mut admin = server.connect().await?;
@@ -129,7 +130,7 @@ pub async fn run(
     let mut engines = Vec::with_capacity(ENGINES);
     for _ in 0..ENGINES {
         // Each engine opens its own store: its own connection and release listener.
-        let (engine, mut rules) = engine_for(&server.url, &prefix, &[Workload::HotCounter], max_group, rules).await?;
+        let (engine, mut rules) = engine_for(&server.url, &prefix, &[Workload::HotCounter], spec, rules).await?;
         engines.push((engine, rules.remove(0)));
     }
     let phase = Arc::new(AtomicU8::new(WARMUP));

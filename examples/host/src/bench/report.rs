@@ -11,11 +11,13 @@ use std::time::Duration;
 use super::charts;
 use super::fair::Fairness;
 use super::http::HttpRun;
+use super::impls::Impl;
 use super::overhead::Cost;
 use super::run::Row;
 use super::soak::Soak;
 use super::stall::{Latency, Stall};
-use super::workloads::{Impl, Workload};
+use super::tracking::{self, Measure as Tracking};
+use super::workloads::Workload;
 
 /// What the run was.
 #[derive(Debug, Clone)]
@@ -131,6 +133,71 @@ pub fn verdicts(rows: &[Row], costs: &[Cost], soak: Option<&Soak>) -> Vec<Verdic
         met,
     });
 
+    // Issue 13: one round trip on a warm cache, and the uniform and hot targets in adaptive mode.
+    let warm: Vec<String> = [Workload::Bank, Workload::LevelUp]
+        .into_iter()
+        .flat_map(|w| [Impl::OPTIMISTIC, Impl::ADAPTIVE].map(move |i| (w, i)))
+        .filter_map(|(w, i)| find(rows, w, i, 1).map(|r| (w, i, r.round_trips_per_op)))
+        .map(|(w, i, rt)| format!("{w} {}: {rt:.2}", i.key()))
+        .collect();
+    let warm_rts: Vec<f64> = [Workload::Bank, Workload::LevelUp]
+        .into_iter()
+        .flat_map(|w| [Impl::OPTIMISTIC, Impl::ADAPTIVE].map(move |i| (w, i)))
+        .filter_map(|(w, i)| find(rows, w, i, 1).map(|r| r.round_trips_per_op))
+        .collect();
+    out.push(Verdict {
+        target: "optimistic and adaptive, warm cache: 1.00 round trip per uncontended invocation (1 caller)".into(),
+        figure: if warm.is_empty() { "not measured".into() } else { warm.join(", ") },
+        met: (!warm_rts.is_empty()).then(|| warm_rts.iter().all(|rt| *rt < 1.05)),
+    });
+    for w in [Workload::Bank, Workload::LevelUp] {
+        let (figure, met) =
+            match (find(rows, w, Impl::ADAPTIVE, 64), find(rows, w, Impl::Hand, 64), find(rows, w, Impl::Lua, 64)) {
+                (Some(e), Some(h), Some(l)) => {
+                    let (rh, rl) = (e.ops_per_sec() / h.ops_per_sec(), e.ops_per_sec() / l.ops_per_sec());
+                    (
+                        format!(
+                            "{:.0} ops/s = {rh:.2}× hand-written ({:.0}), {rl:.2}× Lua ({:.0}); client CPU {:.0} µs/op",
+                            e.ops_per_sec(),
+                            h.ops_per_sec(),
+                            l.ops_per_sec(),
+                            e.client_cpu_us,
+                        ),
+                        Some(rh >= 1.0 && rl >= 0.35),
+                    )
+                }
+                _ => ("not measured".into(), None),
+            };
+        out.push(Verdict {
+            target: format!("{w} at 64 callers, adaptive: ≥ 1.0× hand-written lock and ≥ 0.35× Lua"),
+            figure,
+            met,
+        });
+    }
+    let (figure, met) = match (
+        find(rows, Workload::HotCounter, Impl::ADAPTIVE, 64),
+        find(rows, Workload::HotCounter, Impl::Hand, 64),
+    ) {
+        (Some(e), Some(h)) => {
+            let r = e.ops_per_sec() / h.ops_per_sec();
+            (
+                format!(
+                    "{:.0} ops/s = {r:.1}× hand-written ({:.0}); p99 {} ms",
+                    e.ops_per_sec(),
+                    h.ops_per_sec(),
+                    ms(e.p99)
+                ),
+                Some(r >= 8.0 && e.p99 < Duration::from_millis(5)),
+            )
+        }
+        _ => ("not measured".into(), None),
+    };
+    out.push(Verdict {
+        target: "hot counter at 64 callers, adaptive: ≥ 8× hand-written lock, p99 < 5 ms".into(),
+        figure,
+        met,
+    });
+
     // 4. Per-invocation overhead.
     let mut figures = Vec::new();
     let mut met = None;
@@ -173,17 +240,25 @@ pub fn verdicts(rows: &[Row], costs: &[Cost], soak: Option<&Soak>) -> Vec<Verdic
     out
 }
 
+/// What a run measured besides the workload rows (each section's figures, when it ran).
+#[derive(Debug, Clone, Copy)]
+pub struct Measured<'a> {
+    /// The per-invocation costs without Redis.
+    pub costs: &'a [Cost],
+    /// The fairness runs.
+    pub fairness: &'a [Fairness],
+    /// The looping-neighbour measure.
+    pub stall: Option<&'a Stall>,
+    /// The memory run.
+    pub soak: Option<&'a Soak>,
+    /// The client-side tracking measure.
+    pub tracking: Option<&'a Tracking>,
+}
+
 /// The whole results file. `previous` is the earlier file's text, whose kept sections carry
 /// over when this run has no replacement for them.
-pub fn markdown(
-    ctx: &Context,
-    rows: &[Row],
-    costs: &[Cost],
-    fairness: &[Fairness],
-    stall: Option<&Stall>,
-    soak: Option<&Soak>,
-    previous: Option<&str>,
-) -> String {
+pub fn markdown(ctx: &Context, rows: &[Row], measured: &Measured<'_>, previous: Option<&str>) -> String {
+    let Measured { costs, fairness, stall, soak, tracking } = *measured;
     let mut s = String::new();
     let kept = previous.map(kept_sections).unwrap_or_default();
     let _ = writeln!(s, "# wasmtx benchmarks\n");
@@ -209,7 +284,7 @@ pub fn markdown(
         ctx.total.as_secs_f64()
     );
 
-    let _ = writeln!(s, "## Targets (issue 6)\n");
+    let _ = writeln!(s, "## Targets (issues 6 and 13)\n");
     let _ = writeln!(s, "| target | measured in this run | met |\n|---|---|---|");
     for v in verdicts(rows, costs, soak) {
         let met = match v.met {
@@ -233,7 +308,12 @@ pub fn markdown(
          client; the load generator in both); *Redis CPU* is the server's. × columns: ops/s over the baseline's \
          at the same concurrency. *engine phases*: the mean `Outcome::timings` of the engine's \
          operations (wait: local line, group and lock waits; load: the lock-and-load round trip; run: instantiate, \
-         run and diff; commit: the commit round trip; in a group, load and commit are shared by its members).\n"
+         run and diff; commit: the commit round trip; in a group, load and commit are shared by its members). \
+         *cache hit / stale %*: the snapshot cache's hits and stale hits over its lookups in the window \
+         (`Engine::cache_stats`, summed over a row's engines; a stale hit is a commit on cached state refused \
+         because a model had moved: one more round trip). *optimistic, cache off* runs with \
+         `SnapshotCacheConfig::disabled()` (every invocation loads first); *optimistic, 2 engines* splits the \
+         callers across two engine instances, each with its own store connection and cache, on the same models.\n"
     );
     let mut baseline: HashMap<(Workload, usize, &str), f64> = HashMap::new();
     for r in rows {
@@ -257,9 +337,10 @@ pub fn markdown(
         let _ = writeln!(
             s,
             "| implementation | callers | ops/s | p50 ms | p99 ms | Redis cmds/op | round trips/op | client CPU µs/op | \
-             Redis CPU µs/op | × Lua | × hand-written | engine phases µs: wait / load / run / commit | refused | errors | invariant |"
+             Redis CPU µs/op | × Lua | × hand-written | engine phases µs: wait / load / run / commit | cache hit / stale % | \
+             refused | errors | invariant |"
         );
-        let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+        let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
         for r in these {
             let ratio = |which: &str| match (r.imp, baseline.get(&(w, r.concurrency, which))) {
                 (Impl::Engine { .. }, Some(b)) if *b > 0.0 => format!("{:.2}", r.ops_per_sec() / b),
@@ -284,13 +365,17 @@ pub fn markdown(
                 || "—".to_owned(),
                 |p| p.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1e6)).collect::<Vec<_>>().join(" / "),
             );
+            let cache = match r.cache.and_then(|c| c.hit_rate().zip(c.stale_rate())) {
+                Some((hit, stale)) => format!("{hit:.1} / {stale:.1}"),
+                None => "—".to_owned(),
+            };
             let label = match r.imp {
                 Impl::Engine { .. } => format!("**{}**", r.imp.label()),
                 _ => r.imp.label(),
             };
             let _ = writeln!(
                 s,
-                "| {label} | {} | {:.0} | {} | {} | {:.1} | {round_trips} | {:.0} | {:.0} | {} | {} | {phases} | {} | {errors} | {invariant} |",
+                "| {label} | {} | {:.0} | {} | {} | {:.1} | {round_trips} | {:.0} | {:.0} | {} | {} | {phases} | {cache} | {} | {errors} | {invariant} |",
                 r.concurrency,
                 r.ops_per_sec(),
                 ms(r.p50),
@@ -357,6 +442,23 @@ pub fn markdown(
         None => {
             let text = kept.get("stall").map_or("Not run yet: `cargo run --release --bin bench`.", |t| t.trim());
             let _ = writeln!(s, "<!-- keep:stall -->\n{text}\n<!-- /keep:stall -->\n");
+        }
+    }
+
+    let _ = writeln!(s, "{TRACKING_HEADING}\n");
+    match tracking {
+        Some(t) => {
+            let _ = writeln!(
+                s,
+                "<!-- keep:tracking -->\n{}\n<!-- /keep:tracking -->\n",
+                tracking_section(t, rows, costs, ctx).trim()
+            );
+        }
+        None => {
+            let text = kept
+                .get("tracking")
+                .map_or("Not run yet: `cargo run --release --bin bench -- --tracking-only`.", |t| t.trim());
+            let _ = writeln!(s, "<!-- keep:tracking -->\n{text}\n<!-- /keep:tracking -->\n");
         }
     }
 
@@ -504,6 +606,115 @@ fn soak_section(soak: &Soak, ctx: &Context) -> String {
             Err(why) => writeln!(s, "Invariant **FAILED**: {why}."),
         };
     }
+    s
+}
+
+/// The client-side tracking section's heading.
+pub const TRACKING_HEADING: &str = "## Client-side tracking with several engines (issue 13)";
+
+/// The client-side tracking section: what tracking costs (`t`), and what it would save on the
+/// two-engine bank row of `rows` (a rule run's CPU from `costs`, the bank transfer's).
+pub fn tracking_section(t: &Tracking, rows: &[Row], costs: &[Cost], ctx: &Context) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "*Kept*: measured by `{}` on {}, commit {}; Redis {}. Would RESP3 client-side tracking (`CLIENT TRACKING`, \
+         opt-in, invalidations redirected to a connection of its own) pay for itself with several engines writing \
+         the same models? Not added to the engine; this section decides whether it should be.\n",
+        ctx.command, ctx.date, ctx.commit, ctx.redis
+    );
+    let _ = writeln!(
+        s,
+        "**What tracking costs.** {} accounts; one client writes {} transfers (a script changing two accounts, two \
+         `HINCRBY`s each, the version included, as an engine's commit), {} per pipeline over distinct accounts; each \
+         of *n* other clients (the other engines) has read every account with `CLIENT TRACKING ON REDIRECT \
+         <listener> OPTIN` (`CLIENT CACHING YES` before each `HGETALL`), and after each pipeline waits for the \
+         invalidations of what was written (RESP3 `invalidate` pushes on its listener) and reads those accounts \
+         again, so that they stay tracked. Without tracking, the same clients read the same accounts again with \
+         plain `HGETALL`s. CPU per transfer (the reads again included) of Redis and of this process (the clients), \
+         median of {} runs each, alternated:\n",
+        tracking::KEYS,
+        tracking::TRANSFERS,
+        tracking::BATCH,
+        tracking::REPEATS
+    );
+    let _ = writeln!(
+        s,
+        "| readers (engines besides the writer) | Redis CPU µs/transfer: no tracking → tracking | tracking's Redis cost \
+         per reader | client CPU µs/transfer: no tracking → tracking | tracking's client cost per reader | \
+         `invalidate` pushes / transfer | keys / push |"
+    );
+    let _ = writeln!(s, "|--:|--:|--:|--:|--:|--:|--:|");
+    for (off, on) in &t.pairs {
+        let n = on.readers.max(1) as f64;
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} → {:.2} | {:.2} | {:.2} → {:.2} | {:.2} | {:.2} | {:.2} |",
+            on.readers,
+            off.redis_us,
+            on.redis_us,
+            (on.redis_us - off.redis_us) / n,
+            off.client_us,
+            on.client_us,
+            (on.client_us - off.client_us) / n,
+            on.messages as f64 / on.transfers.max(1) as f64,
+            on.invalidated_keys as f64 / on.messages.max(1) as f64,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nMean cost per transfer and per tracking reader: {:.2} µs of Redis CPU and {:.2} µs of client CPU. {}.\n",
+        t.us_per_transfer_per_reader(),
+        t.client_us_per_transfer_per_reader(),
+        match &t.invariant {
+            Ok(what) => format!("Invariant ok: {what}"),
+            Err(why) => format!("Invariant **FAILED**: {why}"),
+        }
+    );
+    let verdict = tracking::verdict(rows, t, tracking::run_cpu_us(costs));
+    if let Some(v) = &verdict {
+        let _ = writeln!(
+            s,
+            "**What tracking would save.** The bank table's *optimistic, {} engines* row at {} callers: {} engine \
+             instances, each with its own store connection and snapshot cache, on the same 1,000 accounts (stale hits \
+             over cache lookups, summed over the engines):\n",
+            v.engines, v.callers, v.engines
+        );
+        let _ = writeln!(
+            s,
+            "| ops/s | round trips/op | cache hits % | stale hits % | run phase µs (wall) | client CPU µs/op | Redis CPU µs/op |"
+        );
+        let _ = writeln!(s, "|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(
+            s,
+            "| {:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} |\n",
+            v.ops_per_sec,
+            v.round_trips_per_op,
+            v.hit_rate,
+            v.stale_rate,
+            v.run_phase_us,
+            v.client_cpu_us,
+            v.redis_cpu_us
+        );
+        let _ = writeln!(
+            s,
+            "A stale hit costs a refused commit (which brings the moved model's fresh state back) and a recommit after \
+             the rule ran again: 2 round trips and one wasted run. An invalidation only names keys, so a miss after an \
+             invalidation costs a load and a commit: 2 round trips as well. Tracking can save only the wasted run: at \
+             most {:.1} % × {:.1} µs (the bank transfer's instantiate + run + diff, CPU) = **{:.1} µs of CPU per \
+             invocation**, less when an invalidation arrives after the run started (it races the other engine's \
+             commit). It costs **{:.1} µs of CPU per write** ({} other engine(s) tracking: {:.1} µs Redis + {:.1} µs \
+             client, at the costs per reader above), plus a listener connection per engine.\n",
+            v.stale_rate,
+            v.run_us,
+            v.saved_us,
+            v.cost_us(),
+            v.engines - 1,
+            v.redis_cost_us,
+            v.client_cost_us
+        );
+    }
+    let _ = writeln!(s, "**Conclusion**: {}.", tracking::conclusion(verdict.as_ref()));
     s
 }
 

@@ -11,13 +11,14 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtx::backend::BackendOptions;
 use wasmtx::store::redis::KeyLayout;
-use wasmtx::{Engine, Mode, Rule};
+use wasmtx::{CacheStats, Engine, Mode, Rule};
 use wasmtx_examples::rules::RuleArtifacts;
 
 use super::deploy::{self, Conn, Deployment};
+use super::impls::{EngineSpec, Impl};
 use super::server::ServerStats;
 use super::sys;
-use super::workloads::{Done, Impl, Tally, Workload};
+use super::workloads::{Done, Tally, Workload};
 
 /// The figures of one row.
 #[derive(Debug, Clone)]
@@ -57,6 +58,8 @@ pub struct Row {
     pub invariant: std::result::Result<String, String>,
     /// Engine rows: the mean `Outcome::timings` (wait, load, run, commit) of the window.
     pub phases: Option<[Duration; 4]>,
+    /// Engine rows: what the snapshot cache did in the window, summed over the row's engines.
+    pub cache: Option<CacheFigures>,
     /// What it ran on ([`Deployment::label`]).
     pub on: &'static str,
     /// The window's Redis statistics (summed over a cluster's primaries, each one's kept).
@@ -75,6 +78,63 @@ impl Row {
     }
 }
 
+/// What snapshot caches did in a window ([`Engine::cache_stats`], differences), summed over
+/// engines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheFigures {
+    /// Invocations that found every model cached.
+    pub hits: u64,
+    /// Invocations that loaded first.
+    pub misses: u64,
+    /// Commits on cached state refused because a model had moved (one extra round trip each).
+    pub stale_hits: u64,
+}
+
+impl CacheFigures {
+    /// The counters of `stats`.
+    pub fn of(stats: &CacheStats) -> Self {
+        Self { hits: stats.hits, misses: stats.misses, stale_hits: stats.stale_hits }
+    }
+
+    /// The counters of every engine, summed.
+    pub fn of_all<'a>(engines: impl IntoIterator<Item = &'a Engine>) -> Self {
+        engines.into_iter().fold(Self::default(), |sum, e| sum.plus(Self::of(&e.cache_stats())))
+    }
+
+    /// Both sums.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            hits: self.hits + other.hits,
+            misses: self.misses + other.misses,
+            stale_hits: self.stale_hits + other.stale_hits,
+        }
+    }
+
+    /// What happened since `start`.
+    pub fn since(self, start: Self) -> Self {
+        Self {
+            hits: self.hits.saturating_sub(start.hits),
+            misses: self.misses.saturating_sub(start.misses),
+            stale_hits: self.stale_hits.saturating_sub(start.stale_hits),
+        }
+    }
+
+    /// Cache lookups: hits and misses (an invocation's every attempt that asked the cache).
+    pub fn lookups(self) -> u64 {
+        self.hits + self.misses
+    }
+
+    /// Hits over lookups, percent (`None` without lookups: lock and pipeline rows).
+    pub fn hit_rate(self) -> Option<f64> {
+        (self.lookups() > 0).then(|| self.hits as f64 * 100.0 / self.lookups() as f64)
+    }
+
+    /// Stale hits over lookups, percent.
+    pub fn stale_rate(self) -> Option<f64> {
+        (self.lookups() > 0).then(|| self.stale_hits as f64 * 100.0 / self.lookups() as f64)
+    }
+}
+
 /// How long a row runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -86,7 +146,11 @@ pub struct Timing {
 
 /// What the workers drive.
 enum Target {
-    Engine { engine: Engine, rule: Rule, mode: Mode },
+    /// One engine, or several sharing the callers round robin ([`EngineSpec::engines`]).
+    Engine {
+        engines: Vec<(Engine, Rule)>,
+        mode: Mode,
+    },
     Lua(Conn),
     Hand(Conn),
 }
@@ -109,7 +173,8 @@ struct WorkerReport {
     timings: (Duration, Duration, Duration, Duration, u32),
 }
 
-/// An engine on the Redis under test, with the workload's models, its rule compiled.
+/// An engine configured as `spec` (its group bound and snapshot cache) on the Redis under
+/// test, with its own store connection, the workloads' models, their rules compiled.
 ///
 /// # Errors
 /// If the store cannot connect or the rule does not compile.
@@ -117,11 +182,13 @@ pub async fn engine_for(
     url: &str,
     prefix: &str,
     workloads: &[Workload],
-    max_group: usize,
+    spec: EngineSpec,
     rules: &RuleArtifacts,
 ) -> Result<(Engine, Vec<Rule>)> {
     let store = wasmtx::backend::open_store(url, &BackendOptions::with_prefix(prefix)).await?;
-    let mut builder = Engine::builder().shared_store(store).max_group(max_group);
+    let mut config = wasmtx::EngineConfig::default();
+    config.snapshot_cache = spec.cache_config();
+    let mut builder = Engine::builder().shared_store(store).config(config).max_group(spec.max_group);
     for w in workloads {
         for schema in w.models()? {
             builder = builder.model(schema);
@@ -159,9 +226,13 @@ pub async fn run_row(
     let mut admin = server.connect().await?;
     workload.seed(&mut admin, &keys).await.context("seeding")?;
     let target = match imp {
-        Impl::Engine { mode, max_group } => {
-            let (engine, mut rules) = engine_for(&server.url(), &prefix, &[workload], max_group, rules).await?;
-            Target::Engine { engine, rule: rules.remove(0), mode }
+        Impl::Engine(spec) => {
+            let mut engines = Vec::with_capacity(spec.engines);
+            for _ in 0..spec.engines.max(1) {
+                let (engine, mut rules) = engine_for(&server.url(), &prefix, &[workload], spec, rules).await?;
+                engines.push((engine, rules.remove(0)));
+            }
+            Target::Engine { engines, mode: spec.mode }
         }
         Impl::Lua => Target::Lua(server.connect().await?),
         Impl::Hand => Target::Hand(server.connect().await?),
@@ -175,11 +246,13 @@ pub async fn run_row(
     tokio::time::sleep(timing.warmup).await;
     let redis_cpu_at_start = deploy::start_window(&mut nodes).await?;
     let cpu_at_start = sys::process_cpu();
+    let cache_at_start = target.cache();
     let started = Instant::now();
     phase.store(MEASURE, Ordering::SeqCst);
     tokio::time::sleep(timing.window).await;
     phase.store(STOP, Ordering::SeqCst);
     let window = started.elapsed();
+    let cache = target.cache().zip(cache_at_start).map(|(end, start)| end.since(start));
     let cpu = sys::process_cpu().saturating_sub(cpu_at_start);
     let stats: ServerStats = deploy::end_window(&mut nodes, &redis_cpu_at_start).await?;
 
@@ -232,9 +305,20 @@ pub async fn run_row(
         redis_cpu_us: stats.cpu.as_secs_f64() * 1e6 / ops.max(1) as f64,
         invariant,
         phases,
+        cache,
         on: server.label(),
         stats,
     })
+}
+
+impl Target {
+    /// The engines' cache counters so far (`None` for a baseline).
+    fn cache(&self) -> Option<CacheFigures> {
+        match self {
+            Self::Engine { engines, .. } => Some(CacheFigures::of_all(engines.iter().map(|(e, _)| e))),
+            Self::Lua(_) | Self::Hand(_) => None,
+        }
+    }
 }
 
 /// The latency at quantile `q` of sorted microsecond samples.
@@ -265,7 +349,8 @@ async fn worker(
         n += 1;
         let started = Instant::now();
         let (result, round_trips) = match (&*target, conn.as_mut()) {
-            (Target::Engine { engine, rule, mode }, _) => {
+            (Target::Engine { engines, mode }, _) => {
+                let (engine, rule) = &engines[index % engines.len()];
                 let result = engine.invoke(rule, &workload.invocation(&op, *mode)).await;
                 if let Ok(outcome) = &result
                     && phase.load(Ordering::Relaxed) == MEASURE

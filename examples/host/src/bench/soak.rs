@@ -10,10 +10,11 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtx_examples::rules::RuleArtifacts;
 
+use super::impls::{self, Impl};
 use super::run::engine_for;
 use super::server::{self, RedisUnderTest};
 use super::sys;
-use super::workloads::{Done, Impl, Tally, Workload};
+use super::workloads::{Done, Tally, Workload};
 
 /// What the soak saw.
 #[derive(Debug, Clone)]
@@ -83,7 +84,7 @@ pub async fn run(
     for w in workloads {
         w.seed(&mut admin, &keys).await?;
     }
-    let (engine, compiled) = engine_for(&server.url, prefix, &workloads, 32, rules).await?;
+    let (engine, compiled) = engine_for(&server.url, prefix, &workloads, impls::LOCK, rules).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for (w, rule) in workloads.into_iter().zip(compiled) {

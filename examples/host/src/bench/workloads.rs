@@ -1,24 +1,18 @@
-//! The four workloads, each implemented three ways on the same Redis key layout: through the
-//! engine (a wasm rule), as one Lua script (one round trip, the lower bound), and as a
-//! minimal hand-written lock protocol (`SET NX PX` pipelined with the reads, then a script
-//! that writes and releases if the token still matches: two round trips). A fifth, the ledger
-//! bank of `--cluster-only` (issue 12), places its accounts by ledger so that both accounts of
-//! a transfer share a Redis Cluster slot. Every Redis call takes any
-//! [`ConnectionLike`](redis::aio::ConnectionLike), a single server's or a cluster's; the
-//! batches that seed and check models go one pipeline per hash slot, which a cluster needs.
+//! The four workloads of the tables (and the ledger bank of `--cluster-only`): what each
+//! operation is, the models and rule the engine runs for it, and how an engine outcome ends.
+//! The same operations are carried out by the baselines ([`super::lua`], [`super::hand`])
+//! on the same Redis key layout; [`super::state`] seeds the models and checks the
+//! invariants, [`super::impls`] lists the implementations a row can measure.
 
 use std::fmt;
-use std::sync::OnceLock;
-use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use anyhow::{Context as _, Result};
 use rand::Rng;
 use rand::rngs::StdRng;
-use redis::aio::ConnectionLike;
-use redis::{FromRedisValue, Script, Value};
 use serde_json::json;
-use wasmtx::store::redis::KeyLayout;
 use wasmtx::{Error, FieldType, Invocation, Mode, ModelId, ModelSchema, Outcome, Placement, PlacementKey, ScalarKind};
+
+use super::impls::Impl;
 
 /// Accounts of the bank workload (and of the ledger workload: `LEDGERS × PER_LEDGER`).
 pub const ACCOUNTS: usize = 1_000;
@@ -32,8 +26,6 @@ pub const OPENING_BALANCE: i64 = 1_000;
 pub const CHARACTERS: usize = 1_000;
 /// Entries the event log keeps.
 pub const KEEP: usize = 100;
-/// The hand-written protocol's lock lease.
-const LEASE_MS: u64 = 10_000;
 
 /// A workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,52 +41,6 @@ pub enum Workload {
     /// Transfers between two random accounts of one random ledger (`L<ledger>/<i>`), the
     /// accounts placed by ledger: the bank as a cluster can run it (not in [`Self::ALL`]).
     Ledger,
-}
-
-/// How an operation is carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Impl {
-    /// Through the engine, in a mode, with a group bound (lock mode).
-    Engine {
-        /// The mode.
-        mode: Mode,
-        /// `EngineConfig::max_group`.
-        max_group: usize,
-    },
-    /// One Lua script per operation.
-    Lua,
-    /// The hand-written lock protocol.
-    Hand,
-}
-
-impl Impl {
-    /// The engine in lock mode with the default group bound.
-    pub const LOCK: Self = Self::Engine { mode: Mode::Lock, max_group: 32 };
-
-    /// A short label for tables.
-    pub fn label(self) -> String {
-        match self {
-            Self::Engine { mode: Mode::Lock, max_group: 1 } => "engine, lock (no grouping)".into(),
-            Self::Engine { mode, .. } => format!("engine, {mode}"),
-            Self::Lua => "Lua script".into(),
-            Self::Hand => "hand-written lock".into(),
-        }
-    }
-
-    /// The name `--impls` uses.
-    pub fn key(self) -> &'static str {
-        match self {
-            Self::Engine { mode: Mode::Lock, max_group: 1 } => "lock1",
-            Self::Engine { mode, .. } => mode.as_str(),
-            Self::Lua => "lua",
-            Self::Hand => "hand",
-        }
-    }
-
-    /// Whether this is one of the engine's rows.
-    pub fn is_engine(self) -> bool {
-        matches!(self, Self::Engine { .. })
-    }
 }
 
 impl fmt::Display for Workload {
@@ -199,7 +145,7 @@ fn ledger_account(schema: ModelSchema) -> Result<ModelSchema> {
     Ok(schema.with_placement(Some(ledger)))
 }
 
-fn character(i: usize) -> String {
+pub(super) fn character(i: usize) -> String {
     format!("hero{i:04}")
 }
 
@@ -249,30 +195,32 @@ impl Workload {
     }
 
     /// The key of account `i` of the bank workloads.
-    fn account(self, i: usize) -> String {
+    pub(super) fn account(self, i: usize) -> String {
         match self {
             Self::Ledger => format!("L{}/{}", i / PER_LEDGER, i % PER_LEDGER),
             _ => format!("acct{i:04}"),
         }
     }
 
-    /// The implementations measured, engine modes first. Pipeline mode only where the rule
-    /// commutes (no decision on loaded state that a concurrent change could invalidate).
-    pub fn impls(self) -> Vec<Impl> {
-        let optimistic = Impl::Engine { mode: Mode::Optimistic, max_group: 32 };
-        let pipeline = Impl::Engine { mode: Mode::Pipeline, max_group: 32 };
+    /// The `--impls` keys of the implementations measured, in table order: engine
+    /// configurations first ([`super::impls::ENGINES`]), then the baselines. Pipeline mode only
+    /// where the rule commutes (no decision on loaded state that a concurrent change could
+    /// invalidate); the snapshot cache's cold and multi-engine rows where models are many.
+    pub fn impl_keys(self) -> &'static [&'static str] {
         match self {
-            Self::HotCounter => vec![
-                Impl::LOCK,
-                Impl::Engine { mode: Mode::Lock, max_group: 1 },
-                optimistic,
-                pipeline,
-                Impl::Lua,
-                Impl::Hand,
-            ],
-            Self::Bank | Self::LevelUp | Self::Ledger => vec![Impl::LOCK, optimistic, Impl::Lua, Impl::Hand],
-            Self::Append => vec![Impl::LOCK, optimistic, pipeline, Impl::Lua, Impl::Hand],
+            Self::HotCounter => &["lock", "lock1", "optimistic", "adaptive", "pipeline", "lua", "hand"],
+            Self::Bank => {
+                &["lock", "optimistic", "optimistic-cold", "optimistic-2e", "adaptive", "adaptive-2e", "lua", "hand"]
+            }
+            Self::LevelUp => &["lock", "optimistic", "optimistic-cold", "adaptive", "lua", "hand"],
+            Self::Ledger => &["lock", "optimistic", "lua", "hand"],
+            Self::Append => &["lock", "optimistic", "pipeline", "lua", "hand"],
         }
+    }
+
+    /// The implementations measured ([`Self::impl_keys`]).
+    pub fn impls(self) -> Vec<Impl> {
+        self.impl_keys().iter().filter_map(|k| Impl::parse(k)).collect()
     }
 
     /// The example rule the engine runs (a name for `RuleArtifacts::read`).
@@ -303,36 +251,13 @@ impl Workload {
     }
 
     /// The models the workload seeds and checks: accounts or characters.
-    fn population(self) -> Vec<ModelId> {
+    pub(super) fn population(self) -> Vec<ModelId> {
         match self {
             Self::Bank | Self::Ledger => (0..ACCOUNTS).map(|i| ModelId::new("Account", self.account(i))).collect(),
             Self::LevelUp => (0..CHARACTERS).map(|i| ModelId::new("GameCharacter", character(i))).collect(),
             Self::HotCounter | Self::Append => Vec::new(),
         }
     }
-
-    /// Writes the opening state under `keys` (accounts with their balance, characters at
-    /// level 1 with three skills).
-    ///
-    /// # Errors
-    /// If Redis fails.
-    pub async fn seed(self, conn: &mut impl ConnectionLike, keys: &KeyLayout) -> Result<()> {
-        per_slot::<Value>(conn, keys, &self.population(), |pipe, id| match self {
-            Self::LevelUp => {
-                pipe.cmd("HSET")
-                    .arg(keys.data(id))
-                    .arg(&["name", &id.key, "level", "1", "experience", "0", "health", "100"])
-                    .ignore();
-                pipe.cmd("HSET").arg(skills_key(keys, id)).arg(&["sword", "1", "shield", "1", "magic", "1"]).ignore();
-            }
-            _ => {
-                pipe.cmd("HSET").arg(keys.data(id)).arg("balance").arg(OPENING_BALANCE).ignore();
-            }
-        })
-        .await?;
-        Ok(())
-    }
-
     /// The next operation of a worker.
     pub fn next_op(self, rng: &mut StdRng, worker: usize, n: u64) -> Op {
         match self {
@@ -386,479 +311,26 @@ impl Workload {
         }
     }
 
-    // ----- the Lua baseline -----
-
-    /// One operation as one Lua script (one round trip).
-    ///
-    /// # Errors
-    /// If Redis fails.
-    pub async fn lua(self, conn: &mut impl ConnectionLike, keys: &KeyLayout, op: &Op) -> Result<Done> {
-        let s = lua_scripts();
-        match op {
-            Op::Bump => {
-                let id = ModelId::new("HitCounter", "hot");
-                s.hot.key(keys.data(&id)).arg(1).invoke_async::<i64>(conn).await?;
-                Ok(Done::Applied { leveled: false })
-            }
-            Op::Transfer { from, to, amount } => {
-                let (a, b) = (ModelId::new("Account", self.account(*from)), ModelId::new("Account", self.account(*to)));
-                let ok: i64 = s.bank.key(keys.data(&a)).key(keys.data(&b)).arg(amount).invoke_async(conn).await?;
-                Ok(if ok == 1 { Done::Applied { leveled: false } } else { Done::Rejected })
-            }
-            Op::Gain { character: c, exp } => {
-                let id = ModelId::new("GameCharacter", character(*c));
-                let leveled: i64 = s
-                    .level
-                    .key(keys.data(&id))
-                    .key(inventory_key(keys, &id))
-                    .key(skills_key(keys, &id))
-                    .arg(exp)
-                    .invoke_async(conn)
-                    .await?;
-                Ok(Done::Applied { leveled: leveled == 1 })
-            }
-            Op::Log { event } => {
-                let id = ModelId::new("EventLog", "hot");
-                s.append
-                    .key(keys.data(&id))
-                    .key(events_key(keys, &id))
-                    .arg(1)
-                    .arg(event)
-                    .arg(KEEP)
-                    .invoke_async::<i64>(conn)
-                    .await?;
-                Ok(Done::Applied { leveled: false })
-            }
-        }
-    }
-
-    // ----- the hand-written lock protocol -----
-
-    /// One operation under the hand-written lock protocol. Returns the round trips it took.
-    ///
-    /// # Errors
-    /// If Redis fails or the lock was lost before the write.
-    pub async fn hand(
-        self,
-        conn: &mut impl ConnectionLike,
-        keys: &KeyLayout,
-        op: &Op,
-        rng: &mut StdRng,
-    ) -> Result<(Done, u64)> {
-        match op {
-            Op::Bump => {
-                let id = ModelId::new("HitCounter", "hot");
-                let data = keys.data(&id);
-                let locked = Locked::take(conn, &[keys.lock(&id, "bump")], rng, |p| {
-                    p.cmd("HGET").arg(&data).arg("count");
-                })
-                .await?;
-                let count = int_or(&locked.reads[0], 0)?;
-                let mut w = Writes::default();
-                w.op("HSET", &data, &["count".into(), (count + 1).to_string()]);
-                locked.write(conn, w).await?;
-                Ok((Done::Applied { leveled: false }, locked.round_trips + 1))
-            }
-            Op::Transfer { from, to, amount } => {
-                let (a, b) = (ModelId::new("Account", self.account(*from)), ModelId::new("Account", self.account(*to)));
-                let (da, db) = (keys.data(&a), keys.data(&b));
-                let mut locks = vec![keys.lock(&a, "transfer"), keys.lock(&b, "transfer")];
-                locks.sort();
-                let locked = Locked::take(conn, &locks, rng, |p| {
-                    p.cmd("HMGET").arg(&da).arg(&["balance", "transaction_count"]);
-                    p.cmd("HMGET").arg(&db).arg(&["balance", "transaction_count"]);
-                })
-                .await?;
-                let (ra, rb) = (list(&locked.reads[0])?, list(&locked.reads[1])?);
-                let (bal_a, tx_a, bal_b, tx_b) =
-                    (int_or(&ra[0], 0)?, int_or(&ra[1], 0)?, int_or(&rb[0], 0)?, int_or(&rb[1], 0)?);
-                let rts = locked.round_trips + 1;
-                if bal_a < *amount {
-                    locked.write(conn, Writes::default()).await?;
-                    return Ok((Done::Rejected, rts));
-                }
-                let mut w = Writes::default();
-                w.op(
-                    "HSET",
-                    &da,
-                    &[
-                        "balance".into(),
-                        (bal_a - amount).to_string(),
-                        "transaction_count".into(),
-                        (tx_a + 1).to_string(),
-                    ],
-                );
-                w.op(
-                    "HSET",
-                    &db,
-                    &[
-                        "balance".into(),
-                        (bal_b + amount).to_string(),
-                        "transaction_count".into(),
-                        (tx_b + 1).to_string(),
-                    ],
-                );
-                locked.write(conn, w).await?;
-                Ok((Done::Applied { leveled: false }, rts))
-            }
-            Op::Gain { character: c, exp } => {
-                let id = ModelId::new("GameCharacter", character(*c));
-                let (data, skills, inventory) = (keys.data(&id), skills_key(keys, &id), inventory_key(keys, &id));
-                let locked = Locked::take(conn, &[keys.lock(&id, "level_up")], rng, |p| {
-                    p.cmd("HMGET").arg(&data).arg(&["experience", "level"]);
-                    p.cmd("HGETALL").arg(&skills);
-                })
-                .await?;
-                let fields = list(&locked.reads[0])?;
-                let experience = int_or(&fields[0], 0)? + exp;
-                let level = int_or(&fields[1], 1)?;
-                let mut w = Writes::default();
-                let leveled = experience >= level * 1000;
-                if leveled {
-                    let new_level = level + 1;
-                    w.op(
-                        "HSET",
-                        &data,
-                        &[
-                            "experience".into(),
-                            experience.to_string(),
-                            "level".into(),
-                            new_level.to_string(),
-                            "health".into(),
-                            "100".into(),
-                        ],
-                    );
-                    if new_level % 5 == 0 {
-                        w.op("RPUSH", &inventory, &[format!("legendary_item_level_{new_level}")]);
-                    }
-                    let bonus = if new_level > 10 { 2 } else { 1 };
-                    let entries = list(&locked.reads[1])?;
-                    let mut improved = Vec::new();
-                    for pair in entries.chunks_exact(2) {
-                        improved.push(text(&pair[0])?);
-                        improved.push((int_or(&pair[1], 0)? + bonus).to_string());
-                    }
-                    if !improved.is_empty() {
-                        w.op("HSET", &skills, &improved);
-                    }
-                } else {
-                    w.op("HSET", &data, &["experience".into(), experience.to_string()]);
-                }
-                locked.write(conn, w).await?;
-                Ok((Done::Applied { leveled }, locked.round_trips + 1))
-            }
-            Op::Log { event } => {
-                let id = ModelId::new("EventLog", "hot");
-                let (data, events) = (keys.data(&id), events_key(keys, &id));
-                let locked = Locked::take(conn, &[keys.lock(&id, "log")], rng, |p| {
-                    p.cmd("HGET").arg(&data).arg("count");
-                })
-                .await?;
-                let count = int_or(&locked.reads[0], 0)?;
-                let mut w = Writes::default();
-                w.op("HSET", &data, &["count".into(), (count + 1).to_string()]);
-                w.op("RPUSH", &events, std::slice::from_ref(event));
-                w.op("LTRIM", &events, &[format!("-{KEEP}"), "-1".into()]);
-                locked.write(conn, w).await?;
-                Ok((Done::Applied { leveled: false }, locked.round_trips + 1))
-            }
-        }
-    }
-
     /// Round trips per operation from the server's command statistics: every engine and Lua
     /// round trip is one script call; a hand-written lock attempt is one pipeline that
     /// starts with one `SET NX` per lock (no script calls `SET`), its write one script call.
     pub fn server_round_trips(self, imp: Impl, stats: &super::server::ServerStats) -> u64 {
         match imp {
-            Impl::Engine { .. } | Impl::Lua => stats.script_calls(),
+            Impl::Engine(_) | Impl::Lua => stats.script_calls(),
             Impl::Hand => {
                 let locks_per_attempt = if matches!(self, Self::Bank | Self::Ledger) { 2 } else { 1 };
                 stats.calls("set") / locks_per_attempt + stats.script_calls()
             }
         }
     }
-
-    // ----- invariants -----
-
-    /// Checks the workload's invariant after a row, given every worker's tally. Returns what
-    /// was checked, with the figures.
-    ///
-    /// # Errors
-    /// If the invariant does not hold, or Redis fails.
-    pub async fn verify(
-        self,
-        conn: &mut impl ConnectionLike,
-        keys: &KeyLayout,
-        tally: &Tally,
-        imp: Impl,
-        concurrency: usize,
-    ) -> Result<String> {
-        let applied = i64::try_from(tally.applied)?;
-        match self {
-            Self::HotCounter => {
-                let count = hget_int(conn, &keys.data(&ModelId::new("HitCounter", "hot")), "count").await?;
-                ensure!(count == applied, "count {count} but {applied} increments succeeded");
-                Ok(format!("count = successes = {count}"))
-            }
-            Self::Bank | Self::Ledger => {
-                let rows: Vec<Vec<Option<i64>>> = per_slot(conn, keys, &self.population(), |pipe, id| {
-                    pipe.cmd("HMGET").arg(keys.data(id)).arg(&["balance", "transaction_count"]);
-                })
-                .await?;
-                let total: i64 = rows.iter().map(|r| r[0].unwrap_or(0)).sum();
-                let transactions: i64 = rows.iter().map(|r| r[1].unwrap_or(0)).sum();
-                let negative = rows.iter().filter(|r| r[0].unwrap_or(0) < 0).count();
-                let expected = OPENING_BALANCE * i64::try_from(ACCOUNTS)?;
-                ensure!(total == expected, "total balance {total}, expected {expected}");
-                ensure!(negative == 0, "{negative} accounts went negative");
-                ensure!(transactions == 2 * applied, "{transactions} transaction counts for {applied} transfers");
-                Ok(format!("Σ balance = {total} conserved; Σ transactions = 2 × {applied}"))
-            }
-            Self::LevelUp => {
-                let rows: Vec<Vec<Option<i64>>> = per_slot(conn, keys, &self.population(), |pipe, id| {
-                    pipe.cmd("HMGET").arg(keys.data(id)).arg(&["experience", "level"]);
-                })
-                .await?;
-                let exp: i64 = rows.iter().map(|r| r[0].unwrap_or(0)).sum();
-                let levels: i64 = rows.iter().map(|r| r[1].unwrap_or(1) - 1).sum();
-                ensure!(exp == tally.exp, "Σ experience {exp}, but {} was given", tally.exp);
-                ensure!(levels == tally.level_ups, "{levels} levels gained, {} level-ups reported", tally.level_ups);
-                Ok(format!("Σ experience = given ({exp}); Σ levels gained = level-ups reported ({levels})"))
-            }
-            Self::Append => {
-                let id = ModelId::new("EventLog", "hot");
-                let count = hget_int(conn, &keys.data(&id), "count").await?;
-                let len: usize = redis::cmd("LLEN").arg(events_key(keys, &id)).query_async(conn).await?;
-                ensure!(count == applied, "count {count} but {applied} appends succeeded");
-                // Pipeline mode trims on the length it loaded, so concurrent appends may leave a
-                // few more entries than `KEEP`; every other implementation keeps exactly `KEEP`.
-                let slack = if matches!(imp, Impl::Engine { mode: Mode::Pipeline, .. }) { concurrency } else { 0 };
-                let want = usize::try_from(applied)?.min(KEEP);
-                ensure!(
-                    len >= want && len <= want + slack,
-                    "log holds {len} entries, expected {want}..={}",
-                    want + slack
-                );
-                Ok(format!("count = successes = {count}; log holds {len} entries (keeps {KEEP})"))
-            }
-        }
-    }
-}
-
-fn skills_key(keys: &KeyLayout, id: &ModelId) -> String {
-    keys.collection(id, "skills", FieldType::Dict(ScalarKind::Int)).unwrap_or_default()
-}
-
-fn inventory_key(keys: &KeyLayout, id: &ModelId) -> String {
-    keys.collection(id, "inventory", FieldType::List(ScalarKind::Str)).unwrap_or_default()
-}
-
-fn events_key(keys: &KeyLayout, id: &ModelId) -> String {
-    keys.collection(id, "events", FieldType::List(ScalarKind::Str)).unwrap_or_default()
-}
-
-/// `ids` grouped by hash slot, in slot order (the order of `ids` within a slot).
-pub fn by_slot(ids: &[ModelId], slot: impl Fn(&ModelId) -> u16) -> Vec<Vec<&ModelId>> {
-    let mut groups: std::collections::BTreeMap<u16, Vec<&ModelId>> = std::collections::BTreeMap::new();
-    for id in ids {
-        groups.entry(slot(id)).or_default().push(id);
-    }
-    groups.into_values().collect()
-}
-
-/// One pipeline per hash slot of `ids` (a cluster refuses a pipeline across slots), `add`
-/// putting each model's commands in; the replies not ignored, slot after slot.
-async fn per_slot<T: FromRedisValue>(
-    conn: &mut impl ConnectionLike,
-    keys: &KeyLayout,
-    ids: &[ModelId],
-    add: impl Fn(&mut redis::Pipeline, &ModelId),
-) -> Result<Vec<T>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for group in by_slot(ids, |id| keys.slot(id)) {
-        let mut pipe = redis::pipe();
-        for id in group {
-            add(&mut pipe, id);
-        }
-        out.extend(pipe.query_async::<Vec<T>>(conn).await?);
-    }
-    Ok(out)
-}
-
-async fn hget_int(conn: &mut impl ConnectionLike, key: &str, field: &str) -> Result<i64> {
-    let v: Option<i64> = redis::cmd("HGET").arg(key).arg(field).query_async(conn).await?;
-    Ok(v.unwrap_or(0))
-}
-
-fn int_or(value: &Value, default: i64) -> Result<i64> {
-    match value {
-        Value::Nil => Ok(default),
-        Value::Int(i) => Ok(*i),
-        Value::BulkString(b) => std::str::from_utf8(b)?.parse().map_err(|e| anyhow!("not an int: {e}")),
-        other => bail!("unexpected reply {other:?}"),
-    }
-}
-
-fn text(value: &Value) -> Result<String> {
-    match value {
-        Value::BulkString(b) => Ok(String::from_utf8(b.clone())?),
-        other => bail!("unexpected reply {other:?}"),
-    }
-}
-
-fn list(value: &Value) -> Result<&[Value]> {
-    match value {
-        Value::Array(items) => Ok(items),
-        other => bail!("unexpected reply {other:?}"),
-    }
-}
-
-/// The Lua baseline's scripts.
-struct LuaScripts {
-    hot: Script,
-    bank: Script,
-    level: Script,
-    append: Script,
-    /// The hand-written protocol's write-and-release script.
-    write_release: Script,
-}
-
-fn lua_scripts() -> &'static LuaScripts {
-    static SCRIPTS: OnceLock<LuaScripts> = OnceLock::new();
-    SCRIPTS.get_or_init(|| LuaScripts {
-        hot: Script::new("return redis.call('HINCRBY', KEYS[1], 'count', ARGV[1])"),
-        bank: Script::new(
-            r"
-local amount = tonumber(ARGV[1])
-local balance = tonumber(redis.call('HGET', KEYS[1], 'balance') or '0')
-if balance < amount then return 0 end
-redis.call('HINCRBY', KEYS[1], 'balance', -amount)
-redis.call('HINCRBY', KEYS[2], 'balance', amount)
-redis.call('HINCRBY', KEYS[1], 'transaction_count', 1)
-redis.call('HINCRBY', KEYS[2], 'transaction_count', 1)
-return 1
-",
-        ),
-        level: Script::new(
-            r"
-local experience = redis.call('HINCRBY', KEYS[1], 'experience', ARGV[1])
-local level = tonumber(redis.call('HGET', KEYS[1], 'level') or '1')
-if experience < level * 1000 then return 0 end
-local new_level = level + 1
-redis.call('HSET', KEYS[1], 'level', new_level, 'health', 100)
-if new_level % 5 == 0 then redis.call('RPUSH', KEYS[2], 'legendary_item_level_' .. new_level) end
-local bonus = 1
-if new_level > 10 then bonus = 2 end
-for _, skill in ipairs(redis.call('HKEYS', KEYS[3])) do redis.call('HINCRBY', KEYS[3], skill, bonus) end
-return 1
-",
-        ),
-        append: Script::new(
-            r"
-local count = redis.call('HINCRBY', KEYS[1], 'count', ARGV[1])
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
-return count
-",
-        ),
-        write_release: Script::new(
-            r"
-local token, n = ARGV[1], tonumber(ARGV[2])
-for i = 1, n do
-  if redis.call('GET', KEYS[i]) ~= token then return 0 end
-end
-local a = 3
-while a <= #ARGV do
-  local argc = tonumber(ARGV[a + 2])
-  redis.call(ARGV[a], KEYS[n + tonumber(ARGV[a + 1])], unpack(ARGV, a + 3, a + 2 + argc))
-  a = a + 3 + argc
-end
-for i = 1, n do redis.call('DEL', KEYS[i]) end
-return 1
-",
-        ),
-    })
-}
-
-/// The writes of a hand-written operation: `(command, key, args)`.
-#[derive(Debug, Default)]
-struct Writes {
-    ops: Vec<(&'static str, String, Vec<String>)>,
-}
-
-impl Writes {
-    fn op(&mut self, command: &'static str, key: &str, args: &[String]) {
-        self.ops.push((command, key.to_owned(), args.to_vec()));
-    }
-}
-
-/// Locks taken by the hand-written protocol, with what was read under them.
-struct Locked {
-    locks: Vec<String>,
-    token: String,
-    reads: Vec<Value>,
-    round_trips: u64,
-}
-
-impl Locked {
-    /// `SET lock token NX PX` for every lock, pipelined with the reads, until every lock is
-    /// ours: a partial success is released (one more round trip), then the attempt waits about
-    /// a millisecond (jittered) and tries again. The naive waiter's loop.
-    async fn take(
-        conn: &mut impl ConnectionLike,
-        locks: &[String],
-        rng: &mut StdRng,
-        reads: impl Fn(&mut redis::Pipeline),
-    ) -> Result<Self> {
-        let mut round_trips = 0;
-        loop {
-            let token = format!("{:016x}", rng.random::<u64>());
-            let mut pipe = redis::pipe();
-            for lock in locks {
-                pipe.cmd("SET").arg(lock).arg(&token).arg("NX").arg("PX").arg(LEASE_MS);
-            }
-            reads(&mut pipe);
-            let mut replies: Vec<Value> = pipe.query_async(conn).await?;
-            round_trips += 1;
-            let held: Vec<String> =
-                locks.iter().zip(&replies).filter(|(_, r)| !matches!(r, Value::Nil)).map(|(l, _)| l.clone()).collect();
-            if held.len() == locks.len() {
-                let reads = replies.split_off(locks.len());
-                return Ok(Self { locks: locks.to_vec(), token, reads, round_trips });
-            }
-            if !held.is_empty() {
-                let partial = Self { locks: held, token, reads: Vec::new(), round_trips: 0 };
-                partial.write(conn, Writes::default()).await?;
-                round_trips += 1;
-            }
-            tokio::time::sleep(Duration::from_micros(rng.random_range(500..1_500))).await;
-        }
-    }
-
-    /// Applies the writes and releases the locks if they are still ours (one round trip).
-    async fn write(&self, conn: &mut impl ConnectionLike, writes: Writes) -> Result<()> {
-        let mut inv = lua_scripts().write_release.prepare_invoke();
-        for lock in &self.locks {
-            inv.key(lock);
-        }
-        inv.arg(&self.token).arg(self.locks.len());
-        for (i, (command, key, args)) in writes.ops.iter().enumerate() {
-            inv.key(key);
-            inv.arg(*command).arg(i + 1).arg(args.len());
-            for a in args {
-                inv.arg(a);
-            }
-        }
-        let ok: i64 = inv.invoke_async(conn).await?;
-        ensure!(ok == 1, "the hand-written lock was lost before the write");
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
+    use wasmtx::store::redis::KeyLayout;
 
+    use super::super::keyspace::by_slot;
     use super::*;
 
     #[test]

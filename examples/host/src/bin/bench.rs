@@ -5,7 +5,12 @@
 //! Options (after `--`):
 //! - `--duration SECS` measured window per row (default 2), `--warmup SECS` (default 0.5);
 //! - `--concurrency 1,16,64`, `--workloads hot,bank,level,append,fair`, `--impls lock,lock1,optimistic,
-//!   pipeline,lua,hand` (defaults: all; `lock1` is lock mode without grouping);
+//!   optimistic-cold,optimistic-2e,pipeline,lua,hand` (defaults: all; `lock1` is lock mode without
+//!   grouping; `optimistic` runs on the snapshot cache, `optimistic-cold` with it disabled (bank,
+//!   level); `optimistic-2e` splits the callers across two engines, each with its own store
+//!   connection and cache, on the same accounts (bank, 2 callers or more)); engine rows report the
+//!   cache's hit and stale-hit rates; the engine configurations are the table
+//!   `bench::impls::ENGINES`;
 //! - `fair` (issue 18): two engines on one hot counter, each with its own connection and local
 //!   lines, 16 callers each (or each `--concurrency` given), `lock1` and `lock`: each engine's
 //!   share of the turns, latencies and longest lock wait;
@@ -27,6 +32,12 @@
 //!   busiest one's share; then what announcing lock releases costs with classic `PUBLISH` and
 //!   with sharded `SPUBLISH`. Prints them and writes the cluster section of the results file
 //!   (the rest of it kept);
+//! - `--tracking-only` run only the client-side tracking measure (issue 13; part of every full
+//!   run, about 10 s): what `CLIENT TRACKING` (opt-in, redirected to a listener connection)
+//!   costs Redis per write with 1-3 other clients tracking the written accounts, against the same
+//!   writes and reads without it, and the `optimistic-2e` bank row at 64 callers (or
+//!   `--concurrency`) for the stale-hit rate it would act on; prints them and writes the
+//!   tracking section of the results file (the rest of it kept);
 //! - `--stall-only` run only the looping-neighbour measure (a trivial invocation beside 8 rules
 //!   looping to their deadline; part of every full run);
 //! - `--as-rule PATH` an AssemblyScript build of the counter rule (input `{"delta": 1}` on a model
@@ -51,12 +62,12 @@ use bench::cluster::Cluster;
 use bench::cluster_report;
 use bench::deploy::Deployment;
 use bench::fair::{self, Fairness};
+use bench::impls::Impl;
 use bench::overhead::{self, Case, Cost, int};
 use bench::progress::Progress;
 use bench::report::{self, Context};
 use bench::run::{self, Row, Timing};
 use bench::server::RedisUnderTest;
-use bench::workloads::Impl;
 use bench::workloads::Workload;
 use bench::{charts, soak, stall, sys};
 use wasmtx::{FieldType, FieldValue, ModelSchema, Scalar, ScalarKind};
@@ -79,6 +90,7 @@ struct Args {
     stall_only: bool,
     http_only: bool,
     cluster_only: bool,
+    tracking_only: bool,
     http_connections: usize,
     wasmtx: Option<PathBuf>,
     as_rule: Option<PathBuf>,
@@ -105,6 +117,7 @@ fn parse_args() -> Result<Args> {
         stall_only: false,
         http_only: false,
         cluster_only: false,
+        tracking_only: false,
         http_connections: 64,
         wasmtx: None,
         as_rule: None,
@@ -147,8 +160,12 @@ fn parse_args() -> Result<Args> {
                 args.full_matrix = false;
             }
             "--impls" => {
-                args.impls =
-                    Some(it.next().context("--impls needs a list")?.split(',').map(|s| s.trim().to_owned()).collect());
+                let impls: Vec<String> =
+                    it.next().context("--impls needs a list")?.split(',').map(|s| s.trim().to_owned()).collect();
+                if let Some(unknown) = impls.iter().find(|i| Impl::parse(i).is_none()) {
+                    bail!("unknown implementation {unknown} ({})", Impl::keys().join(", "));
+                }
+                args.impls = Some(impls);
                 args.full_matrix = false;
             }
             "--redis-url" => args.redis_url = Some(it.next().context("--redis-url needs a URL")?),
@@ -160,6 +177,7 @@ fn parse_args() -> Result<Args> {
             }
             "--http-only" => args.http_only = true,
             "--cluster-only" => args.cluster_only = true,
+            "--tracking-only" => args.tracking_only = true,
             "--http-connections" => {
                 args.http_connections = it.next().context("--http-connections needs a number")?.parse()?;
             }
@@ -343,6 +361,13 @@ fn print_row(row: &Row) {
             Err(e) => format!("INVARIANT FAILED: {e}"),
         }
     );
+    if let Some((hit, stale)) = row.cache.and_then(|c| c.hit_rate().zip(c.stale_rate())) {
+        let c = row.cache.unwrap_or_default();
+        eprintln!(
+            "bench:        snapshot cache: {hit:.1} % hits, {stale:.1} % stale hits ({} hits, {} misses, {} stale)",
+            c.hits, c.misses, c.stale_hits
+        );
+    }
     if let Some([wait, load, run, commit]) = row.phases {
         eprintln!(
             "bench:        mean outcome timings: wait {:.0} µs, load {:.0} µs, run {:.1} µs, commit {:.0} µs",
@@ -375,7 +400,7 @@ async fn cluster_only(args: &Args, rules: &RuleArtifacts, server: &mut RedisUnde
     let described = format!("{} on ports {:?} (PIDs {:?})", cluster.version, cluster.ports, cluster.pids());
     let timing = Timing { warmup: args.warmup, window: args.window };
     let callers = if args.concurrency_given { args.concurrency.clone() } else { vec![16, 64] };
-    let imps = [Impl::LOCK, Impl::Engine { mode: wasmtx::Mode::Optimistic, max_group: 32 }, Impl::Lua, Impl::Hand];
+    let imps = [Impl::LOCK, Impl::OPTIMISTIC, Impl::Lua, Impl::Hand];
     let planned: Vec<(Workload, usize, Impl)> = [Workload::HotCounter, Workload::Ledger]
         .into_iter()
         .flat_map(|w| callers.iter().flat_map(move |&c| imps.into_iter().map(move |i| (w, c, i))))
@@ -434,6 +459,68 @@ async fn cluster_only(args: &Args, rules: &RuleArtifacts, server: &mut RedisUnde
     Ok(())
 }
 
+/// Prints the tracking measure's figures as they come.
+fn print_tracking(t: &bench::tracking::Measure) {
+    for (off, on) in &t.pairs {
+        eprintln!(
+            "bench:   tracking, {} reader(s): Redis CPU {:.2} → {:.2} µs/transfer, client CPU {:.2} → {:.2}; {:.2} invalidate pushes/transfer, {:.2} keys/push; {:.2} s / {:.2} s",
+            on.readers,
+            off.redis_us,
+            on.redis_us,
+            off.client_us,
+            on.client_us,
+            on.messages as f64 / on.transfers.max(1) as f64,
+            on.invalidated_keys as f64 / on.messages.max(1) as f64,
+            off.elapsed.as_secs_f64(),
+            on.elapsed.as_secs_f64()
+        );
+    }
+    eprintln!(
+        "bench:   tracking costs {:.2} µs of Redis CPU and {:.2} µs of client CPU per transfer per tracking reader",
+        t.us_per_transfer_per_reader(),
+        t.client_us_per_transfer_per_reader()
+    );
+}
+
+/// `--tracking-only`: the tracking measure and the two-engine bank row; prints them and writes
+/// the tracking section.
+async fn tracking_only(args: &Args, rules: &RuleArtifacts, server: &mut RedisUnderTest, redis: String) -> Result<()> {
+    let (started, load_before) = (Instant::now(), sys::load_average());
+    eprintln!("bench: client-side tracking, {} transfers per run…", bench::tracking::TRANSFERS);
+    let at = Instant::now();
+    let measure = bench::tracking::measure(server).await?;
+    print_tracking(&measure);
+    eprintln!("bench:   the tracking measure took {:.1} s", at.elapsed().as_secs_f64());
+    // What a rule run costs in CPU, for the saving: the bank transfer's line of the cost table.
+    let mut costs = Vec::new();
+    for case in cost_cases(rules, None)?.into_iter().filter(|c| c.label == "bank transfer") {
+        costs.push(overhead::measure(&case, args.iterations.min(5_000)).await?);
+    }
+    let timing = Timing { warmup: args.warmup, window: args.window };
+    let callers = if args.concurrency_given { args.concurrency.clone() } else { vec![64] };
+    let imp = Impl::parse("optimistic-2e").context("the two-engine implementation")?;
+    let mut rows = Vec::new();
+    for (seq, c) in callers.into_iter().enumerate() {
+        let row = run::run_row(Deployment::Single(server), rules, Workload::Bank, imp, c, timing, seq + 1).await?;
+        print_row(&row);
+        rows.push(row);
+    }
+    server.stop();
+    let verdict = bench::tracking::verdict(&rows, &measure, bench::tracking::run_cpu_us(&costs));
+    eprintln!("bench:   {}", bench::tracking::conclusion(verdict.as_ref()));
+    let ctx = context(args, redis, load_before, started);
+    let section = report::tracking_section(&measure, &rows, &costs, &ctx);
+    println!("{section}");
+    if !args.no_write {
+        let out = args.out.clone().unwrap_or_else(default_out);
+        let previous = std::fs::read_to_string(&out).ok();
+        write_section(&out, previous.as_deref(), "tracking", report::TRACKING_HEADING, &section)?;
+    }
+    let failed = rows.iter().filter(|r| r.invariant.is_err()).count() + usize::from(measure.invariant.is_err());
+    ensure!(failed == 0, "{failed} invariant check(s) failed");
+    Ok(())
+}
+
 fn date() -> String {
     std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -460,6 +547,10 @@ async fn main() -> Result<()> {
 
     if args.cluster_only {
         return cluster_only(&args, rules, &mut server, redis).await;
+    }
+
+    if args.tracking_only {
+        return tracking_only(&args, rules, &mut server, redis).await;
     }
 
     if args.http_only {
@@ -508,6 +599,7 @@ async fn main() -> Result<()> {
             .workloads
             .iter()
             .flat_map(|&w| args.concurrency.iter().flat_map(move |&c| w.impls().into_iter().map(move |i| (w, c, i))))
+            .filter(|(_, c, imp)| imp.runs_with(*c))
             .filter(|(_, _, imp)| args.impls.as_ref().is_none_or(|only| only.iter().any(|o| *o == imp.key())))
             .collect();
         let mut progress = Progress::new(planned.len(), args.warmup + args.window);
@@ -526,7 +618,7 @@ async fn main() -> Result<()> {
     if args.fair && !args.soak_only && !args.stall_only {
         let timing = Timing { warmup: args.warmup, window: args.window };
         let callers = if args.concurrency_given { args.concurrency.clone() } else { vec![16] };
-        let imps = [Impl::Engine { mode: wasmtx::Mode::Lock, max_group: 1 }, Impl::LOCK];
+        let imps = [Impl::LOCK1, Impl::LOCK];
         for (i, imp) in imps.into_iter().enumerate() {
             if args.impls.as_ref().is_some_and(|only| !only.iter().any(|o| *o == imp.key())) {
                 continue;
@@ -582,6 +674,17 @@ async fn main() -> Result<()> {
         None
     };
 
+    let tracking = if args.full_matrix {
+        eprintln!("bench: client-side tracking, {} transfers per run…", bench::tracking::TRANSFERS);
+        let t = bench::tracking::measure(&server).await?;
+        print_tracking(&t);
+        let verdict = bench::tracking::verdict(&rows, &t, bench::tracking::run_cpu_us(&costs));
+        eprintln!("bench:   {}", bench::tracking::conclusion(verdict.as_ref()));
+        Some(t)
+    } else {
+        None
+    };
+
     let soak = match args.soak {
         Some(duration) => {
             eprintln!("bench: memory run for {} s…", duration.as_secs());
@@ -602,7 +705,18 @@ async fn main() -> Result<()> {
     let ctx = context(&args, redis, load_before, started);
     let out = args.out.clone().unwrap_or_else(default_out);
     let previous = std::fs::read_to_string(&out).ok();
-    let text = report::markdown(&ctx, &rows, &costs, &fairness, stall.as_ref(), soak.as_ref(), previous.as_deref());
+    let text = report::markdown(
+        &ctx,
+        &rows,
+        &report::Measured {
+            costs: &costs,
+            fairness: &fairness,
+            stall: stall.as_ref(),
+            soak: soak.as_ref(),
+            tracking: tracking.as_ref(),
+        },
+        previous.as_deref(),
+    );
     println!("{text}");
     let write = !args.no_write && (args.out.is_some() || args.full_matrix || args.soak_only);
     if write {
@@ -627,7 +741,8 @@ async fn main() -> Result<()> {
     }
     let failed = rows.iter().filter(|r| r.invariant.is_err()).count()
         + fairness.iter().filter(|f| f.invariant.is_err()).count()
-        + soak.iter().flat_map(|s| &s.invariants).filter(|i| i.is_err()).count();
+        + soak.iter().flat_map(|s| &s.invariants).filter(|i| i.is_err()).count()
+        + tracking.iter().filter(|t| t.invariant.is_err()).count();
     if failed > 0 {
         bail!("{failed} invariant check(s) failed");
     }

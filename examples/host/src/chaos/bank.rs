@@ -1,6 +1,6 @@
 //! The bank workload (Jepsen's bank, with a marker per effect): accounts that start with the
-//! same balance and exchange money in lock and optimistic mode (the rule refuses a transfer
-//! the debited account cannot pay), beside deposits from a reserve account in pipeline mode
+//! same balance and exchange money in lock, optimistic and adaptive mode (the rule refuses a
+//! transfer the debited account cannot pay), beside deposits from a reserve account in pipeline mode
 //! (increments, which commute, so pipeline mode may apply them unlocked; the reserve alone may
 //! go negative). Every transfer also appends its marker `t<id>` to the log of each account it
 //! changes, so the check can say of each operation whether it applied, and how often.
@@ -85,8 +85,9 @@ impl Bank {
     /// A random operation numbered `id`, and its call.
     pub fn next(&self, id: u64, rng: &mut StdRng) -> (Transfer, Call) {
         let mode = match rng.random_range(0..100) {
-            0..45 => Mode::Lock,
-            45..75 => Mode::Optimistic,
+            0..35 => Mode::Lock,
+            35..55 => Mode::Optimistic,
+            55..75 => Mode::Adaptive,
             _ => Mode::Pipeline,
         };
         let to = rng.random_range(0..self.accounts);

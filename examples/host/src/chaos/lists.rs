@@ -1,6 +1,6 @@
 //! The list-append workload, checked the way Elle checks Jepsen's list-append histories:
-//! transactions of one to three appends and reads over one or two lists, in lock and
-//! optimistic mode (and append-only ones in pipeline mode, which appends without locks). Each
+//! transactions of one to three appends and reads over one or two lists, in lock, optimistic
+//! and adaptive mode (and append-only ones in pipeline mode, which appends without locks). Each
 //! appended value is unique (`t<id>`, at most once per list per transaction), so the final lists
 //! and every read can be traced back to the transactions that wrote them.
 //!
@@ -89,8 +89,9 @@ impl Lists {
         }
         let reads = mops.iter().any(|m| matches!(m, Mop::Read(_)));
         let mode = match rng.random_range(0..100) {
-            0..50 => Mode::Lock,
-            50..80 => Mode::Optimistic,
+            0..40 => Mode::Lock,
+            40..60 => Mode::Optimistic,
+            60..80 => Mode::Adaptive,
             _ if reads => Mode::Lock,
             _ => Mode::Pipeline,
         };
