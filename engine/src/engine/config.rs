@@ -65,7 +65,7 @@ pub struct EngineConfig {
     /// 10,000 models, 64 MiB; [`SnapshotCacheConfig::disabled`] turns it off.
     pub snapshot_cache: SnapshotCacheConfig,
     /// When adaptive mode ([`Mode::Adaptive`](crate::Mode::Adaptive)) sends a model to lock
-    /// mode: after 2 conflicts within 250 ms of each other, for 1 s.
+    /// mode: after 3 conflicts within 100 ms of each other, for 1 s.
     pub adaptive: AdaptiveConfig,
 }
 

@@ -194,8 +194,8 @@ impl Engine {
     ///   in between; otherwise runs the rule again (per the retry policy) and finally fails
     ///   with [`Error::Conflict`].
     /// - Adaptive mode: optimistic, except for models that keep conflicting, which run in lock
-    ///   mode for a while ([`EngineConfig::adaptive`](crate::EngineConfig::adaptive)); an
-    ///   invocation refused for contention runs its next attempt in lock mode.
+    ///   mode for a while ([`EngineConfig::adaptive`](crate::EngineConfig::adaptive)), and so
+    ///   do the later attempts of an invocation refused as often.
     ///
     /// # Errors
     /// Bad input ([`Error::UnknownModelType`], [`Error::InvalidKey`], [`Error::InvalidAction`],

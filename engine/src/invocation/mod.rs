@@ -28,8 +28,8 @@ pub enum Mode {
     Optimistic,
     /// Optimistic on the snapshot cache (one round trip on uncontended models); a model that
     /// keeps conflicting runs in lock mode, with group commit, for a while, then optimistic
-    /// again. An invocation refused for contention takes locks on its next attempt. The rule
-    /// sees the mode its attempt runs in (`lock` or `optimistic`).
+    /// again ([`AdaptiveConfig`](crate::AdaptiveConfig)). The rule sees the mode its attempt
+    /// runs in (`lock` or `optimistic`).
     Adaptive,
 }
 

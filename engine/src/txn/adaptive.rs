@@ -3,12 +3,13 @@
 //! refused commits), and back to optimistic after a while.
 //!
 //! The choice is per attempt and per engine: an attempt runs in lock mode when one of its models
-//! is marked hot, else optimistic. An optimistic attempt refused on fresh state (another writer
-//! committed in between, or a lock of the action is held) counts a conflict on that model, and
-//! the invocation's next attempt runs in lock mode at once: it has seen contention, and a lock
-//! queue guarantees it progress. A model whose conflicts follow each other closely enough is
-//! marked hot: every attempt on it runs in lock mode until the mark runs out, then optimistic is
-//! tried again (a model still hot is marked again by its first conflicts).
+//! is marked hot, or when its invocation was refused as often as it takes to mark a model; else
+//! optimistic. An optimistic attempt refused on fresh state (another writer committed in
+//! between, or a lock of the action is held) counts a conflict on that model. A model whose
+//! conflicts follow each other closely enough is marked hot: every attempt on it runs in lock
+//! mode until the mark runs out, then optimistic is tried again (a model still hot is marked
+//! again by its first conflicts). A refused attempt that goes to lock mode next does not back
+//! off: the lock queue orders it.
 //!
 //! Both flows are serializable and may be mixed on one model (an optimistic commit is refused
 //! while a lock of its action is held), so a switch never needs coordination between
@@ -29,9 +30,10 @@ use crate::model::ids::ModelId;
 #[non_exhaustive]
 pub struct AdaptiveConfig {
     /// How many conflicts on one model, each within [`window`](Self::window) of the one
-    /// before, mark it hot. Default 2.
+    /// before, mark it hot; an invocation refused this many times runs its next attempts in
+    /// lock mode too. Default 3.
     pub conflicts_to_lock: u32,
-    /// How close conflicts must follow each other to add up. Default 250 ms.
+    /// How close conflicts must follow each other to add up. Default 100 ms.
     pub window: Duration,
     /// How long a hot model runs in lock mode before optimistic is tried again. Default 1 s.
     pub lock_for: Duration,
@@ -43,8 +45,8 @@ pub struct AdaptiveConfig {
 impl Default for AdaptiveConfig {
     fn default() -> Self {
         Self {
-            conflicts_to_lock: 2,
-            window: Duration::from_millis(250),
+            conflicts_to_lock: 3,
+            window: Duration::from_millis(100),
             lock_for: Duration::from_secs(1),
             max_tracked: 10_000,
         }
@@ -87,7 +89,7 @@ pub struct AdaptiveStats {
     pub optimistic_attempts: u64,
     /// Attempts of adaptive invocations run in lock mode.
     pub lock_attempts: u64,
-    /// Optimistic attempts refused on fresh state (each sends its invocation to lock mode).
+    /// Optimistic attempts refused on fresh state.
     pub conflicts: u64,
     /// Times a model was marked hot.
     pub marked_hot: u64,
@@ -128,9 +130,18 @@ impl Contention {
         }
     }
 
-    /// Whether an attempt on `models` should take locks: one of them is hot. A mark that ran
-    /// out is removed here (the model is tried optimistic again).
-    pub(super) fn prefers_lock<'a>(&self, models: impl IntoIterator<Item = &'a ModelId>, now: Instant) -> bool {
+    /// Whether the next attempt of an invocation on `models`, refused `refusals` times so far,
+    /// should take locks: it was refused as often as it takes to mark a model, or one of its
+    /// models is hot. A mark that ran out is removed here (the model is tried optimistic again).
+    pub(super) fn prefers_lock<'a>(
+        &self,
+        models: impl IntoIterator<Item = &'a ModelId>,
+        refusals: u32,
+        now: Instant,
+    ) -> bool {
+        if refusals >= self.config.conflicts_to_lock {
+            return true;
+        }
         let mut map = self.models.lock().unwrap_or_else(PoisonError::into_inner);
         if map.is_empty() {
             return false;
@@ -218,16 +229,16 @@ mod tests {
         let c = Contention::new(AdaptiveConfig::new(2, ms(100), ms(1000)));
         let (hot, other) = (id("hot"), id("other"));
         let t0 = Instant::now();
-        assert!(!c.prefers_lock([&hot], t0));
+        assert!(!c.prefers_lock([&hot], 0, t0));
         c.conflicted(&hot, t0);
-        assert!(!c.prefers_lock([&hot], t0), "one conflict is not a pattern");
+        assert!(!c.prefers_lock([&hot], 0, t0), "one conflict is not a pattern");
         c.conflicted(&hot, t0 + ms(50));
-        assert!(c.prefers_lock([&hot], t0 + ms(60)));
-        assert!(c.prefers_lock([&other, &hot], t0 + ms(60)), "one hot model sends the whole attempt to locks");
-        assert!(!c.prefers_lock([&other], t0 + ms(60)));
+        assert!(c.prefers_lock([&hot], 0, t0 + ms(60)));
+        assert!(c.prefers_lock([&other, &hot], 0, t0 + ms(60)), "one hot model sends the whole attempt to locks");
+        assert!(!c.prefers_lock([&other], 0, t0 + ms(60)));
         let stats = c.stats();
         assert_eq!((stats.marked_hot, stats.conflicts), (1, 2));
-        assert!(!c.prefers_lock([&hot], t0 + ms(1051)), "the mark ran out: optimistic again");
+        assert!(!c.prefers_lock([&hot], 0, t0 + ms(1051)), "the mark ran out: optimistic again");
         assert!(c.models.lock().expect("not poisoned").is_empty());
     }
 
@@ -239,7 +250,7 @@ mod tests {
         for step in 0..5 {
             c.conflicted(&model, t0 + ms(150 * step));
         }
-        assert!(!c.prefers_lock([&model], t0 + ms(700)));
+        assert!(!c.prefers_lock([&model], 0, t0 + ms(700)));
         assert_eq!(c.stats().marked_hot, 0);
     }
 
@@ -253,10 +264,18 @@ mod tests {
             c.conflicted(&id(key), t0);
         }
         assert_eq!(c.stats().marked_hot, 3, "the fourth model is not tracked while three marks hold");
-        assert!(!c.prefers_lock([&id("d")], t0));
+        assert!(!c.prefers_lock([&id("d")], 0, t0));
         c.conflicted(&id("d"), t0 + ms(1001));
-        assert!(c.prefers_lock([&id("d")], t0 + ms(1002)), "marks that ran out make room");
+        assert!(c.prefers_lock([&id("d")], 0, t0 + ms(1002)), "marks that ran out make room");
         assert_eq!(c.models.lock().expect("not poisoned").len(), 1);
+    }
+
+    #[test]
+    fn an_invocation_refused_often_enough_takes_locks_itself() {
+        let c = Contention::new(AdaptiveConfig::new(3, ms(100), ms(1000)));
+        let t0 = Instant::now();
+        assert!(!c.prefers_lock([&id("cold")], 2, t0));
+        assert!(c.prefers_lock([&id("cold")], 3, t0));
     }
 
     #[test]

@@ -210,11 +210,11 @@ impl Protocol {
             None => None,
         };
         let mut attempt = 1;
-        // Adaptive mode: an invocation refused for contention takes locks from then on.
-        let mut contended = false;
+        // Adaptive mode: how often this invocation's optimistic attempts were refused.
+        let mut refusals = 0;
         loop {
             let before = started.elapsed();
-            let flow = self.flow(invocation.mode, plan, contended);
+            let flow = self.flow(invocation.mode, plan, refusals);
             let context = self.context(invocation, &invocation_id, attempt, flow.mode());
             let result = match flow {
                 Flow::Lock => lock_mode::run(self, rule, invocation, plan, &idem, context).await,
@@ -239,20 +239,23 @@ impl Protocol {
                 }
                 Err(e) if attempt < policy.max_attempts && policy.retries(&e) => {
                     debug!(attempt, error = %e, "retrying");
+                    let mut queued = false;
                     if let (Flow::Optimistic, Error::Conflict { model, attempts }) = (flow, &e) {
                         // The optimistic flow may have run the rule again itself.
                         attempt = attempt.max(*attempts);
                         if invocation.mode == Mode::Adaptive {
-                            self.contention.conflicted(model, std::time::Instant::now());
-                            contended = true;
+                            let now = std::time::Instant::now();
+                            self.contention.conflicted(model, now);
+                            refusals += 1;
+                            queued = self.contention.prefers_lock(plan.sorted.iter().map(|t| &t.id), refusals, now);
                         }
                     }
                     if attempt >= policy.max_attempts {
                         return Err(fail(e));
                     }
-                    // A contended adaptive invocation goes to the lock queue at once: the queue,
-                    // not a backoff, orders it.
-                    if !(contended && invocation.mode == Mode::Adaptive && matches!(e, Error::Conflict { .. })) {
+                    // An adaptive invocation headed for the lock queue waits there, not in a
+                    // backoff.
+                    if !queued {
                         tokio::time::sleep(policy.backoff(attempt)).await;
                     }
                     attempt += 1;
@@ -262,16 +265,17 @@ impl Protocol {
         }
     }
 
-    /// Which flow an attempt runs: the invocation's mode, or in adaptive mode lock mode for an
-    /// invocation that met contention or models marked hot, else optimistic.
-    fn flow(&self, mode: Mode, plan: &Plan, contended: bool) -> Flow {
+    /// Which flow an attempt runs: the invocation's mode, or in adaptive mode lock mode when
+    /// the invocation was refused often enough (`refusals`) or one of its models is marked
+    /// hot, else optimistic.
+    fn flow(&self, mode: Mode, plan: &Plan, refusals: u32) -> Flow {
         match mode {
             Mode::Lock => Flow::Lock,
             Mode::Pipeline => Flow::Pipeline,
             Mode::Optimistic => Flow::Optimistic,
             Mode::Adaptive => {
-                let locked = contended
-                    || self.contention.prefers_lock(plan.sorted.iter().map(|t| &t.id), std::time::Instant::now());
+                let now = std::time::Instant::now();
+                let locked = self.contention.prefers_lock(plan.sorted.iter().map(|t| &t.id), refusals, now);
                 self.contention.count_attempt(locked);
                 if locked { Flow::Lock } else { Flow::Optimistic }
             }

@@ -46,23 +46,10 @@ pub(super) async fn run(
     let mut timings = Timings::default();
     let (mut loaded, mut source) = match protocol.cache.get_all(&plan.sorted, generation) {
         Some(cached) => (cached, Source::Cache),
-        None => {
-            let start = Instant::now();
-            let loaded = match idem.lookup(context.attempt) {
-                Some(key) => protocol.store.load_unless_recorded(&plan.sorted, key).await?,
-                None => Loaded::Snapshots(protocol.store.load(&plan.sorted).await?),
-            };
-            timings.load = start.elapsed();
-            match loaded {
-                Loaded::Snapshots(loaded) => {
-                    for (target, snapshot) in plan.sorted.iter().zip(&loaded) {
-                        protocol.cache.put(target, snapshot, generation);
-                    }
-                    (loaded, Source::Store)
-                }
-                Loaded::Recorded(record) => return replay(plan, idem, &record, timings),
-            }
-        }
+        None => match load_fresh(protocol, plan, idem, &context, generation, &mut timings).await? {
+            Loaded::Snapshots(loaded) => (loaded, Source::Store),
+            Loaded::Recorded(record) => return replay(plan, idem, &record, timings),
+        },
     };
     loop {
         let snapshots = plan.to_caller_order(&loaded);
@@ -75,19 +62,10 @@ pub(super) async fn run(
                 // A failure on cached state may be the cache's: the key may be recorded (a
                 // repeat of a committed invocation gets its first outcome, never this
                 // failure), or the state may have moved. The store's state decides.
-                let start = Instant::now();
-                let fresh = match idem.lookup(context.attempt) {
-                    Some(key) => protocol.store.load_unless_recorded(&plan.sorted, key).await?,
-                    None => Loaded::Snapshots(protocol.store.load(&plan.sorted).await?),
-                };
-                timings.load += start.elapsed();
-                let fresh = match fresh {
+                let fresh = match load_fresh(protocol, plan, idem, &context, generation, &mut timings).await? {
                     Loaded::Snapshots(fresh) => fresh,
                     Loaded::Recorded(record) => return replay(plan, idem, &record, timings),
                 };
-                for (target, snapshot) in plan.sorted.iter().zip(&fresh) {
-                    protocol.cache.put(target, snapshot, generation);
-                }
                 if fresh.iter().zip(&loaded).all(|(f, c)| f.version == c.version) {
                     return Err(failure);
                 }
@@ -174,4 +152,28 @@ pub(super) async fn run(
             Err(other) => return Err(other.into()),
         }
     }
+}
+
+/// Loads the models from the store (unless the key is recorded: then the record), and keeps
+/// what was loaded in the cache.
+async fn load_fresh(
+    protocol: &Protocol,
+    plan: &Plan,
+    idem: &Idempotency,
+    context: &RunContext,
+    generation: u64,
+    timings: &mut Timings,
+) -> Result<Loaded> {
+    let start = Instant::now();
+    let loaded = match idem.lookup(context.attempt) {
+        Some(key) => protocol.store.load_unless_recorded(&plan.sorted, key).await?,
+        None => Loaded::Snapshots(protocol.store.load(&plan.sorted).await?),
+    };
+    timings.load += start.elapsed();
+    if let Loaded::Snapshots(snapshots) = &loaded {
+        for (target, snapshot) in plan.sorted.iter().zip(snapshots) {
+            protocol.cache.put(target, snapshot, generation);
+        }
+    }
+    Ok(loaded)
 }
