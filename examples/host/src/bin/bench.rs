@@ -530,6 +530,11 @@ fn date() -> String {
         .unwrap_or_default()
 }
 
+/// jemalloc, as the `wasmtx` binary has it (`--no-default-features`: the system allocator).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
