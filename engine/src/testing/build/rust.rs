@@ -153,7 +153,6 @@ impl RustRuleBuild {
         }
         command.arg("--target-dir").arg(&target_dir).env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS");
         run(&mut command, self.progress)?;
-        drop(lock);
         let out = target_dir.join(WASM_TARGET).join("release");
         let mut wasm = BTreeMap::new();
         for (package, lib) in libs {
@@ -161,8 +160,18 @@ impl RustRuleBuild {
             if !path.is_file() {
                 return Err(format!("`{}` succeeded but {} is missing", describe(&command), path.display()));
             }
+            // Cargo leaves an output it found fresh untouched, so after an edit that does not
+            // change the rule (a workspace manifest's other dependencies) the file stays older
+            // than its project's sources, and the harness's staleness check would refuse what
+            // cargo has just confirmed current. Stamped now, they agree.
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+                .map_err(|e| format!("cannot stamp {} as built: {e}", path.display()))?;
             wasm.insert(package, path);
         }
+        drop(lock);
         Ok(BuiltRules { wasm })
     }
 }
