@@ -76,12 +76,14 @@ pub async fn run(args: ServeArgs, global: &Global) -> Result<(), Failure> {
         eprintln!("wasmtx: {warning}");
         warn!("{warning}");
     }
-    let purpose = Purpose { warm: true, refresh: Duration::from_millis(args.refresh_ms.max(1)) };
-    let mut workspace = Workspace::open(global, purpose).await?;
-    let audit = workspace.audit_log().await?;
+    // The address first: a taken one fails before the store is opened and before the registry
+    // starts compiling rules in the background (whose tasks the exit would cut short).
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| {
         Failure::new(ErrorClass::BadInput, ErrorKind::CannotListen, format!("cannot listen on {}: {e}", args.addr))
     })?;
+    let purpose = Purpose { warm: true, refresh: Duration::from_millis(args.refresh_ms.max(1)) };
+    let mut workspace = Workspace::open(global, purpose).await?;
+    let audit = workspace.audit_log().await?;
     let local = listener
         .local_addr()
         .map_err(|e| Failure::new(ErrorClass::Internal, ErrorKind::CannotListen, e.to_string()))?;
