@@ -22,9 +22,14 @@ use crate::store::{CommitGuard, CommitRecords, CommitRequest, Loaded, RecordEntr
 enum Source {
     /// The snapshot cache: its versions must be checked before anything the run read counts.
     Cache,
-    /// A load, or the refusal of a commit that read every model in one atomic step: one
-    /// consistent snapshot, so a run that writes nothing is done.
+    /// A load (that checked the record, when the key may be recorded): one consistent
+    /// snapshot, so a run that writes nothing is done.
     Store,
+    /// The refusal of a commit, which brought the moved models' state: consistent, but the
+    /// record was not looked at, so (as on cached state) a failure or a run that writes nothing
+    /// is not final until the store says the key is not recorded: a repeat of a committed
+    /// invocation whose cache was behind lands here.
+    Refused,
 }
 
 /// One attempt: the models from the cache (else loaded, unless the key is recorded), then
@@ -58,7 +63,7 @@ pub(super) async fn run(
         let ran = protocol.run_rule(rule, invocation, plan, &context, &snapshots, slot_deadline).await;
         let (output, run) = match ran {
             Ok(ran) => ran,
-            Err(failure) if matches!(source, Source::Cache) => {
+            Err(failure) if matches!(source, Source::Cache | Source::Refused) => {
                 // A failure on cached state may be the cache's: the key may be recorded (a
                 // repeat of a committed invocation gets its first outcome, never this
                 // failure), or the state may have moved. The store's state decides.
@@ -69,7 +74,9 @@ pub(super) async fn run(
                 if fresh.iter().zip(&loaded).all(|(f, c)| f.version == c.version) {
                     return Err(failure);
                 }
-                protocol.cache.count_stale();
+                if matches!(source, Source::Cache) {
+                    protocol.cache.count_stale();
+                }
                 loaded = fresh;
                 source = Source::Store;
                 continue;
@@ -132,12 +139,12 @@ pub(super) async fn run(
                 // brought; a state that moved again under a fresh one is contention, which the
                 // retry loop meets with its backoff (the next attempt finds the fresh state
                 // cached).
-                if matches!(source, Source::Store) || context.attempt >= max_attempts {
+                if matches!(source, Source::Store | Source::Refused) || context.attempt >= max_attempts {
                     let model = model.unwrap_or_else(|| plan.sorted[0].id.clone());
                     return Err(Error::Conflict { model, attempts: context.attempt });
                 }
                 tracing::debug!("models moved since the state the rule ran on: running it again on fresh state");
-                source = Source::Store;
+                source = Source::Refused;
                 context.attempt += 1;
             }
             Err(CommitFailure::Store(StoreError::Conflict { model, .. })) => {
