@@ -69,6 +69,36 @@ fn find(rows: &[Row], w: Workload, imp: Impl, c: usize) -> Option<&Row> {
 }
 
 /// Evaluates the issue's targets on this run's figures.
+/// The hot counter's target for `imp` at 64 callers: at least `min_ratio` × the hand-written
+/// lock's ops/s, p99 under `max_p99`.
+fn hot_verdict(rows: &[Row], imp: Impl, min_ratio: f64, max_p99: Duration) -> Verdict {
+    let (figure, met) =
+        match (find(rows, Workload::HotCounter, imp, 64), find(rows, Workload::HotCounter, Impl::Hand, 64)) {
+            (Some(e), Some(h)) => {
+                let r = e.ops_per_sec() / h.ops_per_sec();
+                (
+                    format!(
+                        "{:.0} ops/s = {r:.1}× hand-written ({:.0}); p99 {} ms",
+                        e.ops_per_sec(),
+                        h.ops_per_sec(),
+                        ms(e.p99)
+                    ),
+                    Some(r >= min_ratio && e.p99 < max_p99),
+                )
+            }
+            _ => ("not measured".into(), None),
+        };
+    let mode = if imp == Impl::LOCK { "lock mode".to_owned() } else { imp.key().to_owned() };
+    Verdict {
+        target: format!(
+            "hot counter at 64 callers, {mode}: ≥ {min_ratio}× hand-written lock, p99 < {} ms",
+            max_p99.as_millis()
+        ),
+        figure,
+        met,
+    }
+}
+
 pub fn verdicts(rows: &[Row], costs: &[Cost], soak: Option<&Soak>) -> Vec<Verdict> {
     let mut out = Vec::new();
 
@@ -111,44 +141,22 @@ pub fn verdicts(rows: &[Row], costs: &[Cost], soak: Option<&Soak>) -> Vec<Verdic
     }
 
     // 3. Hot counter at 64 callers.
-    let (figure, met) =
-        match (find(rows, Workload::HotCounter, Impl::LOCK, 64), find(rows, Workload::HotCounter, Impl::Hand, 64)) {
-            (Some(e), Some(h)) => {
-                let r = e.ops_per_sec() / h.ops_per_sec();
-                (
-                    format!(
-                        "{:.0} ops/s = {r:.1}× hand-written ({:.0}); p99 {} ms",
-                        e.ops_per_sec(),
-                        h.ops_per_sec(),
-                        ms(e.p99)
-                    ),
-                    Some(r >= 5.0 && e.p99 < Duration::from_millis(20)),
-                )
-            }
-            _ => ("not measured".into(), None),
-        };
-    out.push(Verdict {
-        target: "hot counter at 64 callers, lock mode: ≥ 5× hand-written lock, p99 < 20 ms".into(),
-        figure,
-        met,
-    });
+    out.push(hot_verdict(rows, Impl::LOCK, 5.0, Duration::from_millis(20)));
 
     // Issue 13: one round trip on a warm cache, and the uniform and hot targets in adaptive mode.
-    let warm: Vec<String> = [Workload::Bank, Workload::LevelUp]
+    let warm: Vec<(String, f64)> = [Workload::Bank, Workload::LevelUp]
         .into_iter()
         .flat_map(|w| [Impl::OPTIMISTIC, Impl::ADAPTIVE].map(move |i| (w, i)))
-        .filter_map(|(w, i)| find(rows, w, i, 1).map(|r| (w, i, r.round_trips_per_op)))
-        .map(|(w, i, rt)| format!("{w} {}: {rt:.2}", i.key()))
-        .collect();
-    let warm_rts: Vec<f64> = [Workload::Bank, Workload::LevelUp]
-        .into_iter()
-        .flat_map(|w| [Impl::OPTIMISTIC, Impl::ADAPTIVE].map(move |i| (w, i)))
-        .filter_map(|(w, i)| find(rows, w, i, 1).map(|r| r.round_trips_per_op))
+        .filter_map(|(w, i)| find(rows, w, i, 1).map(|r| (format!("{w} {}", i.key()), r.round_trips_per_op)))
         .collect();
     out.push(Verdict {
         target: "optimistic and adaptive, warm cache: 1.00 round trip per uncontended invocation (1 caller)".into(),
-        figure: if warm.is_empty() { "not measured".into() } else { warm.join(", ") },
-        met: (!warm_rts.is_empty()).then(|| warm_rts.iter().all(|rt| *rt < 1.05)),
+        figure: if warm.is_empty() {
+            "not measured".into()
+        } else {
+            warm.iter().map(|(row, rt)| format!("{row}: {rt:.2}")).collect::<Vec<_>>().join(", ")
+        },
+        met: (!warm.is_empty()).then(|| warm.iter().all(|(_, rt)| *rt < 1.05)),
     });
     for w in [Workload::Bank, Workload::LevelUp] {
         let (figure, met) =
@@ -174,29 +182,7 @@ pub fn verdicts(rows: &[Row], costs: &[Cost], soak: Option<&Soak>) -> Vec<Verdic
             met,
         });
     }
-    let (figure, met) = match (
-        find(rows, Workload::HotCounter, Impl::ADAPTIVE, 64),
-        find(rows, Workload::HotCounter, Impl::Hand, 64),
-    ) {
-        (Some(e), Some(h)) => {
-            let r = e.ops_per_sec() / h.ops_per_sec();
-            (
-                format!(
-                    "{:.0} ops/s = {r:.1}× hand-written ({:.0}); p99 {} ms",
-                    e.ops_per_sec(),
-                    h.ops_per_sec(),
-                    ms(e.p99)
-                ),
-                Some(r >= 8.0 && e.p99 < Duration::from_millis(5)),
-            )
-        }
-        _ => ("not measured".into(), None),
-    };
-    out.push(Verdict {
-        target: "hot counter at 64 callers, adaptive: ≥ 8× hand-written lock, p99 < 5 ms".into(),
-        figure,
-        met,
-    });
+    out.push(hot_verdict(rows, Impl::ADAPTIVE, 8.0, Duration::from_millis(5)));
 
     // 4. Per-invocation overhead.
     let mut figures = Vec::new();
