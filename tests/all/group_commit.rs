@@ -7,10 +7,12 @@
 //! one (blocked on the held lock), then release it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::pin::pin;
 use std::time::Duration;
 
 use crate::{Backend, TestEnv, hold_lock, on_both_stores, probe_ops};
 use anyhow::{Result, bail, ensure};
+use futures_util::FutureExt as _;
 use serde_json::json;
 use wasmtx::{Engine, Error, FieldChange, FieldValue, Invocation, Outcome, RetryPolicy, Rule, Scalar};
 
@@ -21,6 +23,7 @@ on_both_stores!(
     callers_that_drop_their_futures_do_not_break_the_group,
     queued_invocations_still_time_out_and_the_line_recovers,
     max_group_one_turns_grouping_off,
+    a_member_that_joins_after_the_load_sees_every_write_acknowledged_before_it,
 );
 
 /// How long the tests give spawned invocations to reach the engine's line.
@@ -359,5 +362,65 @@ async fn max_group_one_turns_grouping_off(backend: Backend) -> Result<()> {
     assert_eq!(tokens.len(), 12, "every invocation had its own lock hold");
     assert_eq!(field(&env, "Counter", "o", "count").await?, int(12));
     assert!(Engine::builder().max_group(0).build().is_err(), "0 is refused");
+    Ok(())
+}
+
+/// The first result of a probe run that read one value.
+fn read_value(outcome: &Outcome) -> Result<serde_json::Value> {
+    let results: Vec<serde_json::Value> = outcome.output_as()?;
+    results.into_iter().next().ok_or_else(|| anyhow::anyhow!("no result in {:?}", outcome.output))
+}
+
+/// Members join a running group after its state was loaded. One that was sent after another
+/// action's write was acknowledged must see that write, even when no member of the group
+/// writes (a read-only group still checks, as it commits, that the state it ran on is the
+/// stored one, and runs again on fresh state if not). The test stops the group right after its
+/// lock-and-load (a gate in the store), writes from another action meanwhile, and only then
+/// sends the late reader.
+async fn a_member_that_joins_after_the_load_sees_every_write_acknowledged_before_it(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend, "group-late-join").await?;
+    let (engine, rules, gated) = env.gated_engine(|b| b.max_group(8).acquire_timeout(Duration::from_secs(60)))?;
+    let read = || {
+        Invocation::new("look")
+            .model("Counter", "late")
+            .input(probe_ops(&[json!({"op": "get", "model": 0, "field": "count"})]))
+    };
+
+    // The leader waits at its commit: the line stays busy, so the next reader queues in it.
+    let mut lead_commit = gated.arm();
+    let lead = spawn_invoke(&engine, &rules.probe, read());
+    lead_commit.wait_reached().await?;
+    let queued_read = read();
+    let mut queued = pin!(engine.invoke(&rules.probe, &queued_read));
+    ensure!(queued.as_mut().now_or_never().is_none(), "the queued reader did not wait in the line");
+
+    // The group for the queued reader takes its locks and loads (count 0), then waits.
+    let mut group_load = gated.arm_lock();
+    lead_commit.open();
+    group_load.wait_reached().await?;
+
+    // Another action writes meanwhile, and its caller is answered.
+    let write = Invocation::new("write")
+        .model("Counter", "late")
+        .input(probe_ops(&[json!({"op": "set", "model": 0, "field": "count", "value": 7})]));
+    env.engine.invoke(&env.rules.probe, &write).await?;
+
+    // Sent after that answer, the late reader joins the group that loaded before the write.
+    let late_read = read();
+    let mut late = pin!(engine.invoke(&rules.probe, &late_read));
+    ensure!(late.as_mut().now_or_never().is_none(), "the late reader did not wait in the line");
+    group_load.open();
+
+    let (queued, late) = tokio::join!(queued, late);
+    let (queued, late) = (queued?, late?);
+    ensure!(
+        queued.fencing_tokens == late.fencing_tokens,
+        "the two readers were not one group (tokens {:?} and {:?}): the test set nothing up",
+        queued.fencing_tokens,
+        late.fencing_tokens
+    );
+    ensure!(read_value(&late)? == json!(7), "the late reader saw {}, not the write answered before it", late.output);
+    ensure!(read_value(&lead.await??)? == json!(0), "the leader ran before the write");
+    ensure!(env.held_locks().await?.is_empty(), "locks left: {:?}", env.held_locks().await?);
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Result, bail, ensure};
 use wasmtx::registry::{RedisRegistryStore, RegistryStore, RuleVersion};
 use wasmtx::store::redis::{LIBRARY_VERSION, RedisStore};
-use wasmtx::store::{CommitGuard, CommitRecords, CommitRequest, LockAttempt, LockRequest};
+use wasmtx::store::{CommitGuard, CommitRecords, CommitRequest, LockAttempt, LockRequest, VersionCheck};
 use wasmtx::{
     FieldChange, FieldType, FieldValue, ModelId, ModelSchema, ModelTarget, Scalar, ScalarKind, Store, StoreError,
 };
@@ -52,7 +52,7 @@ async fn increment(store: &RedisStore, target: &ModelTarget) -> Result<()> {
         .commit(CommitRequest {
             models: std::slice::from_ref(target),
             changes: &changes,
-            guard: CommitGuard::Leases { leases: &leases, versions: &versions },
+            guard: CommitGuard::Leases { leases: &leases, versions: &versions, check: VersionCheck::WhenWriting },
             records: CommitRecords::NONE,
         })
         .await?;

@@ -19,7 +19,7 @@ mod redis {
 
     use anyhow::{Result, bail, ensure};
     use wasmtx::store::redis::KeyLayout;
-    use wasmtx::store::{CommitGuard, CommitRequest, LockRequest};
+    use wasmtx::store::{CommitGuard, CommitRequest, LockRequest, VersionCheck};
     use wasmtx::{FieldChange, FieldType, ModelId, ModelSchema, ModelTarget, Scalar, ScalarKind, StoreError};
 
     wasmtx::store_conformance_tests!(crate::Backend::Redis.open_store("conformance").await?);
@@ -213,7 +213,7 @@ mod redis {
             .commit(CommitRequest {
                 models: std::slice::from_ref(&bob),
                 changes: &changes,
-                guard: CommitGuard::Leases { leases: &leases, versions: &versions },
+                guard: CommitGuard::Leases { leases: &leases, versions: &versions, check: VersionCheck::WhenWriting },
                 records: CommitRecords::NONE,
             })
             .await?;

@@ -104,16 +104,18 @@ pub struct LockLease {
 #[derive(Debug, Clone, Copy)]
 pub enum CommitGuard<'a> {
     /// Lock mode: every lease (one per model, request order) must still be held with its token,
-    /// and, when the commit writes anything, every model must still be at the version it had
-    /// when the locks were taken (one per model): a lock is per (model, action), so another
-    /// action, another mode or a direct write may have changed the model since, and a value
-    /// computed from the older state must not overwrite that. The commit releases the leases;
-    /// a refused commit releases nothing.
+    /// and (when the commit writes anything, or always, as `check` says) every model must still
+    /// be at the version it had when the locks were taken (one per model): a lock is per
+    /// (model, action), so another action, another mode or a direct write may have changed the
+    /// model since, and a value computed from the older state must not overwrite that. The
+    /// commit releases the leases; a refused commit releases nothing.
     Leases {
         /// The leases, one per model.
         leases: &'a [LockLease],
         /// The versions loaded under them, one per model.
         versions: &'a [u64],
+        /// When the versions are checked.
+        check: VersionCheck,
     },
     /// Optimistic mode: every model's version must still be this (one per model), and no lock
     /// of `action` may be held on any of them: an optimistic invocation never commits while a
@@ -132,6 +134,22 @@ pub enum CommitGuard<'a> {
     },
     /// Pipeline mode: no precondition; the changes apply to whatever is stored.
     Unguarded,
+}
+
+/// When a lease-guarded commit ([`CommitGuard::Leases`]) checks the versions loaded under its
+/// leases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VersionCheck {
+    /// Only when the commit writes. A run that writes nothing read one consistent state, the
+    /// one loaded under the locks, after its invocation was sent: a later change by another
+    /// writer does not make that read wrong.
+    #[default]
+    WhenWriting,
+    /// Even when it writes nothing: some of the runs committed were sent after the load (the
+    /// later members of a lock-mode group), and what they read must still be the stored state
+    /// as they are answered, or a write acknowledged before they were sent would be missing.
+    Always,
 }
 
 /// A change set to apply atomically: all of it or none of it.

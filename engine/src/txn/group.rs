@@ -20,7 +20,11 @@
 //!    the last successful one;
 //! 3. commit the composition of the successful runs (the state diff between the loaded state
 //!    and the final one) fenced by the group's leases, in one round trip that also releases the
-//!    locks; when no run succeeded, only release;
+//!    locks; when no run succeeded, only release. Either way the commit checks that every model
+//!    is still at the version loaded, even when nothing is written: the members after the head
+//!    were sent after that load, perhaps after another action's write was acknowledged, and
+//!    must not read (or fail on) the state before it. A refused commit runs the members again
+//!    on fresh state under the locks still held;
 //! 4. answer every caller only now that the commit is durable: its own output and changes (its
 //!    diff against the state it saw), the shared fencing tokens, the versions after the shared
 //!    commit; or its own rule error. If the shared commit fails (`LockLost`, ...), every member
@@ -54,7 +58,7 @@ use crate::model::ids::LockId;
 use crate::rule::Rule;
 use crate::runtime::ModelWorkspace;
 use crate::runtime::changes::diff;
-use crate::store::{CommitGuard, CommitRecords, CommitRequest, LockRequest, RecordEntry, StoreError};
+use crate::store::{CommitGuard, CommitRecords, CommitRequest, LockRequest, RecordEntry, StoreError, VersionCheck};
 
 /// The locks of an invocation in the global lock order: what decides which invocations may
 /// share a group.
@@ -338,6 +342,10 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
     }
     let tokens: Vec<u64> = acquired.leases.leases().iter().map(|l| l.token).collect();
     let targets = members[0].plan.sorted.clone();
+    // The members after the head joined after the load, perhaps after another writer's commit
+    // was acknowledged: what they read (or failed on) must still be the stored state when
+    // they are answered, even if nobody writes; else they run again on fresh state.
+    let check = if members.len() > 1 { VersionCheck::Always } else { VersionCheck::WhenWriting };
     let mut reruns = 0;
     loop {
         debug!(size = members.len(), succeeded = pass.succeeded, reruns, "group ran");
@@ -372,7 +380,7 @@ async fn run_group(protocol: &Protocol, key: &GroupKey, head: Member) {
         let request = CommitRequest {
             models: &targets,
             changes: &changes,
-            guard: CommitGuard::Leases { leases: acquired.leases.leases(), versions: &versions },
+            guard: CommitGuard::Leases { leases: acquired.leases.leases(), versions: &versions, check },
             records: CommitRecords::NONE,
         };
         let committed = protocol.commit(request, &entries, &members[0].idem).await;

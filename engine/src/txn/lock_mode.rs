@@ -11,7 +11,7 @@ use super::{Plan, Protocol};
 use crate::error::Result;
 use crate::invocation::{Invocation, Outcome, RunContext, Timings};
 use crate::rule::Rule;
-use crate::store::{CommitGuard, CommitRecords, CommitRequest, LockRequest, RecordEntry, StoreError};
+use crate::store::{CommitGuard, CommitRecords, CommitRequest, LockRequest, RecordEntry, StoreError, VersionCheck};
 
 /// Runs one lock-mode invocation. With group commit on (`max_group > 1`), an invocation whose
 /// lock set is already being served in this engine queues behind it and runs in the next
@@ -109,7 +109,13 @@ async fn run_alone(
         let request = CommitRequest {
             models: &plan.sorted,
             changes: &sorted_changes,
-            guard: CommitGuard::Leases { leases: acquired.leases.leases(), versions: &versions },
+            // Read before the commit was sent, under the locks: a run that writes nothing needs
+            // no version check.
+            guard: CommitGuard::Leases {
+                leases: acquired.leases.leases(),
+                versions: &versions,
+                check: VersionCheck::WhenWriting,
+            },
             records: CommitRecords::NONE,
         };
         let receipt = match protocol.commit(request, &entries, idem).await {

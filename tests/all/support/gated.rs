@@ -3,8 +3,8 @@
 //! client), then let the commit go. It also loses commit replies on request (the commit
 //! applied but its caller hears `Unavailable`, or it never arrived), and can fail the
 //! resolves that follow; and loses lock-and-load replies (the locks were taken, the caller
-//! hears `Unavailable`). It also tells when a lock-and-load took its locks, and counts
-//! releases. Every other call goes straight to the wrapped store.
+//! hears `Unavailable`). It also tells when a lock-and-load took its locks (and can hold its
+//! reply at a gate of its own), and counts releases. Every other call goes straight to the wrapped store.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,6 +32,7 @@ pub enum LostReply {
 pub struct GatedStore {
     inner: Arc<dyn Store>,
     gates: Mutex<Vec<Gate>>,
+    lock_gates: Mutex<Vec<Gate>>,
     lost_replies: Mutex<VecDeque<LostReply>>,
     failing_resolves: AtomicU32,
     resolves: AtomicU32,
@@ -76,6 +77,7 @@ impl GatedStore {
         Arc::new(Self {
             inner,
             gates: Mutex::new(Vec::new()),
+            lock_gates: Mutex::new(Vec::new()),
             lost_replies: Mutex::new(VecDeque::new()),
             failing_resolves: AtomicU32::new(0),
             resolves: AtomicU32::new(0),
@@ -126,6 +128,19 @@ impl GatedStore {
         self.gates.lock().unwrap_or_else(PoisonError::into_inner).push(Gate { reached: reached_tx, open: open_rx });
         GateHandle { reached: reached_rx, open: open_tx }
     }
+
+    /// Arms a gate for the next lock-and-load that takes its locks: it waits there with the
+    /// locks held and the state loaded, before its caller sees them (gates are used in arming
+    /// order).
+    pub fn arm_lock(&self) -> GateHandle {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (open_tx, open_rx) = oneshot::channel();
+        self.lock_gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Gate { reached: reached_tx, open: open_rx });
+        GateHandle { reached: reached_rx, open: open_tx }
+    }
 }
 
 #[async_trait]
@@ -138,6 +153,14 @@ impl Store for GatedStore {
             let watchers = std::mem::take(&mut *self.lock_watchers.lock().unwrap_or_else(PoisonError::into_inner));
             for watcher in watchers {
                 let _ = watcher.send(leases.clone());
+            }
+            let gate = {
+                let mut gates = self.lock_gates.lock().unwrap_or_else(PoisonError::into_inner);
+                if gates.is_empty() { None } else { Some(gates.remove(0)) }
+            };
+            if let Some(gate) = gate {
+                let _ = gate.reached.send(());
+                let _ = gate.open.await;
             }
         }
         if lose {

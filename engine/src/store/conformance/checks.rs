@@ -8,7 +8,7 @@ use super::{CheckError, Context as _, bail, ensure};
 use crate::model::change::{FieldChange, ModelSnapshot, ModelTarget};
 use crate::model::ids::ModelId;
 use crate::model::value::{FieldValue, Scalar};
-use crate::store::{CommitGuard, CommitRecords, CommitRequest, Store, StoreError, WAITER_TTL};
+use crate::store::{CommitGuard, CommitRecords, CommitRequest, Store, StoreError, VersionCheck, WAITER_TTL};
 
 type Result<T> = std::result::Result<T, CheckError>;
 
@@ -515,7 +515,7 @@ pub async fn lock_mode_commits_are_refused_after_another_writer_and_keep_their_l
 
     let fresh = fx.load(&m).await?;
     let versions = [fresh.version];
-    let guard = CommitGuard::Leases { leases: &fund.leases, versions: &versions };
+    let guard = CommitGuard::Leases { leases: &fund.leases, versions: &versions, check: VersionCheck::WhenWriting };
     let receipt =
         fx.commit(&[&m], vec![vec![set("count", Scalar::Int(7))]], guard).await.context("at the fresh version")?;
     expect_eq(receipt.versions, vec![fresh.version + 1], "versions after the commit at the fresh version")?;
@@ -536,6 +536,38 @@ pub async fn read_only_lock_mode_commits_release_whatever_changed_since(store: A
     let receipt = fx.commit(&[&m], vec![vec![]], held.guard()).await.context("a read-only commit")?;
     expect_eq(receipt.versions, vec![held.versions[0] + 1], "the version reported is the stored one")?;
     fx.acquire(&[&m], "read", "next").await.context("the read-only commit released the lock")?;
+    Ok(())
+}
+
+/// A lease commit that checks its versions always ([`VersionCheck::Always`], a lock-mode group
+/// whose later members joined after the load) is refused after another writer even when it
+/// writes nothing, keeps its locks and writes nothing; at the fresh version it releases.
+pub async fn lease_commits_that_always_check_versions_refuse_a_moved_read(
+    store: Arc<dyn Store>,
+    ns: &str,
+) -> Result<()> {
+    let fx = Fx::new(store, ns)?;
+    let m = fx.model("m");
+    let held = fx.acquire(&[&m], "read", "group").await?;
+    fx.write(&m, vec![increment("count", 1)]).await?;
+    let moved = fx.load(&m).await?;
+    let guard = CommitGuard::Leases { leases: &held.leases, versions: &held.versions, check: VersionCheck::Always };
+    let stale = fx.commit(&[&m], vec![vec![]], guard).await;
+    match &stale {
+        Err(StoreError::Conflict { model, expected, found }) => {
+            expect_eq((model, *expected, *found), (&m.id, held.versions[0], moved.version), "the conflict")?;
+        }
+        other => bail!("a read-only commit checking moved versions: expected Conflict, got {other:?}"),
+    }
+    expect_eq(fx.load(&m).await?, moved.clone(), "the model after the refused commit")?;
+    fx.expect_busy(&[&m], "read", "other").await.context("the refused commit kept its lock")?;
+    fx.store.withdraw(&[lock_id(&m, "read")], "other").await?;
+
+    let versions = [moved.version];
+    let guard = CommitGuard::Leases { leases: &held.leases, versions: &versions, check: VersionCheck::Always };
+    let receipt = fx.commit(&[&m], vec![vec![]], guard).await.context("at the fresh version")?;
+    expect_eq(receipt.versions, vec![moved.version], "a commit that writes nothing keeps the version")?;
+    fx.acquire(&[&m], "read", "next").await.context("the commit released the lock")?;
     Ok(())
 }
 
@@ -725,7 +757,7 @@ pub async fn delete_resets_to_defaults_bumps_the_version_and_keeps_locks(
     // The holder loaded version 1: its commit is stale now, and refused.
     let stale = fx.commit(&[&m], vec![vec![increment("count", 1)]], held.guard()).await;
     ensure!(matches!(stale, Err(StoreError::Conflict { .. })), "a commit loaded before the delete: {stale:?}");
-    let guard = CommitGuard::Leases { leases: &held.leases, versions: &[2] };
+    let guard = CommitGuard::Leases { leases: &held.leases, versions: &[2], check: VersionCheck::WhenWriting };
     let receipt = fx.commit(&[&m], vec![vec![increment("count", 1)]], guard).await?;
     expect_eq(receipt.versions, vec![3], "version after a commit following delete")?;
     expect_eq(fx.field(&fx.load(&m).await?, "count")?, &int(1), "count after delete and increment")

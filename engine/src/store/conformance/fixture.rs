@@ -14,6 +14,7 @@ use crate::model::schema::ModelSchema;
 use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
 use crate::store::{
     CommitGuard, CommitReceipt, CommitRecords, CommitRequest, LockAttempt, LockLease, LockRequest, Store, StoreError,
+    VersionCheck,
 };
 
 type Result<T> = std::result::Result<T, CheckError>;
@@ -78,7 +79,7 @@ impl Held {
 
     /// The lock-mode guard of a commit under these leases, at the versions loaded.
     pub(super) fn guard(&self) -> CommitGuard<'_> {
-        CommitGuard::Leases { leases: &self.leases, versions: &self.versions }
+        CommitGuard::Leases { leases: &self.leases, versions: &self.versions, check: VersionCheck::WhenWriting }
     }
 }
 
@@ -254,8 +255,12 @@ impl Fx {
                     };
                     let changes = vec![vec![set("count", Scalar::Int(count + 1))]];
                     let versions = [snapshots[0].version];
-                    self.commit(&[model], changes, CommitGuard::Leases { leases: &leases, versions: &versions })
-                        .await?;
+                    self.commit(
+                        &[model],
+                        changes,
+                        CommitGuard::Leases { leases: &leases, versions: &versions, check: VersionCheck::WhenWriting },
+                    )
+                    .await?;
                     return Ok(leases[0].token);
                 }
                 LockAttempt::Recorded(record) => bail!("a request without a record key found {record:?}"),

@@ -171,6 +171,7 @@ macro_rules! __conformance_check_names {
             versions_guard_with_a_refresh_brings_back_the_moved_models_state,
             lock_mode_commits_are_refused_after_another_writer_and_keep_their_locks,
             read_only_lock_mode_commits_release_whatever_changed_since,
+            lease_commits_that_always_check_versions_refuse_a_moved_read,
             guard_is_checked_before_the_changes,
             unguarded_increments_and_appends_all_count,
             batch_with_a_change_that_cannot_apply_writes_nothing,

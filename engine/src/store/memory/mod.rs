@@ -165,7 +165,7 @@ mod tests {
     use crate::model::ids::ModelId;
     use crate::model::schema::ModelSchema;
     use crate::model::value::{FieldType, FieldValue, Scalar, ScalarKind};
-    use crate::store::{CommitGuard, CommitRecords};
+    use crate::store::{CommitGuard, CommitRecords, VersionCheck};
 
     fn target(key: &str) -> ModelTarget {
         let schema = ModelSchema::builder("Counter")
@@ -215,7 +215,7 @@ mod tests {
         assert!(second[0].token > first[0].token);
 
         let changes = [set_n(1)];
-        let guard = CommitGuard::Leases { leases: &first, versions: &[0] };
+        let guard = CommitGuard::Leases { leases: &first, versions: &[0], check: VersionCheck::WhenWriting };
         let late =
             CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard, records: CommitRecords::NONE };
         assert!(matches!(state.commit(&late, t0 + lease), Err(StoreError::LockLost { .. })));
@@ -260,7 +260,7 @@ mod tests {
         let t0 = Instant::now();
         let (leases, _) = acquired(state.try_lock_and_load(&request(&[&a], "one", Duration::from_millis(5)), t0)?);
         let changes = [set_n(1)];
-        let guard = CommitGuard::Leases { leases: &leases, versions: &[0] };
+        let guard = CommitGuard::Leases { leases: &leases, versions: &[0], check: VersionCheck::WhenWriting };
         let commit =
             CommitRequest { models: std::slice::from_ref(&a), changes: &changes, guard, records: CommitRecords::NONE };
         assert!(matches!(state.commit(&commit, t0 + Duration::from_millis(5)), Err(StoreError::LockLost { .. })));

@@ -10,7 +10,7 @@ use crate::model::ids::{LockId, ModelId};
 use crate::store::record::RecordRef;
 use crate::store::{
     CommitGuard, CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, MAX_WAITERS, StaleModel,
-    StoreError, StoredRecord, WAITER_TTL,
+    StoreError, StoredRecord, VersionCheck, WAITER_TTL,
 };
 
 /// The shortest lease: Redis' `PX` takes whole milliseconds and at least one.
@@ -417,7 +417,7 @@ impl State {
 
     fn check_guard(&self, request: &CommitRequest<'_>, now: Instant) -> Result<(), StoreError> {
         match request.guard {
-            CommitGuard::Leases { leases, versions } => {
+            CommitGuard::Leases { leases, versions, check } => {
                 for (target, lease) in request.models.iter().zip(leases) {
                     let held = lease.lock.model == target.id
                         && self.live_lock(&lease.lock, now).is_some_and(|held| held.is_held_by(lease));
@@ -427,7 +427,7 @@ impl State {
                 }
                 // Another action, mode or writer changed a model since the load: a state diff
                 // computed from the older state must not land.
-                if request.changes.iter().any(|c| !c.is_empty()) {
+                if check == VersionCheck::Always || request.changes.iter().any(|c| !c.is_empty()) {
                     for (target, &expected) in request.models.iter().zip(versions) {
                         let found = self.version_of(&target.id);
                         if found != expected {
@@ -520,7 +520,7 @@ impl State {
 fn check_shape(request: &CommitRequest<'_>) -> Result<(), StoreError> {
     let models = request.models.len();
     let guard_entries = match request.guard {
-        CommitGuard::Leases { leases, versions } => vec![leases.len(), versions.len()],
+        CommitGuard::Leases { leases, versions, .. } => vec![leases.len(), versions.len()],
         CommitGuard::Versions { versions, .. } => vec![versions.len()],
         CommitGuard::Unguarded => Vec::new(),
     };

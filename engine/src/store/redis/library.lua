@@ -18,7 +18,7 @@
 -- TICKET_TTL_MS from the owner's last attempt (a waiter tries again at least every 250 ms), at
 -- most MAX_TICKETS wait per lock, and `withdraw` removes one (a waiter that gave up).
 
-local VERSION = '6'
+local VERSION = '7'
 local TICKET_TTL_MS = 1000
 local MAX_TICKETS = 64
 
@@ -563,12 +563,12 @@ end
 -- Commit: check the guard, check every change applies, check and write the records, apply
 -- every change, bump versions, release. KEYS: the `r` record keys, then per model `data,
 -- coll_1..coll_c` (the collections the changes touch), then, under 'R', per model its
--- collection keys for a refresh. ARGV: `guard ('L' leases | 'V' versions | 'R' versions with
--- a refresh | 'U' none), n, channel, lock_field, lock_suffix, check_clock ('1'|'0'), r,
+-- collection keys for a refresh. ARGV: `guard ('L' leases | 'K' leases, versions checked even
+-- when nothing is written | 'V' versions | 'R' versions with a refresh | 'U' none), n, channel, lock_field, lock_suffix, check_clock ('1'|'0'), r,
 -- commit_id, retention_ms`, one payload per record (empty: only check it), then per model
 -- `token, version, next, c, op_count` and per op `name, slot, field, argc, args...` (slot 0 is
--- the data hash, slot j the j-th collection). `token` is the lease's under 'L'; `version` the
--- one loaded under 'L' and 'V' (under 'L' checked only when the commit writes); `next` the
+-- the data hash, slot j the j-th collection). `token` is the lease's under 'L' and 'K';
+-- `version` the one loaded (under 'L' checked only when the commit writes); `next` the
 -- version the model gets, when the caller knows it (a checked version plus one), else empty.
 -- `check_clock` asks to refuse a lease past its deadline even if nobody took the lock (the
 -- engine asks when its own clock cannot rule that out). Under 'R' the model sections are
@@ -658,9 +658,11 @@ local function commit(keys, args)
 
   -- 2. The guard: every lease still held (lock mode), then every model still at the version
   -- the caller loaded (lock mode when it writes: another action, mode or client may have
-  -- changed the model since; optimistic mode always, with no live lock of its action).
+  -- changed the model since; under 'K' always: a group member that arrived after the load
+  -- read that state; optimistic mode always, with no live lock of its action).
   local now
-  if guard == 'L' then
+  local leased = guard == 'L' or guard == 'K'
+  if leased then
     for i = 1, n do
       local m = models[i]
       local held, prefix = m.held, m.token .. ':'
@@ -700,7 +702,7 @@ local function commit(keys, args)
       return out
     end
   end
-  if versioned or (guard == 'L' and writes) then
+  if versioned or guard == 'K' or (guard == 'L' and writes) then
     for i = 1, n do
       local m = models[i]
       if m.current ~= m.version then return {'CONFLICT', i, m.current} end
@@ -800,7 +802,7 @@ local function commit(keys, args)
 
   -- 5. Apply. Nothing below can fail on data the checks above accepted. The data hash: every
   -- scalar written, the version and the lock's release in one HSET.
-  local release = guard == 'L'
+  local release = leased
   for i = 1, n do
     local m = models[i]
     local ops = m.hash_ops
@@ -927,11 +929,11 @@ end
 -- The steps' names carry the version: an engine of another version that is still running after
 -- an upgrade replaced the library finds no function (and is refused at its reload) instead of
 -- calling one with arguments it lays out differently.
-redis.register_function('wasmtx_v6_lock_and_load', lock_and_load)
-redis.register_function{function_name = 'wasmtx_v6_load', callback = load, flags = {'no-writes'}}
-redis.register_function('wasmtx_v6_commit', commit)
-redis.register_function('wasmtx_v6_release', release)
-redis.register_function('wasmtx_v6_withdraw', withdraw)
-redis.register_function('wasmtx_v6_resolve', resolve)
-redis.register_function('wasmtx_v6_delete', delete)
+redis.register_function('wasmtx_v7_lock_and_load', lock_and_load)
+redis.register_function{function_name = 'wasmtx_v7_load', callback = load, flags = {'no-writes'}}
+redis.register_function('wasmtx_v7_commit', commit)
+redis.register_function('wasmtx_v7_release', release)
+redis.register_function('wasmtx_v7_withdraw', withdraw)
+redis.register_function('wasmtx_v7_resolve', resolve)
+redis.register_function('wasmtx_v7_delete', delete)
 redis.register_function{function_name = 'wasmtx_version', callback = version, flags = {'no-writes'}}

@@ -35,7 +35,7 @@ pub use self::keys::{DEFAULT_PREFIX, KeyLayout};
 use super::record::retention_ms;
 use super::{
     CommitGuard, CommitReceipt, CommitRequest, Loaded, LockAttempt, LockLease, LockRequest, ReleaseBus, ReleaseWatch,
-    StaleModel, Store, StoreError, StoredRecord,
+    StaleModel, Store, StoreError, StoredRecord, VersionCheck,
 };
 use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::{LockId, ModelId};
@@ -296,8 +296,10 @@ impl Store for RedisStore {
             }
         }
         let (guard, action) = match request.guard {
-            CommitGuard::Leases { leases, .. } => {
-                ("L", leases.first().map(|l| l.lock.action.clone()).unwrap_or_default())
+            // 'K': leases, with the versions checked even when nothing is written.
+            CommitGuard::Leases { leases, check, .. } => {
+                let guard = if check == VersionCheck::Always { "K" } else { "L" };
+                (guard, leases.first().map(|l| l.lock.action.clone()).unwrap_or_default())
             }
             CommitGuard::Versions { action, refresh: false, .. } => ("V", action.to_owned()),
             CommitGuard::Versions { action, refresh: true, .. } => ("R", action.to_owned()),
@@ -332,7 +334,7 @@ impl Store for RedisStore {
             // The token a lease must still hold (lock mode), and the version the model must
             // still be at (lock and optimistic modes).
             let (token, version) = match request.guard {
-                CommitGuard::Leases { leases, versions } => {
+                CommitGuard::Leases { leases, versions, .. } => {
                     (leases.get(i).map(|l| l.token.to_string()).unwrap_or_default(), versions.get(i).copied())
                 }
                 CommitGuard::Versions { versions, .. } => (String::new(), versions.get(i).copied()),
