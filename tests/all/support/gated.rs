@@ -123,23 +123,34 @@ impl GatedStore {
 
     /// Arms a gate for the next commit that has none yet (gates are used in arming order).
     pub fn arm(&self) -> GateHandle {
-        let (reached_tx, reached_rx) = oneshot::channel();
-        let (open_tx, open_rx) = oneshot::channel();
-        self.gates.lock().unwrap_or_else(PoisonError::into_inner).push(Gate { reached: reached_tx, open: open_rx });
-        GateHandle { reached: reached_rx, open: open_tx }
+        arm_gate(&self.gates)
     }
 
     /// Arms a gate for the next lock-and-load that takes its locks: it waits there with the
     /// locks held and the state loaded, before its caller sees them (gates are used in arming
     /// order).
     pub fn arm_lock(&self) -> GateHandle {
-        let (reached_tx, reached_rx) = oneshot::channel();
-        let (open_tx, open_rx) = oneshot::channel();
-        self.lock_gates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Gate { reached: reached_tx, open: open_rx });
-        GateHandle { reached: reached_rx, open: open_tx }
+        arm_gate(&self.lock_gates)
+    }
+}
+
+/// Adds a gate at the end of `gates`.
+fn arm_gate(gates: &Mutex<Vec<Gate>>) -> GateHandle {
+    let (reached_tx, reached_rx) = oneshot::channel();
+    let (open_tx, open_rx) = oneshot::channel();
+    gates.lock().unwrap_or_else(PoisonError::into_inner).push(Gate { reached: reached_tx, open: open_rx });
+    GateHandle { reached: reached_rx, open: open_tx }
+}
+
+/// Waits at the first gate of `gates`, if one is armed, until the test opens it.
+async fn pass_gate(gates: &Mutex<Vec<Gate>>) {
+    let gate = {
+        let mut gates = gates.lock().unwrap_or_else(PoisonError::into_inner);
+        if gates.is_empty() { None } else { Some(gates.remove(0)) }
+    };
+    if let Some(gate) = gate {
+        let _ = gate.reached.send(());
+        let _ = gate.open.await;
     }
 }
 
@@ -154,14 +165,7 @@ impl Store for GatedStore {
             for watcher in watchers {
                 let _ = watcher.send(leases.clone());
             }
-            let gate = {
-                let mut gates = self.lock_gates.lock().unwrap_or_else(PoisonError::into_inner);
-                if gates.is_empty() { None } else { Some(gates.remove(0)) }
-            };
-            if let Some(gate) = gate {
-                let _ = gate.reached.send(());
-                let _ = gate.open.await;
-            }
+            pass_gate(&self.lock_gates).await;
         }
         if lose {
             let took = matches!(attempt, LockAttempt::Acquired { .. });
@@ -193,14 +197,7 @@ impl Store for GatedStore {
         self.inner.resolve(anchor, keys, commit_id, retention).await
     }
     async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReceipt, StoreError> {
-        let gate = {
-            let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
-            if gates.is_empty() { None } else { Some(gates.remove(0)) }
-        };
-        if let Some(gate) = gate {
-            let _ = gate.reached.send(());
-            let _ = gate.open.await;
-        }
+        pass_gate(&self.gates).await;
         let lost = self.lost_replies.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
         match lost {
             None => self.inner.commit(request).await,
