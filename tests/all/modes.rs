@@ -17,6 +17,7 @@ on_both_stores!(
     optimistic_gives_up_with_a_typed_conflict,
     optimistic_and_lock_mode_mixed_on_one_model_lose_nothing,
     a_read_only_optimistic_run_commits_nothing,
+    an_invocation_of_no_models_runs_alike_in_every_mode,
     retry_policy_retries_lock_timeouts_only_when_asked,
     complete_level_in_pipeline_mode_counts_every_completion,
     direct_field_operations_respect_the_schema_and_bump_versions,
@@ -252,6 +253,34 @@ async fn a_read_only_optimistic_run_commits_nothing(backend: Backend) -> Result<
     assert_eq!(out.output, "[4]");
     assert!(!out.wrote_anything());
     assert_eq!(out.versions, vec![version]);
+    Ok(())
+}
+
+/// An invocation that names no models runs the rule in every mode, with and without retries,
+/// and locks and writes nothing; a rule that reaches for a model it was not given gets the same
+/// typed error in each. (The HTTP fuzzer found the optimistic flow indexing the first model of
+/// an empty list: the server's worker panicked and the connection dropped without an answer.)
+async fn an_invocation_of_no_models_runs_alike_in_every_mode(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend, "no-models").await?;
+    let before = env.fingerprint(&[]).await?;
+    for mode in Mode::ALL {
+        for policy in [RetryPolicy::default(), RetryPolicy::never()] {
+            let label = format!("{mode} with {} attempt(s)", policy.max_attempts);
+            let quiet = Invocation::new("run").mode(mode).retry(policy).input(probe_ops(&[]));
+            let out = env.engine.invoke(&env.rules.probe, &quiet).await.map_err(Error::from)?;
+            assert_eq!((out.output.as_str(), out.attempts), ("[]", 1), "{label}");
+            assert!(!out.wrote_anything() && out.versions.is_empty(), "{label}: {out:?}");
+
+            let reach = Invocation::new("run")
+                .mode(mode)
+                .retry(policy)
+                .input(probe_ops(&[json!({"op": "get", "model": 0, "field": "count"})]));
+            let err = env.engine.invoke(&env.rules.probe, &reach).await.map_err(Error::from).expect_err(&label);
+            assert!(matches!(err, Error::Access { .. }), "{label}: {err:?}");
+        }
+    }
+    assert_eq!(env.fingerprint(&[]).await?, before, "nothing was written");
+    assert!(env.held_locks().await?.is_empty(), "no lock is left");
     Ok(())
 }
 

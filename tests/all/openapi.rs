@@ -504,7 +504,10 @@ async fn fuzz(seed: u64) -> Result<()> {
             }
             let what =
                 format!("{} {} (body {:?})", request.method, request.path, String::from_utf8_lossy(&request.body));
-            let response = builder.send().await.with_context(|| what.clone())?;
+            let response = builder
+                .send()
+                .await
+                .with_context(|| format!("{what}; the server's stderr ends with:\n{}", server.stderr_tail()))?;
             sent += 1;
             let status = response.status();
             let text = response.text().await?;

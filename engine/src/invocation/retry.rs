@@ -101,13 +101,17 @@ impl RetryPolicy {
     /// Whether this policy retries `error` (ignoring the attempt count): by the error's
     /// [`RetryClass`].
     pub fn retries(&self, error: &Error) -> bool {
+        error.retry_class().is_some_and(|class| self.retries_class(class))
+    }
+
+    /// Whether this policy retries failures of `class` (ignoring the attempt count).
+    pub fn retries_class(&self, class: RetryClass) -> bool {
         let on = &self.retry_on;
-        match error.retry_class() {
-            None => false,
-            Some(RetryClass::LockTimeout) => on.lock_timeout,
-            Some(RetryClass::LockLost) => on.lock_lost,
-            Some(RetryClass::Conflict) => on.conflict,
-            Some(RetryClass::Unavailable) => on.unavailable,
+        match class {
+            RetryClass::LockTimeout => on.lock_timeout,
+            RetryClass::LockLost => on.lock_lost,
+            RetryClass::Conflict => on.conflict,
+            RetryClass::Unavailable => on.unavailable,
         }
     }
 

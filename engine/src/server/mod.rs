@@ -61,6 +61,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -181,6 +182,7 @@ fn build(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), refuse_oversized))
         .layer(middleware::from_fn_with_state(state.clone(), limits::cap_in_flight))
         .layer(middleware::from_fn(json_errors))
+        .layer(CatchPanicLayer::custom(panic_answer))
         .layer(middleware::from_fn_with_state(state.clone(), record_request))
         .layer(
             TraceLayer::new_for_http()
@@ -254,6 +256,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
+/// The answer to a request whose handler panicked (a bug): a typed 500 instead of a connection
+/// closed without an answer, and the server goes on serving. The panic hook has printed the
+/// message and site to stderr already.
+fn panic_answer(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Internal,
+        "the server failed while handling this request (a fault of the server; its log has the details); whether the request wrote anything is unknown",
+    )
+    .into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, ErrorKind::NoRoute, "no such route")
 }
@@ -319,4 +333,34 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
     state.metrics.in_flight(-1);
     state.metrics.record_request(&method, &route, response.status().as_u16(), started.elapsed());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler that panics gets the typed 500 of [`panic_answer`], not a connection closed
+    /// without an answer, and the server goes on serving.
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_typed_500_and_the_server_serves_on() {
+        async fn boom() -> &'static str {
+            panic!("a deliberate panic of the test")
+        }
+        let router = Router::new()
+            .route("/boom", get(boom))
+            .route("/ok", get(|| async { "ok" }))
+            .layer(CatchPanicLayer::custom(panic_answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = reqwest::Client::new();
+        let answer = client.get(format!("{url}/boom")).send().await.expect("an answer, not a dropped connection");
+        assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = answer.json().await.expect("a JSON body");
+        assert_eq!(body["error"]["kind"], "internal", "{body}");
+        assert_eq!(body["error"]["retryable"], false, "{body}");
+        let ok = client.get(format!("{url}/ok")).send().await.expect("still serving");
+        assert_eq!(ok.text().await.expect("a body"), "ok");
+        server.abort();
+    }
 }

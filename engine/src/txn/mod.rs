@@ -48,6 +48,7 @@ use self::idempotency::Idempotency;
 pub(crate) use self::plan::Plan;
 use self::release::{HeldLeases, Releaser};
 use crate::engine::EngineConfig;
+use crate::error::class::RetryClass;
 use crate::error::{Error, InvocationError, Result};
 use crate::invocation::{Invocation, Mode, Outcome, RetryPolicy, RunContext};
 use crate::rule::Rule;
@@ -222,8 +223,9 @@ impl Protocol {
                 Flow::Optimistic => {
                     // Re-runs on the fresh state a refused commit brings back count as attempts
                     // of the caller's policy.
-                    let conflict = Error::Conflict { model: plan.sorted[0].id.clone(), attempts: attempt };
-                    let max_attempts = if policy.retries(&conflict) { policy.max_attempts } else { attempt };
+                    // (By class: an invocation may name no models, and then no conflict either.)
+                    let max_attempts =
+                        if policy.retries_class(RetryClass::Conflict) { policy.max_attempts } else { attempt };
                     optimistic::run(self, rule, invocation, plan, &idem, context, max_attempts).await
                 }
             };

@@ -128,7 +128,11 @@ pub(super) async fn run(
                 if matches!(source, Source::Cache) {
                     protocol.cache.count_stale();
                 }
-                let model = models.first().map(|m| m.model.clone());
+                // The store names at least one model it refused; an invocation of no models
+                // checks no versions and is never refused.
+                let Some(model) = models.first().map(|m| m.model.clone()) else {
+                    return Err(StoreError::Stale { models }.into());
+                };
                 for stale in models {
                     if let Some(slot) = loaded.get_mut(stale.index) {
                         protocol.cache.put(&plan.sorted[stale.index], &stale.snapshot, generation);
@@ -140,7 +144,6 @@ pub(super) async fn run(
                 // retry loop meets with its backoff (the next attempt finds the fresh state
                 // cached).
                 if matches!(source, Source::Store | Source::Refused) || context.attempt >= max_attempts {
-                    let model = model.unwrap_or_else(|| plan.sorted[0].id.clone());
                     return Err(Error::Conflict { model, attempts: context.attempt });
                 }
                 tracing::debug!("models moved since the state the rule ran on: running it again on fresh state");

@@ -2,10 +2,11 @@
 //! run to completion, and `wasmtx serve` started on a free loopback port and stopped
 //! by its PID.
 
+use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -96,7 +97,12 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    /// The last lines the server wrote to stderr, for a failing test to show.
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
 }
+
+/// How many of the server's stderr lines [`Server::stderr_tail`] keeps.
+const STDERR_TAIL_LINES: usize = 40;
 
 impl Server {
     /// Starts `wasmtx <args> serve --addr 127.0.0.1:0 <serve_args>` in `dir` and waits (at
@@ -110,6 +116,8 @@ impl Server {
             .args(global)
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(serve_args)
+            // A panic's message and site fit in the stderr tail; a backtrace would push them out.
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -136,10 +144,28 @@ impl Server {
             .find(|w| w.starts_with("http://"))
             .with_context(|| format!("no address in {line:?}"))?
             .to_owned();
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(stderr) = child.stderr.take() {
-            std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
+            let tail = Arc::clone(&stderr_tail);
+            // Keep draining (a full pipe would block the server) and keep the last lines.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut tail = tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if tail.len() == STDERR_TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+            });
         }
-        Ok(Self { child, url })
+        Ok(Self { child, url, stderr_tail })
+    }
+
+    /// The last lines (at most 40) the server wrote to stderr so far, one per line, for the
+    /// error of a failing test.
+    pub fn stderr_tail(&self) -> String {
+        let tail = self.stderr_tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tail.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
     }
 
     /// The URL of `path` on this server.
