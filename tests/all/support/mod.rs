@@ -123,6 +123,26 @@ impl RedisFixture {
         Ok(out)
     }
 
+    /// As [`RedisFixture::dump`], without the lock and waiting-line fields (`~l:<action>`,
+    /// `~q:<action>`) of data hashes: what the data and records are, whoever holds or waits for
+    /// a lock meanwhile.
+    ///
+    /// # Errors
+    /// If Redis fails.
+    pub async fn dump_without_locks(&self) -> Result<Vec<(String, String, String)>> {
+        let mut conn = self.client().await?;
+        let mut out = self.dump().await?;
+        for (key, ty, content) in &mut out {
+            if ty == "hash" {
+                let mut pairs: Vec<(String, String)> = redis::cmd("HGETALL").arg(&*key).query_async(&mut conn).await?;
+                pairs.retain(|(field, _)| !field.starts_with("~l:") && !field.starts_with("~q:"));
+                pairs.sort();
+                *content = format!("{pairs:?}");
+            }
+        }
+        Ok(out)
+    }
+
     /// The locks currently held under this prefix, as `<data key> <lock field>`: the data hash
     /// fields `~l:<action>` that are set and not past their deadline (by the server's clock).
     ///
