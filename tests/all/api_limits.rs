@@ -181,9 +181,11 @@ async fn a_saturated_server_sheds_load_with_503_and_still_answers_healthz() -> R
         let held = format!("999:{}:someone-else", now + 60_000);
         let _: () = redis::cmd("HSET").arg(&data).arg("~l:transfer").arg(held).query_async(&mut conn).await?;
     }
+    let transfer_on = |server: &Server, from: &str, to: &str| {
+        http.post(server.at("/v1/rules/bank-transfer/invoke")).bearer_auth(TOKEN).json(&transfer(from, to))
+    };
     let held = |server: &Server, from: &str, to: &str| {
-        let request =
-            http.post(server.at("/v1/rules/bank-transfer/invoke")).bearer_auth(TOKEN).json(&transfer(from, to));
+        let request = transfer_on(server, from, to);
         tokio::spawn(async move {
             let response = request.send().await?;
             let status = response.status();
@@ -253,8 +255,7 @@ async fn a_saturated_server_sheds_load_with_503_and_still_answers_healthz() -> R
     for (held, server, from, to) in [(on_a, &a, "alice", "bob"), (on_b, &b, "carol", "dave")] {
         let (mut status, kind) = held.await??;
         if status == StatusCode::CONFLICT && kind.as_deref() == Some("lock_timeout") {
-            let again = http.post(server.at("/v1/rules/bank-transfer/invoke")).bearer_auth(TOKEN);
-            status = again.json(&transfer(from, to)).send().await?.status();
+            status = transfer_on(server, from, to).send().await?.status();
         }
         ensure!(status == StatusCode::OK, "the transfer from {from} after the release: {status}");
     }
