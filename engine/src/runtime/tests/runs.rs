@@ -246,3 +246,33 @@ fn memory_past_the_current_size_is_out_of_bounds_even_in_a_used_slot() {
         other => panic!("a read past the memory's size must trap, got {other:?}"),
     }
 }
+
+/// What one run leaves in linear memory (a data segment overwritten, a zero page written, a
+/// page grown and written) is gone in the next run on the same pool slot: the pool resets
+/// memory between instances, with `PAGEMAP_SCAN` where the kernel has it (only the pages the
+/// run touched) and `memset` elsewhere. A rule that finds a trace of an earlier run rejects.
+#[test]
+fn no_run_sees_what_an_earlier_run_left_in_memory() {
+    // One slot, so every run reuses the memory of the one before.
+    let rt = runtime_with(RuntimeConfig { max_instances: 1, ..RuntimeConfig::default() });
+    // "insu", the first word of the data segment at 80, little-endian.
+    let body = r#"(if (i32.ne (i32.load (i32.const 80)) (i32.const 0x75736e69))
+        (then (return (call $rejected (i32.const 16) (i32.const 7)))))
+    (if (i32.ne (i32.load (i32.const 60000)) (i32.const 0))
+        (then (return (call $rejected (i32.const 16) (i32.const 7)))))
+    (if (i32.ne (memory.size) (i32.const 1))
+        (then (return (call $rejected (i32.const 16) (i32.const 7)))))
+    (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1))
+        (then (return (call $rejected (i32.const 16) (i32.const 7)))))
+    (if (i32.ne (i32.load (i32.const 70000)) (i32.const 0))
+        (then (return (call $rejected (i32.const 16) (i32.const 7)))))
+    (i32.store (i32.const 80) (i32.const 7))
+    (i32.store (i32.const 60000) (i32.const 7))
+    (i32.store (i32.const 70000) (i32.const 7))
+    (call $ok (i32.const 32) (i32.const 11))"#;
+    let rule = compile(&rt, body);
+    for run in 0..5 {
+        let out = run_rule(&rt, &rule, "{}").unwrap_or_else(|e| panic!("run {run} saw an earlier run's memory: {e}"));
+        assert_eq!(out.output, r#"{"ok":true}"#);
+    }
+}
