@@ -92,7 +92,10 @@ pub(crate) struct SnapshotCache {
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<ModelId, Entry>,
-    /// Entries by last use, oldest first.
+    /// Every entry once, under the tick it was queued at (its `queued`), oldest first. A use
+    /// only moves the entry's `used` forward: the queue catches up when eviction reaches the
+    /// entry (it goes back in at its `used`), so a lookup costs no reordering and eviction is
+    /// still least recently used first.
     by_use: BTreeMap<u64, ModelId>,
     tick: u64,
     bytes: usize,
@@ -107,7 +110,10 @@ struct Entry {
     schema: Arc<ModelSchema>,
     snapshot: ModelSnapshot,
     bytes: usize,
+    /// The tick of its last use.
     used: u64,
+    /// Its key in `by_use` (at most `used`).
+    queued: u64,
 }
 
 impl SnapshotCache {
@@ -177,8 +183,24 @@ impl SnapshotCache {
         {
             return;
         }
-        state.remove(&target.id);
         if bytes > self.config.max_bytes {
+            state.remove(&target.id);
+            return;
+        }
+        state.tick += 1;
+        let used = state.tick;
+        if let Some(kept) = state.entries.get_mut(&target.id) {
+            // Updated in place, marked as just used: eviction makes room around it.
+            let kept_bytes = std::mem::replace(&mut kept.bytes, bytes);
+            kept.used = used;
+            kept.schema = Arc::clone(&target.schema);
+            kept.snapshot = snapshot.clone();
+            state.bytes = state.bytes - kept_bytes + bytes;
+            while state.bytes > self.config.max_bytes && state.entries.len() > 1 {
+                if !state.evict_oldest() {
+                    break;
+                }
+            }
             return;
         }
         while state.entries.len() >= self.config.max_entries || state.bytes + bytes > self.config.max_bytes {
@@ -186,17 +208,14 @@ impl SnapshotCache {
                 break;
             }
         }
-        state.tick += 1;
-        let used = state.tick;
         state.by_use.insert(used, target.id.clone());
         state.bytes += bytes;
         state.entries.insert(
             target.id.clone(),
-            Entry { schema: Arc::clone(&target.schema), snapshot: snapshot.clone(), bytes, used },
+            Entry { schema: Arc::clone(&target.schema), snapshot: snapshot.clone(), bytes, used, queued: used },
         );
     }
 
-    /// Forgets these models (written in a way whose result this engine does not know exactly).
     pub(crate) fn forget(&self, models: &[ModelTarget]) {
         if !self.enabled() {
             return;
@@ -250,9 +269,7 @@ impl State {
             return None;
         }
         self.tick += 1;
-        let (tick, old) = (self.tick, entry.used);
-        self.by_use.remove(&old);
-        self.by_use.insert(tick, target.id.clone());
+        let tick = self.tick;
         let entry = self.entries.get_mut(&target.id)?;
         entry.used = tick;
         Some(entry.snapshot.clone())
@@ -260,19 +277,28 @@ impl State {
 
     fn remove(&mut self, id: &ModelId) {
         if let Some(old) = self.entries.remove(id) {
-            self.by_use.remove(&old.used);
+            self.by_use.remove(&old.queued);
             self.bytes -= old.bytes;
         }
     }
 
     /// Evicts the least recently used entry; false when there is none.
     fn evict_oldest(&mut self) -> bool {
-        let Some((_, id)) = self.by_use.pop_first() else { return false };
-        if let Some(old) = self.entries.remove(&id) {
-            self.bytes -= old.bytes;
-            self.evictions += 1;
+        while let Some((queued, id)) = self.by_use.pop_first() {
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            if entry.used != queued {
+                // Used since it was queued: back in at its last use.
+                entry.queued = entry.used;
+                self.by_use.insert(entry.used, id);
+                continue;
+            }
+            if let Some(old) = self.entries.remove(&id) {
+                self.bytes -= old.bytes;
+                self.evictions += 1;
+            }
+            return true;
         }
-        true
+        false
     }
 }
 
@@ -319,6 +345,46 @@ mod tests {
         }
         assert_eq!(small.stats().entries, 2);
         assert!(small.get_all(&t[3..5], 0).is_some());
+    }
+
+    #[test]
+    fn uses_and_updates_in_place_keep_the_eviction_order_least_recently_used_first() {
+        let s = schema("T");
+        let cache = SnapshotCache::new(SnapshotCacheConfig::bounded(3, 10_000));
+        let t: Vec<_> = (0..5).map(|i| target(&s, &format!("k{i}"))).collect();
+        for m in &t[0..3] {
+            cache.put(m, &snap(0, 1), 0);
+        }
+        // Uses k0 and k1 (twice each, so the queue falls behind by more than one use), then
+        // a new entry: k2 is the least recently used.
+        for _ in 0..2 {
+            assert!(cache.get_all(&t[0..2], 0).is_some());
+        }
+        cache.put(&t[3], &snap(3, 1), 0);
+        assert!(cache.get_all(&t[2..3], 0).is_none(), "k2 was the least recently used");
+        // An update in place is a use: of k0, k1 and k3, k1 is now the oldest.
+        cache.put(&t[0], &snap(9, 2), 0);
+        cache.put(&t[4], &snap(4, 1), 0);
+        assert!(cache.get_all(&t[1..2], 0).is_none(), "k1 was the least recently used");
+        assert_eq!(cache.get_all(&t[0..1], 0), Some(vec![snap(9, 2)]), "the update is what is kept");
+        assert!(cache.get_all(&[t[3].clone(), t[4].clone()], 0).is_some());
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.evictions, stats.bytes), (3, 2, 3 * (ENTRY_OVERHEAD as u64 + 24)));
+
+        // An update that grows an entry past the byte bound evicts others, oldest first, never
+        // the entry itself.
+        let one = ENTRY_OVERHEAD + 24;
+        let tight = SnapshotCache::new(SnapshotCacheConfig::bounded(100, 3 * one + 16));
+        for m in &t[0..3] {
+            tight.put(m, &snap(0, 1), 0);
+        }
+        assert!(tight.get_all(&t[0..1], 0).is_some());
+        let grown = ModelSnapshot { values: vec![FieldValue::Scalar(Scalar::Str("x".repeat(60)))], version: 2 };
+        tight.put(&t[2], &grown, 0);
+        assert!(tight.get_all(&t[1..2], 0).is_none(), "k1, the oldest, made room");
+        assert_eq!(tight.get_all(&t[2..3], 0), Some(vec![grown]));
+        assert!(tight.get_all(&t[0..1], 0).is_some());
+        assert!(tight.stats().bytes <= (3 * one + 16) as u64);
     }
 
     #[test]
