@@ -196,18 +196,12 @@ impl SnapshotCache {
             kept.schema = Arc::clone(&target.schema);
             kept.snapshot = snapshot.clone();
             state.bytes = state.bytes - kept_bytes + bytes;
-            while state.bytes > self.config.max_bytes && state.entries.len() > 1 {
-                if !state.evict_oldest() {
-                    break;
-                }
-            }
+            let max_bytes = self.config.max_bytes;
+            state.evict_while(|s| s.bytes > max_bytes && s.entries.len() > 1);
             return;
         }
-        while state.entries.len() >= self.config.max_entries || state.bytes + bytes > self.config.max_bytes {
-            if !state.evict_oldest() {
-                break;
-            }
-        }
+        let (max_entries, max_bytes) = (self.config.max_entries, self.config.max_bytes);
+        state.evict_while(|s| s.entries.len() >= max_entries || s.bytes + bytes > max_bytes);
         state.by_use.insert(used, target.id.clone());
         state.bytes += bytes;
         state.entries.insert(
@@ -216,6 +210,7 @@ impl SnapshotCache {
         );
     }
 
+    /// Forgets these models (written in a way whose result this engine does not know exactly).
     pub(crate) fn forget(&self, models: &[ModelTarget]) {
         if !self.enabled() {
             return;
@@ -280,6 +275,11 @@ impl State {
             self.by_use.remove(&old.queued);
             self.bytes -= old.bytes;
         }
+    }
+
+    /// Evicts least recently used entries while `over` holds and there are any.
+    fn evict_while(&mut self, over: impl Fn(&Self) -> bool) {
+        while over(self) && self.evict_oldest() {}
     }
 
     /// Evicts the least recently used entry; false when there is none.
