@@ -15,6 +15,7 @@ use crate::{Backend, TestEnv, compile_rules, engine_on, on_both_stores, probe_op
 
 on_both_stores!(
     a_lost_commit_reply_is_resolved_and_applies_once_in_every_mode,
+    a_lost_reply_of_a_commit_on_cached_state_applies_once,
     a_lost_lock_and_load_reply_does_not_lock_the_model_for_the_lease,
     the_locks_of_a_lost_lock_and_load_reply_are_released_when_the_invocation_gives_up,
     a_commit_nobody_can_resolve_is_an_unknown_outcome_and_its_key_tells_it_later,
@@ -58,6 +59,47 @@ async fn a_lost_commit_reply_is_resolved_and_applies_once_in_every_mode(backend:
             ensure!(out.attempts == expected_attempts, "{key}: {} attempts", out.attempts);
             ensure!(count(&engine, &key).await? == 1, "{key}: applied {} times", count(&engine, &key).await?);
             ensure!(out.versions == vec![1], "{key}: versions {:?}", out.versions);
+        }
+    }
+    ensure!(env.held_locks().await?.is_empty(), "locks left: {:?}", env.held_locks().await?);
+    Ok(())
+}
+
+/// On a warm snapshot cache an optimistic or adaptive invocation sends its commit without
+/// loading first (one round trip): that commit's reply is lost, after applying or before
+/// arriving. The engine still asks the store before anything else, applies the increment once,
+/// and what it keeps in the cache afterwards is right: the next invocation commits on the
+/// cache at the first attempt and sees every increment.
+async fn a_lost_reply_of_a_commit_on_cached_state_applies_once(backend: Backend) -> Result<()> {
+    let env = TestEnv::new(backend, "lost-warm-reply").await?;
+    let (engine, rules, gated) = env.gated_engine(|b| b)?;
+    for mode in [Mode::Optimistic, Mode::Adaptive] {
+        for lost in [LostReply::AfterApplying, LostReply::BeforeArriving] {
+            let key = format!("warm-{mode}-{lost:?}");
+            engine.invoke(&rules.probe, &bump(&key, mode)).await.with_context(|| format!("{key}: warming"))?;
+            let before = engine.cache_stats();
+            gated.lose_reply(lost);
+            let resolves = gated.resolves();
+            let out = engine.invoke(&rules.probe, &bump(&key, mode)).await.with_context(|| key.clone())?;
+            let after = engine.cache_stats();
+            ensure!(
+                after.hits > before.hits && after.misses == before.misses,
+                "{key}: not run on the cache: {after:?}"
+            );
+            ensure!(gated.resolves() > resolves, "{key}: the engine did not ask whether the commit applied");
+            let expected_attempts = if lost == LostReply::AfterApplying { 1 } else { 2 };
+            ensure!(!out.replayed && out.attempts == expected_attempts, "{key}: {out:?}");
+            ensure!(
+                count(&engine, &key).await? == 2,
+                "{key}: count {} after 2 increments",
+                count(&engine, &key).await?
+            );
+            ensure!(out.versions == vec![2], "{key}: versions {:?}", out.versions);
+            let next = engine.invoke(&rules.probe, &bump(&key, mode)).await.with_context(|| format!("{key}: next"))?;
+            let seen: Vec<serde_json::Value> = next.output_as()?;
+            ensure!(next.attempts == 1 && next.versions == vec![3], "{key}: the next one: {next:?}");
+            ensure!(seen.first() == Some(&json!(3)), "{key}: the next increment saw {seen:?}");
+            ensure!(engine.cache_stats().stale_hits == after.stale_hits, "{key}: the cache was left stale");
         }
     }
     ensure!(env.held_locks().await?.is_empty(), "locks left: {:?}", env.held_locks().await?);

@@ -560,12 +560,13 @@ fn soak_section(soak: &Soak, ctx: &Context) -> String {
     let _ = writeln!(
         s,
         "*Kept*: measured by `{}` (refresh with `cargo run --release --bin bench -- --soak-only --soak 60`) on {}, \
-         commit {}: the engine in lock mode, hot counter and bank transfer at once, {} callers each, for {} s; {} \
-         operations, {} errors. Resident memory of the benchmark process (engine, Redis client and load generator), \
-         sampled every second:\n",
+         commit {}: the engine in {} mode (snapshot cache on), hot counter, bank transfer and level-up at once, {} \
+         callers each, for {} s; {} operations, {} errors. Resident memory of the benchmark process (engine, Redis \
+         client and load generator), sampled every second:\n",
         ctx.command,
         ctx.date,
         ctx.commit,
+        super::soak::MODE,
         soak.concurrency,
         soak.duration.as_secs(),
         soak.ops,
@@ -585,6 +586,25 @@ fn soak_section(soak: &Soak, ctx: &Context) -> String {
         soak.final_rss() as f64 / 1024.0,
         soak.max_rss() as f64 / 1024.0,
         soak.slope_kib_per_min()
+    );
+    let (c, a) = (&soak.cache, &soak.adaptive);
+    let _ = writeln!(
+        s,
+        "Snapshot cache at the end: {} entries, {:.1} KiB kept; over the run {} hits, {} misses, {} stale hits, {} \
+         evictions, {} drops. Adaptive mode: {} optimistic and {} lock-mode attempts, {} conflicts, models marked hot \
+         {} times ({} hot at the end).",
+        c.entries,
+        c.bytes as f64 / 1024.0,
+        c.hits,
+        c.misses,
+        c.stale_hits,
+        c.evictions,
+        c.drops,
+        a.optimistic_attempts,
+        a.lock_attempts,
+        a.conflicts,
+        a.marked_hot,
+        a.hot_now
     );
     for inv in &soak.invariants {
         let _ = match inv {

@@ -1,5 +1,7 @@
-//! The memory-flatness run: the engine in lock mode under the hot-counter and bank workloads
-//! at once, for a long window, sampling this process's resident memory every second.
+//! The memory-flatness run: the engine in adaptive mode (the snapshot cache on, the hot counter
+//! going to lock mode with group commit, the uniform keys optimistic on cached state) under the
+//! hot-counter, bank and level-up workloads at once, for a long window, sampling this process's
+//! resident memory every second.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +33,14 @@ pub struct Soak {
     pub samples: Vec<(u64, u64)>,
     /// The invariants, checked at the end.
     pub invariants: Vec<std::result::Result<String, String>>,
+    /// What the snapshot cache did and held at the end.
+    pub cache: wasmtx::CacheStats,
+    /// What adaptive mode did.
+    pub adaptive: wasmtx::AdaptiveStats,
 }
+
+/// The mode the soak runs in.
+pub const MODE: wasmtx::Mode = wasmtx::Mode::Adaptive;
 
 impl Soak {
     /// RSS after the first tenth of the run (warm: pools, connections, caches filled).
@@ -80,11 +89,11 @@ pub async fn run(
     let keys = wasmtx::store::redis::KeyLayout::new(prefix);
     let mut admin = server.connect().await?;
     server::clear(&mut admin, server.is_private(), prefix).await?;
-    let workloads = [Workload::HotCounter, Workload::Bank];
+    let workloads = [Workload::HotCounter, Workload::Bank, Workload::LevelUp];
     for w in workloads {
         w.seed(&mut admin, &keys).await?;
     }
-    let (engine, compiled) = engine_for(&server.url, prefix, &workloads, impls::LOCK, rules).await?;
+    let (engine, compiled) = engine_for(&server.url, prefix, &workloads, impls::ADAPTIVE, rules).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for (w, rule) in workloads.into_iter().zip(compiled) {
@@ -97,8 +106,7 @@ pub async fn run(
                 while !stop.load(Ordering::Relaxed) {
                     let op = w.next_op(&mut rng, i, n);
                     n += 1;
-                    let result: Result<Done> =
-                        w.engine_done(engine.invoke(&rule, &w.invocation(&op, wasmtx::Mode::Lock)).await);
+                    let result: Result<Done> = w.engine_done(engine.invoke(&rule, &w.invocation(&op, MODE)).await);
                     tally.add(&op, &result);
                 }
                 (w, tally)
@@ -125,8 +133,9 @@ pub async fn run(
         ops += tally.applied + tally.rejected;
         errors += tally.errors;
         invariants
-            .push(w.verify(&mut admin, &keys, tally, Impl::LOCK, concurrency).await.map_err(|e| format!("{e:#}")));
+            .push(w.verify(&mut admin, &keys, tally, Impl::ADAPTIVE, concurrency).await.map_err(|e| format!("{e:#}")));
     }
+    let (cache, adaptive) = (engine.cache_stats(), engine.adaptive_stats());
     server::clear(&mut admin, server.is_private(), prefix).await?;
-    Ok(Soak { duration: started.elapsed(), concurrency, ops, errors, samples, invariants })
+    Ok(Soak { duration: started.elapsed(), concurrency, ops, errors, samples, invariants, cache, adaptive })
 }
