@@ -110,6 +110,10 @@ pub struct BackendOptions {
     /// [`DEFAULT_RESPONSE_TIMEOUT`](crate::store::redis::DEFAULT_RESPONSE_TIMEOUT)); a commit
     /// whose reply is later is resolved before its caller hears about it.
     pub response_timeout: std::time::Duration,
+    /// Whether Redis tells the store which models other clients changed
+    /// ([`RedisStoreBuilder::client_tracking`](crate::store::redis::RedisStoreBuilder::client_tracking);
+    /// default off); ignored by the memory backend.
+    pub client_tracking: bool,
 }
 
 impl Default for BackendOptions {
@@ -118,6 +122,7 @@ impl Default for BackendOptions {
             prefix: DEFAULT_PREFIX.to_owned(),
             connect_timeout: crate::store::redis::DEFAULT_CONNECT_TIMEOUT,
             response_timeout: crate::store::redis::DEFAULT_RESPONSE_TIMEOUT,
+            client_tracking: false,
         }
     }
 }
@@ -132,6 +137,13 @@ impl BackendOptions {
     #[must_use]
     pub fn response_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Switches Redis client tracking on or off.
+    #[must_use]
+    pub fn client_tracking(mut self, on: bool) -> Self {
+        self.client_tracking = on;
         self
     }
 }
@@ -219,6 +231,7 @@ async fn open_redis_store(url: &str, options: &BackendOptions) -> Result<RedisSt
         .prefix(options.prefix.clone())
         .connect_timeout(options.connect_timeout)
         .response_timeout(options.response_timeout)
+        .client_tracking(options.client_tracking)
         .connect()
         .await
 }

@@ -65,7 +65,8 @@ async fn balance_and_count(engine: &Engine, key: &str) -> Result<(i64, i64)> {
 }
 
 /// One seed node, every node, and a dead first node all reach the cluster; a standalone URL
-/// stays standalone; several nodes that are not a cluster are refused.
+/// stays standalone; several nodes that are not a cluster are refused, and so is client
+/// tracking on a cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_is_detected_from_one_node_several_or_a_dead_first_one() -> Result<()> {
     let cluster = cluster()?;
@@ -78,6 +79,11 @@ async fn a_cluster_is_detected_from_one_node_several_or_a_dead_first_one() -> Re
         // It works: a model far from the seed node's slots loads.
         let target = wasmtx::ModelTarget { id: ModelId::new("Account", "probe"), schema: Arc::new(ledger_account()?) };
         store.load(std::slice::from_ref(&target)).await.with_context(|| url.clone())?;
+    }
+    // Client tracking needs one server: a cluster is refused before anything is written.
+    match RedisStore::builder(cluster.url()).prefix(unique_prefix("detect")).client_tracking(true).connect().await {
+        Err(StoreError::Incompatible { reason }) => ensure!(reason.contains("Redis Cluster"), "{reason}"),
+        other => bail!("client tracking on a cluster: expected Incompatible, got {other:?}"),
     }
     let standalone = RedisStore::builder(crate::redis_url()).prefix(unique_prefix("detect")).connect().await?;
     ensure!(!standalone.is_cluster(), "the standalone server was taken for a cluster");

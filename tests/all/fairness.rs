@@ -134,6 +134,10 @@ impl Store for Yielding {
     fn generation(&self) -> u64 {
         self.inner.generation()
     }
+
+    fn watch_changes(&self, sink: std::sync::Weak<dyn wasmtx::store::ChangeSink>) -> bool {
+        self.inner.watch_changes(sink)
+    }
 }
 
 /// Two engines, grouping off, on one store: on memory the same store, on Redis two stores

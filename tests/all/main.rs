@@ -17,6 +17,7 @@ mod build_command;
 mod catalog;
 mod chaos;
 mod cli;
+mod client_tracking;
 mod cluster;
 mod cluster_faults;
 mod dashboard;

@@ -386,3 +386,122 @@ async fn the_default_action_is_run_over_http_and_on_the_command_line() -> Result
     ensure!(run["output"][0]["action"] == "run", "{run}");
     Ok(())
 }
+
+/// Adaptive mode over HTTP on two servers (two engines, each with its own snapshot cache) on the
+/// same six accounts: 16 seeded callers send 10 transfers each, every one first to one server
+/// and then again, with the same `Idempotency-Key`, to the other. Every first answer commits;
+/// every repeat is a replay of it (the same invocation id and output) and writes nothing; each
+/// account's balance and transaction count are exactly what the acknowledged transfers say
+/// (none lost to a stale cache or a switch to lock mode, none applied twice), and no lock is
+/// left. Both servers' `/metrics` show the snapshot cache's and adaptive mode's counters; the
+/// first runs with `--client-tracking` and counts the entries Redis said the other changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adaptive_transfers_over_http_on_two_servers_apply_each_key_once() -> Result<()> {
+    use rand::rngs::StdRng;
+    use rand::{Rng as _, SeedableRng as _};
+
+    const ACCOUNTS: usize = 6;
+    const CALLERS: u64 = 16;
+    const PER_CALLER: usize = 10;
+    const START: i64 = 1_000;
+    let env = Env::new("http-adaptive").await?;
+    // The first with client tracking (a global option, before `serve`).
+    let tracked = {
+        let url = redis_url();
+        let global = ["--redis", url.as_str(), "--prefix", env.redis.prefix.as_str(), "--client-tracking"];
+        Server::start(env.dir.path(), &global, &["--token", TOKEN])?
+    };
+    let servers = [tracked, env.server(&[])?];
+    env.define_account(&servers[0]).await?;
+    let (status, body) = env.upload(&servers[0], "bank-transfer", bank_transfer()?, true).await?;
+    ensure!(status == StatusCode::CREATED, "{status} {body}");
+    for i in 0..ACCOUNTS {
+        env.set_balance(&servers[0], &format!("a{i}"), START).await?;
+    }
+    poll(Duration::from_secs(10), "the second server knows the rule", || async {
+        Ok((env.get(&servers[1], "/v1/rules/bank-transfer").await?.0 == StatusCode::OK).then_some(()))
+    })
+    .await?;
+
+    let seed = crate::bank_run::seed();
+    let invoke_urls: Vec<String> = servers.iter().map(|s| s.at("/v1/rules/bank-transfer/invoke")).collect();
+    let mut callers = Vec::new();
+    for caller in 0..CALLERS {
+        let (http, urls) = (env.http.clone(), invoke_urls.clone());
+        callers.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed ^ caller);
+            let mut acked = Vec::new();
+            for n in 0..PER_CALLER {
+                let from = rng.random_range(0..ACCOUNTS);
+                let to = (from + rng.random_range(1..ACCOUNTS)) % ACCOUNTS;
+                // At most 160 × 5 leaves any account: never refused for funds.
+                let amount: i64 = rng.random_range(1..=5);
+                let key = format!("t{caller}-{n}");
+                let first = rng.random_range(0..2usize);
+                let body = json!({
+                    "models": [format!("Account:a{from}"), format!("Account:a{to}")],
+                    "action": "transfer",
+                    "mode": "adaptive",
+                    "input": {"amount": amount},
+                });
+                let mut answers = Vec::new();
+                for server in [first, 1 - first] {
+                    let request =
+                        http.post(&urls[server]).bearer_auth(TOKEN).header("Idempotency-Key", &key).json(&body);
+                    let response = request.send().await?;
+                    let status = response.status();
+                    let answer: Value = serde_json::from_str(&response.text().await?)?;
+                    ensure!(status == StatusCode::OK, "{key} on server {server}: {status} {answer}");
+                    answers.push(answer);
+                }
+                let (applied, repeat) = (&answers[0], &answers[1]);
+                ensure!(applied["replayed"] == false && repeat["replayed"] == true, "{key}: {applied} / {repeat}");
+                ensure!(
+                    repeat["invocation_id"] == applied["invocation_id"] && repeat["output"] == applied["output"],
+                    "{key}: the repeat is not the first answer: {applied} / {repeat}"
+                );
+                acked.push((from, to, amount));
+            }
+            anyhow::Ok(acked)
+        }));
+    }
+    let (mut balance, mut count) = ([START; ACCOUNTS], [0i64; ACCOUNTS]);
+    for caller in callers {
+        for (from, to, amount) in caller.await?? {
+            balance[from] -= amount;
+            balance[to] += amount;
+            count[from] += 1;
+            count[to] += 1;
+        }
+    }
+    for i in 0..ACCOUNTS {
+        let (status, model) = env.get(&servers[1], &format!("/v1/models/Account/a{i}")).await?;
+        ensure!(status == StatusCode::OK, "{status} {model}");
+        ensure!(
+            model["fields"]["balance"] == balance[i] && model["fields"]["transaction_count"] == count[i],
+            "a{i}: {model}, the acknowledged transfers say balance {} and {} transfers",
+            balance[i],
+            count[i]
+        );
+    }
+    ensure!(env.redis.held_locks().await?.is_empty(), "locks left: {:?}", env.redis.held_locks().await?);
+
+    let mut totals = [0u64; 2];
+    for (i, server) in servers.iter().enumerate() {
+        let text = env.http.get(server.at("/metrics")).bearer_auth(TOKEN).send().await?.text().await?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+                .with_context(|| format!("{name} missing:\n{text}"))
+        };
+        totals[0] += value("wasmtx_adaptive_optimistic_attempts_total")?;
+        totals[1] += value("wasmtx_snapshot_cache_hits_total")?;
+        value("wasmtx_adaptive_lock_attempts_total")?;
+        value("wasmtx_snapshot_cache_stale_hits_total")?;
+        let invalidations = value("wasmtx_snapshot_cache_invalidations_total")?;
+        // The tracked server heard of the other's commits on the accounts it had cached.
+        ensure!((i == 0) == (invalidations > 0), "server {i}: {invalidations} invalidations");
+    }
+    ensure!(totals[0] > 0 && totals[1] > 0, "no optimistic attempt or cache hit over {totals:?}");
+    Ok(())
+}

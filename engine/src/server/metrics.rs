@@ -14,6 +14,10 @@
 //! | `wasmtx_registry_epoch` | gauge | |
 //! | `wasmtx_rules_compiled_total`, `wasmtx_rules_loaded_precompiled_total`, `wasmtx_registry_refreshes_total` | counter | |
 //! | `wasmtx_rules_cached` | gauge | |
+//! | `wasmtx_snapshot_cache_hits_total`, `_misses_total`, `_stale_hits_total`, `_evictions_total`, `_drops_total`, `_invalidations_total` | counter | |
+//! | `wasmtx_snapshot_cache_entries`, `wasmtx_snapshot_cache_bytes` | gauge | |
+//! | `wasmtx_adaptive_optimistic_attempts_total`, `_lock_attempts_total`, `_conflicts_total`, `_marked_hot_total` | counter | |
+//! | `wasmtx_adaptive_hot_models` | gauge | |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +28,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::invocation::{Mode, Outcome};
 use crate::registry::RegistryStats;
+use crate::txn::{AdaptiveStats, CacheStats};
 
 /// One metric family the server exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +63,51 @@ pub const FAMILIES: &[MetricFamily] = &[
     family("wasmtx_rules_compiled_total", "counter", "Rules compiled from their bytes."),
     family("wasmtx_rules_loaded_precompiled_total", "counter", "Rules loaded from the precompiled cache."),
     family("wasmtx_registry_refreshes_total", "counter", "Registry snapshots read."),
+    family(
+        "wasmtx_snapshot_cache_hits_total",
+        "counter",
+        "Invocations that found every model in the snapshot cache and ran without loading.",
+    ),
+    family("wasmtx_snapshot_cache_misses_total", "counter", "Invocations that had to load a model first."),
+    family(
+        "wasmtx_snapshot_cache_stale_hits_total",
+        "counter",
+        "Commits on cached state refused because a model had moved (one extra round trip each).",
+    ),
+    family("wasmtx_snapshot_cache_evictions_total", "counter", "Cache entries pushed out by the bounds."),
+    family("wasmtx_snapshot_cache_drops_total", "counter", "Times the whole cache was dropped (a reconnect)."),
+    family("wasmtx_snapshot_cache_entries", "gauge", "Models the snapshot cache keeps."),
+    family("wasmtx_snapshot_cache_bytes", "gauge", "Bytes the snapshot cache keeps, as counted against its bound."),
+    family(
+        "wasmtx_snapshot_cache_invalidations_total",
+        "counter",
+        "Cache entries dropped because Redis said another client changed the model (client tracking).",
+    ),
+    family("wasmtx_adaptive_optimistic_attempts_total", "counter", "Attempts of adaptive invocations run optimistic."),
+    family("wasmtx_adaptive_lock_attempts_total", "counter", "Attempts of adaptive invocations run in lock mode."),
+    family("wasmtx_adaptive_conflicts_total", "counter", "Optimistic attempts of adaptive invocations refused."),
+    family("wasmtx_adaptive_marked_hot_total", "counter", "Times adaptive mode sent a model to lock mode."),
+    family("wasmtx_adaptive_hot_models", "gauge", "Models adaptive mode runs in lock mode now."),
 ];
+
+/// What the engine behind the server reports besides the server's own counters.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct EngineGauges {
+    /// The rule registry's counters.
+    pub registry: RegistryStats,
+    /// The snapshot cache's.
+    pub cache: CacheStats,
+    /// Adaptive mode's.
+    pub adaptive: AdaptiveStats,
+}
+
+impl EngineGauges {
+    /// The three sets of counters.
+    pub fn new(registry: RegistryStats, cache: CacheStats, adaptive: AdaptiveStats) -> Self {
+        Self { registry, cache, adaptive }
+    }
+}
 
 /// Upper bounds of the histogram buckets, in seconds.
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -160,8 +209,9 @@ impl Metrics {
         self.in_flight.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// Everything, in the Prometheus text format, with the registry's counters.
-    pub fn render(&self, registry: RegistryStats) -> String {
+    /// Everything, in the Prometheus text format, with the engine's counters.
+    pub fn render(&self, engine: EngineGauges) -> String {
+        let EngineGauges { registry, cache, adaptive } = engine;
         let f = self.families.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::new();
         for (name, series) in &f.counters {
@@ -188,6 +238,19 @@ impl Metrics {
             ("wasmtx_rules_compiled_total", "counter", registry.compiled),
             ("wasmtx_rules_loaded_precompiled_total", "counter", registry.loaded_precompiled),
             ("wasmtx_registry_refreshes_total", "counter", registry.refreshes),
+            ("wasmtx_snapshot_cache_hits_total", "counter", cache.hits),
+            ("wasmtx_snapshot_cache_misses_total", "counter", cache.misses),
+            ("wasmtx_snapshot_cache_stale_hits_total", "counter", cache.stale_hits),
+            ("wasmtx_snapshot_cache_evictions_total", "counter", cache.evictions),
+            ("wasmtx_snapshot_cache_drops_total", "counter", cache.drops),
+            ("wasmtx_snapshot_cache_entries", "gauge", cache.entries),
+            ("wasmtx_snapshot_cache_bytes", "gauge", cache.bytes),
+            ("wasmtx_snapshot_cache_invalidations_total", "counter", cache.invalidations),
+            ("wasmtx_adaptive_optimistic_attempts_total", "counter", adaptive.optimistic_attempts),
+            ("wasmtx_adaptive_lock_attempts_total", "counter", adaptive.lock_attempts),
+            ("wasmtx_adaptive_conflicts_total", "counter", adaptive.conflicts),
+            ("wasmtx_adaptive_marked_hot_total", "counter", adaptive.marked_hot),
+            ("wasmtx_adaptive_hot_models", "gauge", adaptive.hot_now),
         ];
         for (name, kind, value) in gauges {
             header(&mut out, name, kind);
@@ -224,7 +287,7 @@ mod tests {
         let m = Metrics::default();
         m.record_request("GET", "/v1/rules", 200, Duration::from_millis(3));
         m.record_request("GET", "/v1/rules", 200, Duration::from_millis(30));
-        let text = m.render(RegistryStats::default());
+        let text = m.render(EngineGauges::default());
         assert!(text.contains("wasmtx_http_requests_total{method=\"GET\",route=\"/v1/rules\",status=\"200\"} 2"));
         assert!(text.contains("wasmtx_http_request_duration_seconds_bucket{route=\"/v1/rules\",le=\"0.005\"} 1"));
         assert!(text.contains("wasmtx_http_request_duration_seconds_bucket{route=\"/v1/rules\",le=\"0.05\"} 2"));
@@ -242,7 +305,7 @@ mod tests {
             waited: Duration::from_millis(5),
         };
         m.record_invocation("r", Mode::Lock, Duration::from_millis(6), Err(&timeout));
-        let text = m.render(RegistryStats::default());
+        let text = m.render(EngineGauges::default());
         let mut seen = 0;
         for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
             let (name, kind) = line.split_once(' ').expect("a TYPE line names a kind");
@@ -252,6 +315,43 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 10, "{text}");
+    }
+
+    /// The snapshot cache's and adaptive mode's counters show with their values (and none is
+    /// the other's).
+    #[test]
+    fn renders_the_cache_and_adaptive_counters() {
+        let cache = CacheStats {
+            hits: 11,
+            misses: 12,
+            stale_hits: 13,
+            evictions: 14,
+            drops: 15,
+            entries: 16,
+            bytes: 17,
+            invalidations: 18,
+        };
+        let adaptive =
+            AdaptiveStats { optimistic_attempts: 21, lock_attempts: 22, conflicts: 23, marked_hot: 24, hot_now: 25 };
+        let text = Metrics::default().render(EngineGauges::new(RegistryStats::default(), cache, adaptive));
+        for line in [
+            "wasmtx_snapshot_cache_hits_total 11",
+            "wasmtx_snapshot_cache_misses_total 12",
+            "wasmtx_snapshot_cache_stale_hits_total 13",
+            "wasmtx_snapshot_cache_evictions_total 14",
+            "wasmtx_snapshot_cache_drops_total 15",
+            "wasmtx_snapshot_cache_entries 16",
+            "wasmtx_snapshot_cache_bytes 17",
+            "wasmtx_snapshot_cache_invalidations_total 18",
+            "wasmtx_adaptive_optimistic_attempts_total 21",
+            "wasmtx_adaptive_lock_attempts_total 22",
+            "wasmtx_adaptive_conflicts_total 23",
+            "wasmtx_adaptive_marked_hot_total 24",
+            "wasmtx_adaptive_hot_models 25",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(text.contains("# TYPE wasmtx_snapshot_cache_entries gauge"), "{text}");
     }
 
     #[test]

@@ -252,7 +252,9 @@ async fn openapi_json() -> axum::Json<serde_json::Value> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(state.registry.stats());
+    let engine = state.registry.engine();
+    let gauges = metrics::EngineGauges::new(state.registry.stats(), engine.cache_stats(), engine.adaptive_stats());
+    let text = state.metrics.render(gauges);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

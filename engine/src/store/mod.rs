@@ -8,6 +8,7 @@
 //! embedded store with the same semantics for quick starts and rule unit tests.
 
 use std::fmt;
+use std::sync::Weak;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -312,6 +313,29 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn generation(&self) -> u64 {
         0
     }
+
+    /// Starts telling `sink` which models other clients change, as far as this store can tell
+    /// (a [`RedisStore`](redis::RedisStore) opened with
+    /// [client tracking](redis::RedisStoreBuilder::client_tracking)); returns whether it will.
+    /// A store that cannot (the default) never calls `sink`. The engine's snapshot cache
+    /// watches to drop a moved model before it runs a rule on it; its correctness never
+    /// depends on being told.
+    ///
+    /// # Notes
+    /// The store holds `sink` weakly: once it is dropped it is no longer told. `sink` is
+    /// called from the store's listener task and must not block.
+    fn watch_changes(&self, sink: Weak<dyn ChangeSink>) -> bool {
+        let _ = sink;
+        false
+    }
+}
+
+/// Told by a store which models other clients changed ([`Store::watch_changes`]).
+pub trait ChangeSink: Send + Sync {
+    /// These models changed, or may have, since this client last read them. (Lost
+    /// notifications are not sent again: the store moves its [generation](Store::generation)
+    /// instead.)
+    fn changed(&self, models: &[ModelId]);
 }
 
 /// A failure of a store operation.

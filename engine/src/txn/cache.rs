@@ -9,18 +9,40 @@
 //! [generation](crate::store::Store::generation) moves (a reconnect, a server that lost its
 //! functions), and an entry whose schema is not the one the invocation resolved.
 //!
+//! A store that can tell which models other clients changed ([`Store::watch_changes`], Redis
+//! client-side tracking) has the cache drop those entries at once, so that the next invocation
+//! loads instead of running on a stale state and being refused. A notice can overtake the
+//! reply of a read that happened before the change: a snapshot is kept only if no notice for
+//! its model arrived since the [`CacheEpoch`] taken before the store call that read it.
+//!
 //! Bounded by entries and by bytes, least recently used first out.
+//!
+//! [`Store::watch_changes`]: crate::store::Store::watch_changes
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::model::change::{ModelSnapshot, ModelTarget};
 use crate::model::ids::ModelId;
 use crate::model::schema::ModelSchema;
+use crate::store::ChangeSink;
 
 /// What an entry costs beyond its values' stored size (its id, schema pointer, bookkeeping).
 const ENTRY_OVERHEAD: usize = 96;
+
+/// How many change notices the cache remembers (to refuse a snapshot read before one of
+/// them): a store call overtaken by more than this many keeps nothing.
+const RECENT_CHANGES: usize = 4096;
+
+/// When a store call began, for the cache: the store's generation and the change notices
+/// seen so far. Taken before the call; a snapshot the call read or wrote is kept only if
+/// both are still current for its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CacheEpoch {
+    generation: u64,
+    changes: u64,
+}
 
 /// The snapshot cache's settings ([`EngineConfig::snapshot_cache`](crate::EngineConfig::snapshot_cache)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +96,9 @@ pub struct CacheStats {
     pub entries: u64,
     /// Bytes kept now (as counted against the bound).
     pub bytes: u64,
+    /// Entries dropped because the store said another client changed their model (client
+    /// tracking on).
+    pub invalidations: u64,
 }
 
 /// One engine's snapshot cache.
@@ -103,6 +128,15 @@ struct State {
     generation: u64,
     evictions: u64,
     drops: u64,
+    invalidations: u64,
+    /// Change notices seen (one per model named).
+    changes: u64,
+    /// The last notice of each recently changed model, and the same in order, oldest first,
+    /// at most [`RECENT_CHANGES`].
+    changed_at: HashMap<ModelId, u64>,
+    recent: VecDeque<(u64, ModelId)>,
+    /// Notices up to this one are forgotten.
+    forgotten: u64,
 }
 
 #[derive(Debug)]
@@ -163,18 +197,25 @@ impl SnapshotCache {
         }
     }
 
-    /// Keeps `snapshot` as `target`'s state, read or written under store generation
-    /// `generation` (taken before the store call: a snapshot from before a generation change
-    /// is not kept), unless a newer version is kept already.
-    pub(crate) fn put(&self, target: &ModelTarget, snapshot: &ModelSnapshot, generation: u64) {
+    /// The epoch to take before a store call whose snapshots may be kept, under the store's
+    /// current `generation`.
+    pub(crate) fn epoch(&self, generation: u64) -> CacheEpoch {
+        let changes = if self.enabled() { self.state().changes } else { 0 };
+        CacheEpoch { generation, changes }
+    }
+
+    /// Keeps `snapshot` as `target`'s state, read or written by a store call that began at
+    /// `epoch` (a snapshot from before a generation change, or from before a change notice of
+    /// its model, is not kept), unless a newer version is kept already.
+    pub(crate) fn put(&self, target: &ModelTarget, snapshot: &ModelSnapshot, epoch: CacheEpoch) {
         if !self.enabled() {
             return;
         }
         let bytes =
             ENTRY_OVERHEAD + snapshot.values.iter().map(crate::model::value::FieldValue::stored_len).sum::<usize>();
         let mut state = self.state();
-        state.follow(generation);
-        if generation != state.generation {
+        state.follow(epoch.generation);
+        if epoch.generation != state.generation || state.changed_since(&target.id, epoch.changes) {
             return;
         }
         if let Some(old) = state.entries.get(&target.id)
@@ -221,6 +262,17 @@ impl SnapshotCache {
         }
     }
 
+    /// Forgets the models of these ids.
+    pub(crate) fn forget_ids<'a>(&self, ids: impl IntoIterator<Item = &'a ModelId>) {
+        if !self.enabled() {
+            return;
+        }
+        let mut state = self.state();
+        for id in ids {
+            state.remove(id);
+        }
+    }
+
     /// Counts a commit on cached state that found a model moved.
     pub(crate) fn count_stale(&self) {
         self.stale_hits.fetch_add(1, Ordering::Relaxed);
@@ -237,6 +289,23 @@ impl SnapshotCache {
             drops: state.drops,
             entries: state.entries.len() as u64,
             bytes: state.bytes as u64,
+            invalidations: state.invalidations,
+        }
+    }
+}
+
+impl ChangeSink for SnapshotCache {
+    fn changed(&self, models: &[ModelId]) {
+        if !self.enabled() {
+            return;
+        }
+        let mut state = self.state();
+        for id in models {
+            if state.entries.contains_key(id) {
+                state.remove(id);
+                state.invalidations += 1;
+            }
+            state.note_change(id);
         }
     }
 }
@@ -268,6 +337,30 @@ impl State {
         let entry = self.entries.get_mut(&target.id)?;
         entry.used = tick;
         Some(entry.snapshot.clone())
+    }
+
+    /// Whether a change notice of `id` came after the first `seen` notices (or may have: it is
+    /// forgotten already).
+    fn changed_since(&self, id: &ModelId, seen: u64) -> bool {
+        if seen == self.changes {
+            return false;
+        }
+        seen < self.forgotten || self.changed_at.get(id).is_some_and(|&at| at > seen)
+    }
+
+    /// Remembers a change notice of `id`.
+    fn note_change(&mut self, id: &ModelId) {
+        self.changes += 1;
+        let at = self.changes;
+        self.changed_at.insert(id.clone(), at);
+        self.recent.push_back((at, id.clone()));
+        while self.recent.len() > RECENT_CHANGES {
+            let Some((old, id)) = self.recent.pop_front() else { break };
+            self.forgotten = old;
+            if self.changed_at.get(&id) == Some(&old) {
+                self.changed_at.remove(&id);
+            }
+        }
     }
 
     fn remove(&mut self, id: &ModelId) {
@@ -317,6 +410,43 @@ mod tests {
         ModelTarget { id: ModelId::new(schema.name(), key), schema: Arc::clone(schema) }
     }
 
+    /// An epoch of store generation `generation`, before any change notice.
+    fn at(generation: u64) -> CacheEpoch {
+        CacheEpoch { generation, changes: 0 }
+    }
+
+    /// A change notice drops the model's entry (counted) and only its; a snapshot read by a
+    /// call that began before a notice of its model is not kept, one of another model is, and
+    /// one read after the notice is. A call overtaken by more notices than are remembered
+    /// keeps nothing.
+    #[test]
+    fn a_change_notice_drops_the_entry_and_refuses_a_snapshot_read_before_it() {
+        let s = schema("T");
+        let (a, b) = (target(&s, "a"), target(&s, "b"));
+        let cache = SnapshotCache::new(SnapshotCacheConfig::default());
+        cache.put(&a, &snap(1, 1), cache.epoch(0));
+        cache.put(&b, &snap(1, 1), cache.epoch(0));
+        let before = cache.epoch(0);
+        cache.changed(std::slice::from_ref(&a.id));
+        assert!(cache.get_all(std::slice::from_ref(&a), 0).is_none(), "a was dropped");
+        assert!(cache.get_all(std::slice::from_ref(&b), 0).is_some(), "b was not named");
+        assert_eq!(cache.stats().invalidations, 1);
+        cache.put(&a, &snap(2, 2), before);
+        cache.put(&b, &snap(2, 2), before);
+        assert!(cache.get_all(std::slice::from_ref(&a), 0).is_none(), "read before a's notice: not kept");
+        assert_eq!(cache.get_all(std::slice::from_ref(&b), 0).map(|v| v[0].version), Some(2), "b's is kept");
+        cache.put(&a, &snap(3, 3), cache.epoch(0));
+        assert_eq!(cache.get_all(std::slice::from_ref(&a), 0).map(|v| v[0].version), Some(3), "read after it");
+
+        let overtaken = cache.epoch(0);
+        for i in 0..=RECENT_CHANGES {
+            cache.changed(&[ModelId::new("T", format!("other-{i}"))]);
+        }
+        cache.put(&b, &snap(4, 4), overtaken);
+        assert_eq!(cache.get_all(std::slice::from_ref(&b), 0).map(|v| v[0].version), Some(2), "too old to tell");
+        assert!(cache.state().changed_at.len() <= RECENT_CHANGES && cache.state().recent.len() <= RECENT_CHANGES);
+    }
+
     fn snap(n: i64, version: u64) -> ModelSnapshot {
         ModelSnapshot { values: vec![FieldValue::Scalar(Scalar::Int(n))], version }
     }
@@ -327,11 +457,11 @@ mod tests {
         let cache = SnapshotCache::new(SnapshotCacheConfig::bounded(3, 10_000));
         let t: Vec<_> = (0..5).map(|i| target(&s, &format!("k{i}"))).collect();
         for (i, m) in t.iter().take(3).enumerate() {
-            cache.put(m, &snap(i as i64, 1), 0);
+            cache.put(m, &snap(i as i64, 1), at(0));
         }
         // k0 is used again, so k1 is the oldest when k3 comes in.
         assert!(cache.get_all(&t[0..1], 0).is_some());
-        cache.put(&t[3], &snap(3, 1), 0);
+        cache.put(&t[3], &snap(3, 1), at(0));
         assert!(cache.get_all(&t[1..2], 0).is_none(), "k1 was the least recently used");
         assert!(cache.get_all(&[t[0].clone(), t[2].clone(), t[3].clone()], 0).is_some());
         let stats = cache.stats();
@@ -340,7 +470,7 @@ mod tests {
         let per_entry = ENTRY_OVERHEAD + 24;
         let small = SnapshotCache::new(SnapshotCacheConfig::bounded(100, 2 * per_entry));
         for (i, m) in t.iter().enumerate() {
-            small.put(m, &snap(i as i64, 1), 0);
+            small.put(m, &snap(i as i64, 1), at(0));
             assert!(small.stats().bytes <= 2 * per_entry as u64);
         }
         assert_eq!(small.stats().entries, 2);
@@ -353,18 +483,18 @@ mod tests {
         let cache = SnapshotCache::new(SnapshotCacheConfig::bounded(3, 10_000));
         let t: Vec<_> = (0..5).map(|i| target(&s, &format!("k{i}"))).collect();
         for m in &t[0..3] {
-            cache.put(m, &snap(0, 1), 0);
+            cache.put(m, &snap(0, 1), at(0));
         }
         // Uses k0 and k1 (twice each, so the queue falls behind by more than one use), then
         // a new entry: k2 is the least recently used.
         for _ in 0..2 {
             assert!(cache.get_all(&t[0..2], 0).is_some());
         }
-        cache.put(&t[3], &snap(3, 1), 0);
+        cache.put(&t[3], &snap(3, 1), at(0));
         assert!(cache.get_all(&t[2..3], 0).is_none(), "k2 was the least recently used");
         // An update in place is a use: of k0, k1 and k3, k1 is now the oldest.
-        cache.put(&t[0], &snap(9, 2), 0);
-        cache.put(&t[4], &snap(4, 1), 0);
+        cache.put(&t[0], &snap(9, 2), at(0));
+        cache.put(&t[4], &snap(4, 1), at(0));
         assert!(cache.get_all(&t[1..2], 0).is_none(), "k1 was the least recently used");
         assert_eq!(cache.get_all(&t[0..1], 0), Some(vec![snap(9, 2)]), "the update is what is kept");
         assert!(cache.get_all(&[t[3].clone(), t[4].clone()], 0).is_some());
@@ -376,11 +506,11 @@ mod tests {
         let one = ENTRY_OVERHEAD + 24;
         let tight = SnapshotCache::new(SnapshotCacheConfig::bounded(100, 3 * one + 16));
         for m in &t[0..3] {
-            tight.put(m, &snap(0, 1), 0);
+            tight.put(m, &snap(0, 1), at(0));
         }
         assert!(tight.get_all(&t[0..1], 0).is_some());
         let grown = ModelSnapshot { values: vec![FieldValue::Scalar(Scalar::Str("x".repeat(60)))], version: 2 };
-        tight.put(&t[2], &grown, 0);
+        tight.put(&t[2], &grown, at(0));
         assert!(tight.get_all(&t[1..2], 0).is_none(), "k1, the oldest, made room");
         assert_eq!(tight.get_all(&t[2..3], 0), Some(vec![grown]));
         assert!(tight.get_all(&t[0..1], 0).is_some());
@@ -392,14 +522,14 @@ mod tests {
         let s = schema("T");
         let cache = SnapshotCache::new(SnapshotCacheConfig::default());
         let m = target(&s, "a");
-        cache.put(&m, &snap(1, 4), 0);
+        cache.put(&m, &snap(1, 4), at(0));
         assert_eq!(cache.get_all(std::slice::from_ref(&m), 0), Some(vec![snap(1, 4)]));
         assert!(cache.get_all(std::slice::from_ref(&m), 1).is_none(), "generation 1 drops generation 0's entries");
         assert_eq!(cache.stats().drops, 1);
-        cache.put(&m, &snap(1, 4), 0);
+        cache.put(&m, &snap(1, 4), at(0));
         assert!(cache.get_all(std::slice::from_ref(&m), 1).is_none(), "a snapshot read before the change is not kept");
 
-        cache.put(&m, &snap(2, 5), 1);
+        cache.put(&m, &snap(2, 5), at(1));
         let changed = Arc::new(
             ModelSchema::builder("T")
                 .field("n", FieldType::Scalar(ScalarKind::Int))
@@ -418,14 +548,14 @@ mod tests {
         let s = schema("T");
         let cache = SnapshotCache::new(SnapshotCacheConfig::default());
         let m = target(&s, "a");
-        cache.put(&m, &snap(2, 7), 0);
-        cache.put(&m, &snap(1, 6), 0);
+        cache.put(&m, &snap(2, 7), at(0));
+        cache.put(&m, &snap(1, 6), at(0));
         assert_eq!(cache.get_all(std::slice::from_ref(&m), 0), Some(vec![snap(2, 7)]));
         cache.forget(std::slice::from_ref(&m));
         assert!(cache.get_all(std::slice::from_ref(&m), 0).is_none());
 
         let off = SnapshotCache::new(SnapshotCacheConfig::disabled());
-        off.put(&m, &snap(2, 7), 0);
+        off.put(&m, &snap(2, 7), at(0));
         assert!(off.get_all(std::slice::from_ref(&m), 0).is_none());
         assert_eq!(off.stats(), CacheStats::default(), "a disabled cache counts nothing");
     }

@@ -75,7 +75,8 @@ async fn run_alone(
         lease: protocol.settings.lease,
         record: idem.lookup(context.attempt).map(str::to_owned),
     };
-    let generation = protocol.store.generation();
+    // Taken before the lock-and-load: what it read is kept only under this epoch.
+    let loaded_at = protocol.cache_epoch();
     let acquired = match protocol.acquire(&request).await? {
         Acquisition::Held(acquired) => acquired,
         Acquisition::Recorded { record, waited, load } => {
@@ -118,6 +119,7 @@ async fn run_alone(
             },
             records: CommitRecords::NONE,
         };
+        let committed_at = protocol.cache_epoch();
         let receipt = match protocol.commit(request, &entries, idem).await {
             Ok(Committed::Applied(receipt)) => receipt,
             Ok(Committed::Recorded { record, .. }) => {
@@ -161,9 +163,9 @@ async fn run_alone(
         for (pos, &caller) in plan.order.iter().enumerate() {
             if wrote {
                 let version = receipt.versions.get(pos).copied().unwrap_or_default();
-                protocol.cache.put(&plan.sorted[pos], &output.workspaces[caller].final_snapshot(version), generation);
+                protocol.cache.put(&plan.sorted[pos], &output.workspaces[caller].final_snapshot(version), committed_at);
             } else {
-                protocol.cache.put(&plan.sorted[pos], &loaded[pos], generation);
+                protocol.cache.put(&plan.sorted[pos], &loaded[pos], loaded_at);
             }
         }
         return Ok(outcome(

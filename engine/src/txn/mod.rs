@@ -97,7 +97,9 @@ pub(crate) struct Protocol {
     inflight: idempotency::InFlight,
     /// The last state of models this engine loaded or committed (optimistic mode's one round
     /// trip).
-    cache: SnapshotCache,
+    cache: Arc<SnapshotCache>,
+    /// Whether the store tells the cache which models other clients changed.
+    watched: bool,
     /// Which models keep conflicting (adaptive mode's choice of flow).
     contention: Contention,
     /// Releases the locks of invocations dropped while they held them.
@@ -115,6 +117,7 @@ impl fmt::Debug for Protocol {
             .field("store", &self.store)
             .field("settings", &self.settings)
             .field("instance", &self.instance)
+            .field("watched", &self.watched)
             .field("groups", &self.groups)
             .field("releaser", &self.releaser)
             .finish_non_exhaustive()
@@ -128,8 +131,14 @@ impl Protocol {
         settings: Settings,
         cache: SnapshotCacheConfig,
     ) -> Self {
+        let cache = Arc::new(SnapshotCache::new(cache));
+        let watched = cache.enabled() && {
+            let sink: Arc<dyn crate::store::ChangeSink> = cache.clone();
+            store.watch_changes(Arc::downgrade(&sink))
+        };
         Self {
-            cache: SnapshotCache::new(cache),
+            cache,
+            watched,
             contention: Contention::new(settings.adaptive),
             releaser: Releaser::new(Arc::clone(&store)),
             unsure: unsure::UnsureLocks::default(),
@@ -152,6 +161,11 @@ impl Protocol {
     /// The sandbox rules run in.
     pub(crate) fn runtime(&self) -> &RuleRuntime {
         &self.runtime
+    }
+
+    /// The epoch to take before a store call whose snapshots the cache may keep.
+    pub(crate) fn cache_epoch(&self) -> cache::CacheEpoch {
+        self.cache.epoch(self.store.generation())
     }
 
     /// What the snapshot cache did so far.
@@ -310,6 +324,11 @@ impl Protocol {
     async fn release_after_failure(&self, leases: HeldLeases, failure: &'static str) {
         if let Err(error) = self.store.release(leases.leases()).await {
             warn!(%error, failure, "could not release the locks after a failure; their leases will run out");
+        }
+        if self.watched {
+            // The release wrote the models' lock fields, which ends their tracking: nobody
+            // would say when another client changes them.
+            self.cache.forget_ids(leases.leases().iter().map(|l| &l.lock.model));
         }
         leases.settle();
     }

@@ -46,12 +46,12 @@ pub(super) async fn run(
     mut context: RunContext,
     max_attempts: u32,
 ) -> Result<Outcome> {
-    // Taken before any store call: what is read under an older generation is not kept.
-    let generation = protocol.store.generation();
+    // Cached entries serve only under the store's current generation (each store call below
+    // takes its own cache epoch for what it keeps).
     let mut timings = Timings::default();
-    let (mut loaded, mut source) = match protocol.cache.get_all(&plan.sorted, generation) {
+    let (mut loaded, mut source) = match protocol.cache.get_all(&plan.sorted, protocol.store.generation()) {
         Some(cached) => (cached, Source::Cache),
-        None => match load_fresh(protocol, plan, idem, &context, generation, &mut timings).await? {
+        None => match load_fresh(protocol, plan, idem, &context, &mut timings).await? {
             Loaded::Snapshots(loaded) => (loaded, Source::Store),
             Loaded::Recorded(record) => return replay(plan, idem, &record, timings),
         },
@@ -67,7 +67,7 @@ pub(super) async fn run(
                 // A failure on cached state may be the cache's: the key may be recorded (a
                 // repeat of a committed invocation gets its first outcome, never this
                 // failure), or the state may have moved. The store's state decides.
-                let fresh = match load_fresh(protocol, plan, idem, &context, generation, &mut timings).await? {
+                let fresh = match load_fresh(protocol, plan, idem, &context, &mut timings).await? {
                     Loaded::Snapshots(fresh) => fresh,
                     Loaded::Recorded(record) => return replay(plan, idem, &record, timings),
                 };
@@ -106,6 +106,7 @@ pub(super) async fn run(
             guard: CommitGuard::Versions { versions: &versions, action: &invocation.action, refresh: true },
             records: CommitRecords::NONE,
         };
+        let epoch = protocol.cache_epoch();
         let committed = protocol.commit(request, &entries, idem).await;
         timings.commit += commit_start.elapsed();
         match committed {
@@ -117,7 +118,7 @@ pub(super) async fn run(
                     for (pos, &caller) in plan.order.iter().enumerate() {
                         let version = committed_versions.get(pos).copied().unwrap_or_default();
                         let state = output.workspaces[caller].final_snapshot(version);
-                        protocol.cache.put(&plan.sorted[pos], &state, generation);
+                        protocol.cache.put(&plan.sorted[pos], &state, epoch);
                     }
                 }
                 let versions = plan.to_caller_order(&committed_versions);
@@ -135,7 +136,7 @@ pub(super) async fn run(
                 };
                 for stale in models {
                     if let Some(slot) = loaded.get_mut(stale.index) {
-                        protocol.cache.put(&plan.sorted[stale.index], &stale.snapshot, generation);
+                        protocol.cache.put(&plan.sorted[stale.index], &stale.snapshot, epoch);
                         *slot = stale.snapshot;
                     }
                 }
@@ -171,10 +172,10 @@ async fn load_fresh(
     plan: &Plan,
     idem: &Idempotency,
     context: &RunContext,
-    generation: u64,
     timings: &mut Timings,
 ) -> Result<Loaded> {
     let start = Instant::now();
+    let epoch = protocol.cache_epoch();
     let loaded = match idem.lookup(context.attempt) {
         Some(key) => protocol.store.load_unless_recorded(&plan.sorted, key).await?,
         None => Loaded::Snapshots(protocol.store.load(&plan.sorted).await?),
@@ -182,7 +183,7 @@ async fn load_fresh(
     timings.load += start.elapsed();
     if let Loaded::Snapshots(snapshots) = &loaded {
         for (target, snapshot) in plan.sorted.iter().zip(snapshots) {
-            protocol.cache.put(target, snapshot, generation);
+            protocol.cache.put(target, snapshot, epoch);
         }
     }
     Ok(loaded)

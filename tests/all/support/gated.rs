@@ -230,4 +230,8 @@ impl Store for GatedStore {
     fn generation(&self) -> u64 {
         self.inner.generation()
     }
+
+    fn watch_changes(&self, sink: std::sync::Weak<dyn wasmtx::store::ChangeSink>) -> bool {
+        self.inner.watch_changes(sink)
+    }
 }

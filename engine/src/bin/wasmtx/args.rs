@@ -50,6 +50,10 @@ pub struct Global {
     /// Prefix of every Redis key (models and registry).
     #[arg(long, env = "WASMTX_PREFIX", global = true, default_value = "wasmtx")]
     pub prefix: String,
+    /// Have Redis say which cached models other clients changed (client-side tracking, a
+    /// standalone server only): worth it where several engines write the same models.
+    #[arg(long, env = "WASMTX_CLIENT_TRACKING", global = true)]
+    pub client_tracking: bool,
     /// Where the embedded store keeps models, rules and schemas between commands.
     #[arg(long, env = "WASMTX_DATA_DIR", global = true, default_value = ".wasmtx", value_name = "DIR")]
     pub data_dir: PathBuf,

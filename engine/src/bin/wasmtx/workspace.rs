@@ -51,7 +51,8 @@ impl Workspace {
         let mut engine_config = EngineConfig::default();
         engine_config.runtime.max_rule_bytes = global.max_rule_bytes;
         engine_config.validate().and_then(|()| engine_config.runtime.validate()).map_err(|e| Failure::engine(&e))?;
-        let opened = backend::open(url, &BackendOptions::with_prefix(global.prefix.clone())).await?;
+        let options = BackendOptions::with_prefix(global.prefix.clone()).client_tracking(global.client_tracking);
+        let opened = backend::open(url, &options).await?;
         let mut config = RegistryConfig::default().refresh_interval(purpose.refresh).warm(purpose.warm);
         config.cache_dir = global.cache_dir.clone();
         let data_dir = match &opened {

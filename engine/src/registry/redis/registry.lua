@@ -128,9 +128,9 @@ local function registry_delete_schema(keys, args)
   return old
 end
 
-redis.register_function('wasmtx_v7_registry_add_version', registry_add_version)
-redis.register_function('wasmtx_v7_registry_activate', registry_activate)
-redis.register_function('wasmtx_v7_registry_delete_version', registry_delete_version)
-redis.register_function('wasmtx_v7_registry_delete_rule', registry_delete_rule)
-redis.register_function('wasmtx_v7_registry_define_schema', registry_define_schema)
-redis.register_function('wasmtx_v7_registry_delete_schema', registry_delete_schema)
+redis.register_function('wasmtx_v8_registry_add_version', registry_add_version)
+redis.register_function('wasmtx_v8_registry_activate', registry_activate)
+redis.register_function('wasmtx_v8_registry_delete_version', registry_delete_version)
+redis.register_function('wasmtx_v8_registry_delete_rule', registry_delete_rule)
+redis.register_function('wasmtx_v8_registry_define_schema', registry_define_schema)
+redis.register_function('wasmtx_v8_registry_delete_schema', registry_delete_schema)

@@ -98,6 +98,8 @@ pub(crate) struct Connected {
     /// Bumped whenever a request failed on the connection or found the library gone, and
     /// when the Pub/Sub listener reconnected: see [`Store::generation`](crate::store::Store::generation).
     pub(crate) generation: Arc<AtomicU64>,
+    /// Client-side tracking, when the store asked for it (a standalone server only).
+    pub(crate) tracker: Option<Arc<super::tracking::Tracker>>,
 }
 
 /// The nodes behind a connection.
@@ -214,6 +216,7 @@ pub(crate) async fn connect(url: &str, timeouts: Timeouts) -> Result<Connected, 
                 conn: RedisConnection::Single(manager),
                 nodes: Nodes { base, all: nodes, cluster: false },
                 generation: Arc::default(),
+                tracker: None,
             });
         }
         let mut all = nodes.clone();
@@ -229,6 +232,7 @@ pub(crate) async fn connect(url: &str, timeouts: Timeouts) -> Result<Connected, 
             conn: RedisConnection::Cluster(conn),
             nodes: Nodes { base, all, cluster: true },
             generation: Arc::default(),
+            tracker: None,
         });
     }
     Err(last_error.map_or_else(|| StoreError::Unavailable("no Redis node given".into()), redis_error))

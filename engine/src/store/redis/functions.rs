@@ -37,27 +37,27 @@ pub(super) const LIBRARY: &str =
 /// library's `VERSION` says the same (a unit test checks). Bumped on every change of the
 /// library: at connect, a server holding an older version gets this one, a server holding a
 /// newer one is refused ([`StoreError::Incompatible`]).
-pub const LIBRARY_VERSION: u32 = 7;
+pub const LIBRARY_VERSION: u32 = 8;
 
 /// The library's functions, one per protocol step. Their names carry [`LIBRARY_VERSION`]: an
 /// engine of another version still running after an upgrade replaced the library finds no
 /// function (and is refused when it reloads) rather than calling one with arguments it lays
 /// out differently. Only `wasmtx_version`, which that check calls, keeps its name.
 pub(crate) mod step {
-    pub const LOCK_AND_LOAD: &str = "wasmtx_v7_lock_and_load";
-    pub const LOAD: &str = "wasmtx_v7_load";
-    pub const COMMIT: &str = "wasmtx_v7_commit";
-    pub const RELEASE: &str = "wasmtx_v7_release";
-    pub const RESOLVE: &str = "wasmtx_v7_resolve";
-    pub const DELETE: &str = "wasmtx_v7_delete";
-    pub const WITHDRAW: &str = "wasmtx_v7_withdraw";
+    pub const LOCK_AND_LOAD: &str = "wasmtx_v8_lock_and_load";
+    pub const LOAD: &str = "wasmtx_v8_load";
+    pub const COMMIT: &str = "wasmtx_v8_commit";
+    pub const RELEASE: &str = "wasmtx_v8_release";
+    pub const RESOLVE: &str = "wasmtx_v8_resolve";
+    pub const DELETE: &str = "wasmtx_v8_delete";
+    pub const WITHDRAW: &str = "wasmtx_v8_withdraw";
     /// The registry's writes (see `crate::registry::redis`).
-    pub const REGISTRY_ADD_VERSION: &str = "wasmtx_v7_registry_add_version";
-    pub const REGISTRY_ACTIVATE: &str = "wasmtx_v7_registry_activate";
-    pub const REGISTRY_DELETE_VERSION: &str = "wasmtx_v7_registry_delete_version";
-    pub const REGISTRY_DELETE_RULE: &str = "wasmtx_v7_registry_delete_rule";
-    pub const REGISTRY_DEFINE_SCHEMA: &str = "wasmtx_v7_registry_define_schema";
-    pub const REGISTRY_DELETE_SCHEMA: &str = "wasmtx_v7_registry_delete_schema";
+    pub const REGISTRY_ADD_VERSION: &str = "wasmtx_v8_registry_add_version";
+    pub const REGISTRY_ACTIVATE: &str = "wasmtx_v8_registry_activate";
+    pub const REGISTRY_DELETE_VERSION: &str = "wasmtx_v8_registry_delete_version";
+    pub const REGISTRY_DELETE_RULE: &str = "wasmtx_v8_registry_delete_rule";
+    pub const REGISTRY_DEFINE_SCHEMA: &str = "wasmtx_v8_registry_define_schema";
+    pub const REGISTRY_DELETE_SCHEMA: &str = "wasmtx_v8_registry_delete_schema";
     /// Every step (the unit test checks the library registers them).
     #[cfg(test)]
     pub const ALL: [&str; 13] = [
@@ -126,6 +126,12 @@ impl FunctionCall {
     pub(crate) async fn invoke<T: redis::FromRedisValue>(&self, link: &Connected) -> Result<T, StoreError> {
         let command = self.command();
         let mut conn = link.conn.clone();
+        if let Some(tracker) = &link.tracker
+            && let Err(e) = tracker.ensure_on(&mut conn).await
+        {
+            link.bump_generation();
+            return Err(e);
+        }
         let result = match command.query_async::<T>(&mut conn).await {
             Err(e) if is_missing_function(&e) => {
                 // A restarted, flushed or failed-over server: what was read before may be gone.

@@ -269,6 +269,49 @@ impl KeyLayout {
     pub fn released_channel(&self) -> String {
         format!("{}:released", self.prefix)
     }
+
+    /// The model a key of this layout belongs to (its data hash, a collection, a record, a
+    /// lock's name), read back through the layout's injectivity; `None` for a key of another
+    /// prefix or shape (the release channel, another application's key).
+    pub fn model_of(&self, key: &str) -> Option<ModelId> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
+        let (tag, after) = rest.split_once('}')?;
+        let (model_type, model_key) = if tag.starts_with('@') {
+            // `{@<group>[:<part>]}:<T>:<k>`: the type and key follow the tag.
+            let mut parts = after.strip_prefix(':')?.split(':');
+            (parts.next()?, parts.next()?)
+        } else {
+            // `{<T>:<k>}`: a leading `%40` is a type's own `@`, unescaped as the rest.
+            let (model_type, model_key) = tag.split_once(':')?;
+            if model_key.contains(':') {
+                return None;
+            }
+            (model_type, model_key)
+        };
+        Some(ModelId::new(unescape(model_type)?, unescape(model_key)?))
+    }
+}
+
+/// The inverse of [`escape`] (and of a type's `%40`): percent-decoding; `None` for a bad
+/// escape or a name that is not UTF-8.
+fn unescape(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return Some(text.to_owned());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -291,6 +334,36 @@ mod tests {
             assert!(key.starts_with("wasmtx:{Account:alice}"), "{key}");
         }
         assert_eq!(keys.collection(&id, "balance", FieldType::Scalar(ScalarKind::Int)), None);
+    }
+
+    /// Every key of a model, in the default layout and placed, reads back as that model,
+    /// whatever its names hold; keys of other shapes read as none.
+    #[test]
+    fn every_key_of_a_model_reads_back_as_the_model() {
+        let keys = KeyLayout::new("app:v1");
+        keys.place("Placed", Some(&Placement::new("shop", crate::model::placement::PlacementKey::Key).expect("valid")));
+        let ids = [
+            ModelId::new("Account", "alice"),
+            ModelId::new("Acct:admin", "root"),
+            ModelId::new("Acct", "admin:root"),
+            ModelId::new("@odd", "100%{x}"),
+            ModelId::new("Placed", "k:1"),
+        ];
+        for id in &ids {
+            let all = [
+                keys.data(id),
+                keys.lock(id, "transfer"),
+                keys.record(id, "order:1"),
+                keys.collection(id, "log", FieldType::List(ScalarKind::Str)).unwrap_or_default(),
+                keys.collection(id, "tags", FieldType::Dict(ScalarKind::Str)).unwrap_or_default(),
+            ];
+            for key in &all {
+                assert_eq!(keys.model_of(key).as_ref(), Some(id), "{key}");
+            }
+        }
+        for other in ["app:v1:released", "app:v2:{Account:alice}", "other", "app:v1:{Account}", "app:v1:{A:b%2}"] {
+            assert_eq!(keys.model_of(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -17,8 +17,15 @@
 -- owner of the oldest live ticket; any owner takes it when no ticket is live. A ticket lives
 -- TICKET_TTL_MS from the owner's last attempt (a waiter tries again at least every 250 ms), at
 -- most MAX_TICKETS wait per lock, and `withdraw` removes one (a waiter that gave up).
+--
+-- Client tracking: an engine whose connection has `CLIENT TRACKING ON ... NOLOOP` is told
+-- when another client changes a key it read. Its own write of a key ends the tracking of that
+-- key for every client, itself included (NOLOOP only spares it the notice), so lock-and-load
+-- and commit, asked to (`track`), read each data hash they wrote again (`EXISTS`, the
+-- cheapest read), and the commit also the model's collection keys: the engine keeps what
+-- they leave in its cache, and wants to hear when that changes.
 
-local VERSION = '7'
+local VERSION = '8'
 local TICKET_TTL_MS = 1000
 local MAX_TICKETS = 64
 
@@ -203,8 +210,8 @@ local function refuse(keys, ks, n, queueds, tickets, i, held, pttl, owner, field
 end
 
 -- Lock-and-load. KEYS: per model `data, coll_1..coll_c`, then the record key when
--- `has_record`. ARGV: `owner, lease_ms, lock_field, n, has_record ('1'|'0')`, then per model
--- `c, kinds`. Returns `{'RECORDED', record}` (nothing taken), `{'BUSY', model, pttl}` (a lock
+-- `has_record`. ARGV: `owner, lease_ms, lock_field, n, flags`, then per model `c, kinds`;
+-- `flags` is `has_record` (1) plus `track` (2). Returns `{'RECORDED', record}` (nothing taken), `{'BUSY', model, pttl}` (a lock
 -- held, or free but promised to an earlier waiter: the owner's ticket is kept on that model
 -- and dropped from the others, a holder's lock flagged so that its release is announced; pttl
 -- is when the lease or the earlier ticket runs out), `{'WRONGTYPE', model, key, found}`,
@@ -216,7 +223,8 @@ local function lock_and_load(keys, args)
   if not format then bind() end
   local owner, lease, field, n = args[1], tonumber(args[2]), args[3], SMALL[args[4]] or tonumber(args[4])
   local qfield = '~q:' .. sub(field, 4)
-  if args[5] == '1' then
+  local flags = SMALL[args[5]] or tonumber(args[5])
+  if flags % 2 == 1 then
     local r = committed_record(keys[#keys])
     if r then return {'RECORDED', r} end
   end
@@ -302,6 +310,9 @@ local function lock_and_load(keys, args)
     if colls then
       for j = 1, #colls do out[#out + 1] = colls[j] end
     end
+  end
+  if flags >= 2 then
+    for i = 1, n do redis.call('EXISTS', keys[ks[i]]) end
   end
   return out
 end
@@ -564,14 +575,15 @@ end
 -- every change, bump versions, release. KEYS: the `r` record keys, then per model `data,
 -- coll_1..coll_c` (the collections the changes touch), then, under 'R', per model its
 -- collection keys for a refresh. ARGV: `guard ('L' leases | 'K' leases, versions checked even
--- when nothing is written | 'V' versions | 'R' versions with a refresh | 'U' none), n, channel, lock_field, lock_suffix, check_clock ('1'|'0'), r,
+-- when nothing is written | 'V' versions | 'R' versions with a refresh | 'U' none), n, channel, lock_field, lock_suffix, flags, r,
 -- commit_id, retention_ms`, one payload per record (empty: only check it), then per model
 -- `token, version, next, c, op_count` and per op `name, slot, field, argc, args...` (slot 0 is
 -- the data hash, slot j the j-th collection). `token` is the lease's under 'L' and 'K';
 -- `version` the one loaded (under 'L' checked only when the commit writes); `next` the
 -- version the model gets, when the caller knows it (a checked version plus one), else empty.
--- `check_clock` asks to refuse a lease past its deadline even if nobody took the lock (the
--- engine asks when its own clock cannot rule that out). Under 'R' the model sections are
+-- `flags` is `check_clock` (1) plus `track` (2): `check_clock` asks to refuse a lease past its
+-- deadline even if nobody took the lock (the engine asks when its own clock cannot rule that
+-- out); `track` to read every model's keys again after writing (see the top). Under 'R' the model sections are
 -- followed by one `c, kinds` per model (as the load's) naming its collections. Returns
 -- `{'OK', version...}`, `{'RECORDED', record index, record}`, `{'ABORTED'}`, `{'LOST',
 -- model}`, `{'CONFLICT', model, found}`, `{'STALE', count, then per model whose version moved
@@ -584,7 +596,9 @@ local C_MODELS, C_POOL = {}, {}
 local function commit(keys, args)
   if not format then bind() end
   local guard, n, channel, field, suffix = args[1], SMALL[args[2]] or tonumber(args[2]), args[3], args[4], args[5]
-  local check_clock, nrec, commit_id, retention = args[6] == '1', SMALL[args[7]] or tonumber(args[7]), args[8], args[9]
+  local flags = SMALL[args[6]] or tonumber(args[6])
+  local check_clock, track = flags % 2 == 1, flags >= 2
+  local nrec, commit_id, retention = SMALL[args[7]] or tonumber(args[7]), args[8], args[9]
   local a, k, writes, any_coll = 10 + nrec, 1 + nrec, false, false
   -- Per model: its ops as indices into ARGV (an op at `s` is `name, slot, field, argc` at
   -- s..s+3, its arguments after): the data hash's in `hash_ops`, the others in `coll_ops`
@@ -844,6 +858,9 @@ local function commit(keys, args)
   for i = 1, n do
     local m = models[i]
     if m.flagged then redis.call('PUBLISH', channel, m.data .. suffix) end
+    if track then
+      if m.keys then redis.call('EXISTS', m.data, unpack(m.keys)) else redis.call('EXISTS', m.data) end
+    end
   end
   return out
 end
@@ -929,11 +946,11 @@ end
 -- The steps' names carry the version: an engine of another version that is still running after
 -- an upgrade replaced the library finds no function (and is refused at its reload) instead of
 -- calling one with arguments it lays out differently.
-redis.register_function('wasmtx_v7_lock_and_load', lock_and_load)
-redis.register_function{function_name = 'wasmtx_v7_load', callback = load, flags = {'no-writes'}}
-redis.register_function('wasmtx_v7_commit', commit)
-redis.register_function('wasmtx_v7_release', release)
-redis.register_function('wasmtx_v7_withdraw', withdraw)
-redis.register_function('wasmtx_v7_resolve', resolve)
-redis.register_function('wasmtx_v7_delete', delete)
+redis.register_function('wasmtx_v8_lock_and_load', lock_and_load)
+redis.register_function{function_name = 'wasmtx_v8_load', callback = load, flags = {'no-writes'}}
+redis.register_function('wasmtx_v8_commit', commit)
+redis.register_function('wasmtx_v8_release', release)
+redis.register_function('wasmtx_v8_withdraw', withdraw)
+redis.register_function('wasmtx_v8_resolve', resolve)
+redis.register_function('wasmtx_v8_delete', delete)
 redis.register_function{function_name = 'wasmtx_version', callback = version, flags = {'no-writes'}}

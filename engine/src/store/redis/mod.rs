@@ -45,6 +45,7 @@ pub mod connection;
 pub(crate) mod functions;
 pub mod keys;
 mod subscription;
+mod tracking;
 
 pub(crate) use self::codec::redis_error;
 pub(crate) use self::subscription::{Delivery, Subscription, spawn_subscription};
@@ -62,9 +63,22 @@ pub struct RedisStoreBuilder {
     prefix: String,
     connect_timeout: Duration,
     response_timeout: Duration,
+    client_tracking: bool,
 }
 
 impl RedisStoreBuilder {
+    /// Asks Redis to say which models this store read were changed by another client
+    /// (client-side tracking, `CLIENT TRACKING ... NOLOOP` into a listener connection of the
+    /// store's own; default off), so that the engine's snapshot cache drops them before it
+    /// runs a rule on a stale state. Pays where several engines or other clients write the
+    /// same models (see the README's figures); a standalone server only. Correctness never
+    /// depends on it: commits check versions either way.
+    #[must_use]
+    pub fn client_tracking(mut self, on: bool) -> Self {
+        self.client_tracking = on;
+        self
+    }
+
     /// How long connecting (and each reconnect attempt) may take (default
     /// [`DEFAULT_CONNECT_TIMEOUT`]).
     #[must_use]
@@ -102,9 +116,28 @@ impl RedisStoreBuilder {
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         keys::validate_prefix(&self.prefix)?;
         let timeouts = Timeouts { connect: Some(self.connect_timeout), response: Some(self.response_timeout) };
-        let link = connection::connect(&self.url, timeouts).await?;
+        let mut link = connection::connect(&self.url, timeouts).await?;
         link.ensure_library().await?;
         let keys = KeyLayout::new(self.prefix);
+        let tracking = if self.client_tracking {
+            if link.nodes.cluster {
+                return Err(StoreError::Incompatible {
+                    reason: "client tracking needs a standalone Redis server, and this is a Redis Cluster".into(),
+                });
+            }
+            let (tracker, listener) =
+                tracking::start(&self.url, keys.clone(), Arc::clone(&link.generation), self.connect_timeout).await?;
+            if let connection::RedisConnection::Single(manager) = &link.conn {
+                tracker.switch_on(&mut manager.clone()).await.map_err(|e| match redis_error(e) {
+                    unavailable @ StoreError::Unavailable(_) => unavailable,
+                    refused => StoreError::Incompatible { reason: format!("CLIENT TRACKING was refused: {refused}") },
+                })?;
+            }
+            link.tracker = Some(tracker);
+            Some(listener)
+        } else {
+            None
+        };
         let bus = ReleaseBus::new();
         let listener = {
             let bus = bus.clone();
@@ -120,7 +153,9 @@ impl RedisStoreBuilder {
             .await?
         };
         let response_timeout = self.response_timeout;
-        Ok(RedisStore { inner: Arc::new(Inner { link, keys, bus, _listener: listener, response_timeout }) })
+        Ok(RedisStore {
+            inner: Arc::new(Inner { link, keys, bus, _listener: listener, _tracking: tracking, response_timeout }),
+        })
     }
 }
 
@@ -139,6 +174,8 @@ struct Inner {
     bus: ReleaseBus,
     /// Stopped when the last clone goes.
     _listener: Subscription,
+    /// The client-tracking listener, when on; stopped with the store.
+    _tracking: Option<tracking::Listener>,
     response_timeout: Duration,
 }
 
@@ -150,6 +187,7 @@ impl RedisStore {
             prefix: DEFAULT_PREFIX.to_owned(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            client_tracking: false,
         }
     }
 
@@ -173,6 +211,23 @@ impl RedisStore {
 
     fn link(&self) -> &Connected {
         &self.inner.link
+    }
+
+    /// Whether Redis tells this store which models it read other clients changed
+    /// ([`RedisStoreBuilder::client_tracking`]).
+    pub fn is_tracking(&self) -> bool {
+        self.inner.link.tracker.is_some()
+    }
+
+    /// The flags argument of lock-and-load and commit: `base` (has a record, check the clock)
+    /// plus 2 when the function must read what it wrote again, to keep it tracked.
+    fn flags(&self, base: bool) -> &'static str {
+        match (base, self.is_tracking()) {
+            (false, false) => "0",
+            (true, false) => "1",
+            (false, true) => "2",
+            (true, true) => "3",
+        }
     }
 
     /// The load function, with the record check when `key` is given (and there is a model).
@@ -232,7 +287,7 @@ impl Store for RedisStore {
         let mut call = FunctionCall::new(step::LOCK_AND_LOAD);
         let record = request.record.as_deref().zip(request.models.first());
         call.arg(&request.owner).arg(lease_ms).arg(keys::lock_field(&request.action)).arg(request.models.len());
-        call.arg(if record.is_some() { "1" } else { "0" });
+        call.arg(self.flags(record.is_some()));
         let layouts = push_models(&mut call, keys, &request.models);
         if let Some((key, anchor)) = record {
             call.key(keys.record(&anchor.id, key));
@@ -318,7 +373,7 @@ impl Store for RedisStore {
         let mut call = FunctionCall::new(step::COMMIT);
         call.arg(guard).arg(request.models.len()).arg(keys.released_channel());
         call.arg(keys::lock_field(&action)).arg(keys::lock_suffix(&action));
-        call.arg(if check_clock { "1" } else { "0" });
+        call.arg(self.flags(check_clock));
         let records = request.records;
         let anchor = request.models.first().filter(|_| !records.entries.is_empty());
         let record_count = if anchor.is_some() { records.entries.len() } else { 0 };
@@ -511,6 +566,16 @@ impl Store for RedisStore {
 
     fn generation(&self) -> u64 {
         self.link().generation()
+    }
+
+    fn watch_changes(&self, sink: std::sync::Weak<dyn super::ChangeSink>) -> bool {
+        match &self.link().tracker {
+            Some(tracker) => {
+                tracker.watch(sink);
+                true
+            }
+            None => false,
+        }
     }
 
     fn watch(&self, locks: &[LockId]) -> ReleaseWatch {
