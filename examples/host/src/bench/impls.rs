@@ -25,6 +25,8 @@ pub struct EngineSpec {
     /// store connection, release listener and snapshot cache, as separate host processes
     /// would have: 1 for every row but the multi-engine ones.
     pub engines: usize,
+    /// Whether each engine's store has Redis client tracking on (`BackendOptions::client_tracking`).
+    pub tracking: bool,
 }
 
 impl EngineSpec {
@@ -35,8 +37,15 @@ impl EngineSpec {
 }
 
 /// Lock mode, groups of up to 32 (the default).
-pub const LOCK: EngineSpec =
-    EngineSpec { key: "lock", label: "engine, lock", mode: Mode::Lock, max_group: 32, cache: true, engines: 1 };
+pub const LOCK: EngineSpec = EngineSpec {
+    key: "lock",
+    label: "engine, lock",
+    mode: Mode::Lock,
+    max_group: 32,
+    cache: true,
+    engines: 1,
+    tracking: false,
+};
 /// Lock mode without grouping.
 pub const LOCK1: EngineSpec = EngineSpec { key: "lock1", label: "engine, lock (no grouping)", max_group: 1, ..LOCK };
 /// Optimistic mode on a warm snapshot cache (the default).
@@ -56,8 +65,22 @@ pub const ENGINES: &[EngineSpec] = &[
     OPTIMISTIC,
     EngineSpec { key: "optimistic-cold", label: "engine, optimistic, cache off", cache: false, ..OPTIMISTIC },
     EngineSpec { key: "optimistic-2e", label: "engine, optimistic, 2 engines", engines: 2, ..OPTIMISTIC },
+    EngineSpec {
+        key: "optimistic-2e-tracking",
+        label: "engine, optimistic, 2 engines, tracking",
+        engines: 2,
+        tracking: true,
+        ..OPTIMISTIC
+    },
     ADAPTIVE,
     EngineSpec { key: "adaptive-2e", label: "engine, adaptive, 2 engines", engines: 2, ..ADAPTIVE },
+    EngineSpec {
+        key: "adaptive-2e-tracking",
+        label: "engine, adaptive, 2 engines, tracking",
+        engines: 2,
+        tracking: true,
+        ..ADAPTIVE
+    },
     EngineSpec { key: "pipeline", label: "engine, pipeline", mode: Mode::Pipeline, ..LOCK },
 ];
 

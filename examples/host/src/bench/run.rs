@@ -185,7 +185,8 @@ pub async fn engine_for(
     spec: EngineSpec,
     rules: &RuleArtifacts,
 ) -> Result<(Engine, Vec<Rule>)> {
-    let store = wasmtx::backend::open_store(url, &BackendOptions::with_prefix(prefix)).await?;
+    let options = BackendOptions::with_prefix(prefix).client_tracking(spec.tracking);
+    let store = wasmtx::backend::open_store(url, &options).await?;
     let mut config = wasmtx::EngineConfig::default();
     config.snapshot_cache = spec.cache_config();
     let mut builder = Engine::builder().shared_store(store).config(config).max_group(spec.max_group);

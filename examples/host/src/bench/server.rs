@@ -224,7 +224,9 @@ async fn server_cpu(conn: &mut MultiplexedConnection) -> Result<Duration> {
 /// If Redis fails.
 pub async fn clear(conn: &mut MultiplexedConnection, private: bool, prefix: &str) -> Result<()> {
     if private {
-        redis::cmd("FLUSHALL").query_async::<()>(conn).await?;
+        // In the background: a long run leaves millions of idempotency records, whose freeing
+        // would outlast the connection's reply timeout.
+        redis::cmd("FLUSHALL").arg("ASYNC").query_async::<()>(conn).await?;
         return Ok(());
     }
     // Batches, so a large keyspace is never one command's arguments.

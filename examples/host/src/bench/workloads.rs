@@ -209,9 +209,18 @@ impl Workload {
     pub fn impl_keys(self) -> &'static [&'static str] {
         match self {
             Self::HotCounter => &["lock", "lock1", "optimistic", "adaptive", "pipeline", "lua", "hand"],
-            Self::Bank => {
-                &["lock", "optimistic", "optimistic-cold", "optimistic-2e", "adaptive", "adaptive-2e", "lua", "hand"]
-            }
+            Self::Bank => &[
+                "lock",
+                "optimistic",
+                "optimistic-cold",
+                "optimistic-2e",
+                "optimistic-2e-tracking",
+                "adaptive",
+                "adaptive-2e",
+                "adaptive-2e-tracking",
+                "lua",
+                "hand",
+            ],
             Self::LevelUp => &["lock", "optimistic", "optimistic-cold", "adaptive", "lua", "hand"],
             Self::Ledger => &["lock", "optimistic", "lua", "hand"],
             Self::Append => &["lock", "optimistic", "pipeline", "lua", "hand"],

@@ -35,9 +35,10 @@
 //! - `--tracking-only` run only the client-side tracking measure (issue 13; part of every full
 //!   run, about 10 s): what `CLIENT TRACKING` (opt-in, redirected to a listener connection)
 //!   costs Redis per write with 1-3 other clients tracking the written accounts, against the same
-//!   writes and reads without it, and the `optimistic-2e` bank row at 64 callers (or
-//!   `--concurrency`) for the stale-hit rate it would act on; prints them and writes the
-//!   tracking section of the results file (the rest of it kept);
+//!   writes and reads without it, and the two-engine bank rows at 64 callers (or
+//!   `--concurrency`), optimistic and adaptive, tracking off and on (the engine's
+//!   `client_tracking`); prints them and writes the tracking section of the results file (the
+//!   rest of it kept);
 //! - `--stall-only` run only the looping-neighbour measure (a trivial invocation beside 8 rules
 //!   looping to their deadline; part of every full run);
 //! - `--as-rule PATH` an AssemblyScript build of the counter rule (input `{"delta": 1}` on a model
@@ -482,8 +483,8 @@ fn print_tracking(t: &bench::tracking::Measure) {
     );
 }
 
-/// `--tracking-only`: the tracking measure and the two-engine bank row; prints them and writes
-/// the tracking section.
+/// `--tracking-only`: the tracking measure and the two-engine bank rows, tracking off and on;
+/// prints them and writes the tracking section.
 async fn tracking_only(args: &Args, rules: &RuleArtifacts, server: &mut RedisUnderTest, redis: String) -> Result<()> {
     let (started, load_before) = (Instant::now(), sys::load_average());
     eprintln!("bench: client-side tracking, {} transfers per run…", bench::tracking::TRANSFERS);
@@ -498,12 +499,17 @@ async fn tracking_only(args: &Args, rules: &RuleArtifacts, server: &mut RedisUnd
     }
     let timing = Timing { warmup: args.warmup, window: args.window };
     let callers = if args.concurrency_given { args.concurrency.clone() } else { vec![64] };
-    let imp = Impl::parse("optimistic-2e").context("the two-engine implementation")?;
+    let keys = ["optimistic-2e", "optimistic-2e-tracking", "adaptive-2e", "adaptive-2e-tracking"];
+    let imps = keys.iter().map(|k| Impl::parse(k).with_context(|| format!("the implementation {k}")));
+    let imps = imps.collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
-    for (seq, c) in callers.into_iter().enumerate() {
-        let row = run::run_row(Deployment::Single(server), rules, Workload::Bank, imp, c, timing, seq + 1).await?;
-        print_row(&row);
-        rows.push(row);
+    for c in callers {
+        for &imp in &imps {
+            let seq = rows.len() + 1;
+            let row = run::run_row(Deployment::Single(server), rules, Workload::Bank, imp, c, timing, seq).await?;
+            print_row(&row);
+            rows.push(row);
+        }
     }
     server.stop();
     let verdict = bench::tracking::verdict(&rows, &measure, bench::tracking::run_cpu_us(&costs));
