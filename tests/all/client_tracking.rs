@@ -158,3 +158,40 @@ async fn a_lost_listener_drops_the_cache_and_tracking_resumes() -> Result<()> {
     ensure!(run(&engine, &probe, "k", Mode::Optimistic, "4").await? == 14);
     Ok(())
 }
+
+/// Redis 7.0 tracks every key a function declares once it reads any, so an invocation's
+/// idempotency record is tracked too, and reported when it expires: that changes no model, and
+/// the cached model stays (only another model's reported write drops anything, and the next run
+/// on the first one is a hit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_record_does_not_drop_its_model() -> Result<()> {
+    let server = PrivateRedis::start().await?;
+    let (url, prefix) = (server.url(), unique_prefix("tracking-records"));
+    let mut admin = server.client().await?;
+    let store = RedisStore::builder(url.as_str()).prefix(prefix.as_str()).client_tracking(true).connect().await?;
+    let mut config = wasmtx::EngineConfig::default();
+    config.idempotency_retention = Duration::from_secs(1);
+    let engine = crate::engine_builder()?.shared_store(Arc::new(store)).config(config).build()?;
+    let probe = compile_rules(&engine)?.probe;
+    let bumped = bump("k", Mode::Optimistic, "m1").idempotency_key("order-1");
+    engine.invoke(&probe, &bumped).await?;
+    run(&engine, &probe, "other", Mode::Optimistic, "o1").await?;
+    let record = wasmtx::store::redis::KeyLayout::new(prefix.as_str()).record(&ModelId::new("Counter", "k"), "order-1");
+    ensure!(redis::cmd("EXISTS").arg(&record).query_async::<i64>(&mut admin).await? == 1, "no record at {record}");
+    let before = engine.cache_stats();
+    // Touching the key expires it once its time is up: the server reports it then.
+    poll(Duration::from_secs(10), "the record to expire", || async {
+        let exists: i64 = redis::cmd("EXISTS").arg(&record).query_async(&mut server.client().await?).await?;
+        Ok((exists == 0).then_some(()))
+    })
+    .await?;
+    // A write of another cached model after it: its report comes after the record's on the
+    // listener, so once it is handled, so is the record's.
+    external_increment(&url, &prefix, "other", 1).await?;
+    let seen = invalidated(&engine, &before, "the other model's write reported").await?;
+    ensure!(seen.invalidations == before.invalidations + 1, "more than the other model dropped: {seen:?}");
+    ensure!(run(&engine, &probe, "k", Mode::Optimistic, "m2").await? == 2);
+    let after = engine.cache_stats();
+    ensure!(after.hits == seen.hits + 1, "the record's expiry dropped the model: {seen:?} → {after:?}");
+    Ok(())
+}

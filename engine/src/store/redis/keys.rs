@@ -272,23 +272,38 @@ impl KeyLayout {
 
     /// The model a key of this layout belongs to (its data hash, a collection, a record, a
     /// lock's name), read back through the layout's injectivity; `None` for a key of another
-    /// prefix or shape (the release channel, another application's key).
+    /// prefix or shape (the release channel, the registry's keys, another application's).
     pub fn model_of(&self, key: &str) -> Option<ModelId> {
+        self.split(key).map(|(id, _)| id)
+    }
+
+    /// The model whose state a key holds: its data hash, a list or a dict (not a record or a
+    /// lock's name); `None` otherwise.
+    pub fn model_state_of(&self, key: &str) -> Option<ModelId> {
+        let (id, part) = self.split(key)?;
+        (part.is_empty() || part.starts_with(":list:") || part.starts_with(":dict:")).then_some(id)
+    }
+
+    /// A key's model and what follows the model's stem ([`Self::data`]): empty for the data
+    /// hash, `:list:<field>`, `:done:<key>`, ...
+    fn split<'k>(&self, key: &'k str) -> Option<(ModelId, &'k str)> {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
         let (tag, after) = rest.split_once('}')?;
-        let (model_type, model_key) = if tag.starts_with('@') {
+        let (model_type, model_key, part) = if tag.starts_with('@') {
             // `{@<group>[:<part>]}:<T>:<k>`: the type and key follow the tag.
-            let mut parts = after.strip_prefix(':')?.split(':');
-            (parts.next()?, parts.next()?)
+            let after = after.strip_prefix(':')?;
+            let (model_type, after) = after.split_once(':')?;
+            let end = after.find(':').unwrap_or(after.len());
+            (model_type, &after[..end], &after[end..])
         } else {
             // `{<T>:<k>}`: a leading `%40` is a type's own `@`, unescaped as the rest.
             let (model_type, model_key) = tag.split_once(':')?;
             if model_key.contains(':') {
                 return None;
             }
-            (model_type, model_key)
+            (model_type, model_key, after)
         };
-        Some(ModelId::new(unescape(model_type)?, unescape(model_key)?))
+        Some((ModelId::new(unescape(model_type)?, unescape(model_key)?), part))
     }
 }
 
@@ -360,8 +375,20 @@ mod tests {
             for key in &all {
                 assert_eq!(keys.model_of(key).as_ref(), Some(id), "{key}");
             }
+            // State keys (data, collections) only.
+            for (i, key) in all.iter().enumerate() {
+                let state = keys.model_state_of(key);
+                assert_eq!(state.as_ref(), if matches!(i, 1 | 2) { None } else { Some(id) }, "{key}");
+            }
         }
-        for other in ["app:v1:released", "app:v2:{Account:alice}", "other", "app:v1:{Account}", "app:v1:{A:b%2}"] {
+        for other in [
+            "app:v1:released",
+            "app:v2:{Account:alice}",
+            "other",
+            "app:v1:{Account}",
+            "app:v1:{A:b%2}",
+            "app:v1:{registry}:epoch",
+        ] {
             assert_eq!(keys.model_of(other), None, "{other}");
         }
     }

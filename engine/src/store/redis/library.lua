@@ -23,7 +23,9 @@
 -- key for every client, itself included (NOLOOP only spares it the notice), so lock-and-load
 -- and commit, asked to (`track`), read each data hash they wrote again (`EXISTS`, the
 -- cheapest read), and the commit also the model's collection keys: the engine keeps what
--- they leave in its cache, and wants to hear when that changes.
+-- they leave in its cache, and wants to hear when that changes. (Redis 7.0 tracks every key a
+-- function declares once it reads any: its record keys too, which the engine ignores when
+-- they are reported, written or expired.)
 
 local VERSION = '8'
 local TICKET_TTL_MS = 1000

@@ -17,9 +17,16 @@
 //!
 //! # Notes
 //! Not on a Redis Cluster: each node would need a listener of its own, and a slot's move a new
-//! round of reads; the builder refuses it there. Tracking is not opt-in (`OPTIN`): the store
-//! reads only what its callers cache (models, and the records beside them), so a `CLIENT
-//! CACHING yes` before each call would add a command for nothing.
+//! round of reads; the builder refuses it there. Not opt-in tracking (`OPTIN`) or broadcast
+//! (`BCAST`): the first would add a `CLIENT CACHING yes` per call for nothing (every call reads
+//! what its caller caches), and Redis 7.0 does not spare a broadcast client the reports of its
+//! own writes made inside functions (`NOLOOP` misses them), which would drop every entry the
+//! engine just committed. Redis 7.0 tracks every key a function declares once the function
+//! reads any, so each commit's idempotency record is tracked too: its reports (another
+//! engine's write of it, its expiry) name no model's state and are dropped here. The server's
+//! tracking table thus holds about one record per invocation for the record retention, up to
+//! `tracking-table-max-keys` (default 1,000,000); beyond it Redis evicts tracked keys with a
+//! report each, which costs an evicted model one extra load.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -108,16 +115,19 @@ impl Tracker {
         Ok(())
     }
 
-    /// Tells every watcher about the models `keys` belong to.
+    /// Tells every watcher about the models whose state `keys` hold: not a record's (its
+    /// expiry is reported too).
     fn deliver(&self, keys: &[Value]) {
-        let models: Vec<ModelId> = keys
+        let mut models: Vec<ModelId> = keys
             .iter()
             .filter_map(|key| match key {
-                Value::BulkString(bytes) => std::str::from_utf8(bytes).ok().and_then(|k| self.keys.model_of(k)),
-                Value::SimpleString(text) => self.keys.model_of(text),
+                Value::BulkString(bytes) => std::str::from_utf8(bytes).ok().and_then(|k| self.keys.model_state_of(k)),
+                Value::SimpleString(text) => self.keys.model_state_of(text),
                 _ => None,
             })
             .collect();
+        models.sort_unstable();
+        models.dedup();
         if models.is_empty() {
             return;
         }
