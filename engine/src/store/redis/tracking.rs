@@ -74,7 +74,7 @@ impl Tracker {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the connection fails (the call would fail the same
-    /// way); a refusal by the server is logged, and the call goes on untracked.
+    /// way); a refusal by the server is logged, and calls go on untracked in this generation.
     pub(crate) async fn ensure_on(&self, conn: &mut (impl ConnectionLike + Send)) -> Result<(), StoreError> {
         if self.enabled_in.load(Ordering::Acquire) == self.generation.load(Ordering::Acquire) + 1 {
             return Ok(());
@@ -84,7 +84,10 @@ impl Tracker {
             Err(e) => match redis_error(e) {
                 unavailable @ StoreError::Unavailable(_) => Err(unavailable),
                 other => {
-                    warn!(error = %other, "CLIENT TRACKING was refused; the call goes on untracked");
+                    // Once per generation, not at every call: calls go on untracked until the
+                    // next reconnect tries again.
+                    self.enabled_in.store(self.generation.load(Ordering::Acquire) + 1, Ordering::Release);
+                    warn!(error = %other, "CLIENT TRACKING was refused; calls go on untracked");
                     Ok(())
                 }
             },
