@@ -44,6 +44,22 @@ pub(crate) struct CacheEpoch {
     changes: u64,
 }
 
+impl CacheEpoch {
+    /// The store generation this epoch was taken under.
+    pub(crate) fn generation(self) -> u64 {
+        self.generation
+    }
+
+    /// The epoch under which to keep what a commit that began at `self` wrote, on a state
+    /// read by a call that began at `read`: the read's generation (a generation change since
+    /// the read may hide lost data, which the commit's version check cannot see), and the
+    /// change notices since the commit began (a change between the read and the commit is
+    /// one the commit's version check decided on).
+    pub(crate) fn of_state_read_at(self, read: CacheEpoch) -> CacheEpoch {
+        CacheEpoch { generation: read.generation, changes: self.changes }
+    }
+}
+
 /// The snapshot cache's settings ([`EngineConfig::snapshot_cache`](crate::EngineConfig::snapshot_cache)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -445,6 +461,34 @@ mod tests {
         cache.put(&b, &snap(4, 4), overtaken);
         assert_eq!(cache.get_all(std::slice::from_ref(&b), 0).map(|v| v[0].version), Some(2), "too old to tell");
         assert!(cache.state().changed_at.len() <= RECENT_CHANGES && cache.state().recent.len() <= RECENT_CHANGES);
+    }
+
+    /// A commit's snapshot is kept under the generation of the read its rule ran on: a
+    /// generation change between the read and the commit drops it; a notice of the model
+    /// after the commit began does too, one before it does not.
+    #[test]
+    fn a_commit_keeps_its_snapshot_only_under_the_generation_of_its_read() {
+        let s = schema("T");
+        let a = target(&s, "a");
+        let cache = SnapshotCache::new(SnapshotCacheConfig::default());
+        let read = cache.epoch(0);
+        let commit = cache.epoch(1);
+        cache.put(&a, &snap(1, 1), commit.of_state_read_at(read));
+        assert!(cache.get_all(std::slice::from_ref(&a), 1).is_none(), "read under generation 0, cached in 1");
+
+        let read = cache.epoch(1);
+        cache.changed(std::slice::from_ref(&a.id));
+        let commit = cache.epoch(1);
+        cache.put(&a, &snap(2, 2), commit.of_state_read_at(read));
+        assert_eq!(
+            cache.get_all(std::slice::from_ref(&a), 1).map(|v| v[0].version),
+            Some(2),
+            "a notice before the commit began is the version check's to decide"
+        );
+        let commit = cache.epoch(1);
+        cache.changed(std::slice::from_ref(&a.id));
+        cache.put(&a, &snap(3, 3), commit.of_state_read_at(read));
+        assert!(cache.get_all(std::slice::from_ref(&a), 1).is_none(), "a notice after the commit began");
     }
 
     fn snap(n: i64, version: u64) -> ModelSnapshot {

@@ -76,7 +76,7 @@ async fn run_alone(
         record: idem.lookup(context.attempt).map(str::to_owned),
     };
     // Taken before the lock-and-load: what it read is kept only under this epoch.
-    let loaded_at = protocol.cache_epoch();
+    let mut loaded_at = protocol.cache_epoch();
     let acquired = match protocol.acquire(&request).await? {
         Acquisition::Held(acquired) => acquired,
         Acquisition::Recorded { record, waited, load } => {
@@ -130,8 +130,10 @@ async fn run_alone(
                 return replay(plan, idem, &record, timings);
             }
             Err(CommitFailure::Store(StoreError::Conflict { model, .. })) => {
+                let reloaded_at = protocol.cache_epoch();
                 match protocol.reload_under_locks(&plan.sorted, model, reruns, context.attempt, held_since).await {
                     Ok((fresh, reload)) => {
+                        loaded_at = reloaded_at;
                         loaded = fresh;
                         load_time += reload;
                         reruns += 1;
@@ -163,7 +165,11 @@ async fn run_alone(
         for (pos, &caller) in plan.order.iter().enumerate() {
             if wrote {
                 let version = receipt.versions.get(pos).copied().unwrap_or_default();
-                protocol.cache.put(&plan.sorted[pos], &output.workspaces[caller].final_snapshot(version), committed_at);
+                protocol.cache.put(
+                    &plan.sorted[pos],
+                    &output.workspaces[caller].final_snapshot(version),
+                    committed_at.of_state_read_at(loaded_at),
+                );
             } else {
                 protocol.cache.put(&plan.sorted[pos], &loaded[pos], loaded_at);
             }

@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use super::cache::CacheEpoch;
 use super::flow::outcome;
 use super::idempotency::{CommitFailure, Committed, Idempotency, payload, replay};
 use super::{Plan, Protocol};
@@ -48,10 +49,14 @@ pub(super) async fn run(
 ) -> Result<Outcome> {
     // Cached entries serve only under the store's current generation (each store call below
     // takes its own cache epoch for what it keeps).
+    // `read_at` is the epoch before the store call that read the state the rule runs on: a
+    // commit's snapshot is kept only under that generation (a generation change since may
+    // hide lost data), and only if no change notice arrived since the commit began.
     let mut timings = Timings::default();
-    let (mut loaded, mut source) = match protocol.cache.get_all(&plan.sorted, protocol.store.generation()) {
+    let mut read_at = protocol.cache_epoch();
+    let (mut loaded, mut source) = match protocol.cache.get_all(&plan.sorted, read_at.generation()) {
         Some(cached) => (cached, Source::Cache),
-        None => match load_fresh(protocol, plan, idem, &context, &mut timings).await? {
+        None => match load_fresh(protocol, plan, idem, &context, &mut timings, &mut read_at).await? {
             Loaded::Snapshots(loaded) => (loaded, Source::Store),
             Loaded::Recorded(record) => return replay(plan, idem, &record, timings),
         },
@@ -67,7 +72,7 @@ pub(super) async fn run(
                 // A failure on cached state may be the cache's: the key may be recorded (a
                 // repeat of a committed invocation gets its first outcome, never this
                 // failure), or the state may have moved. The store's state decides.
-                let fresh = match load_fresh(protocol, plan, idem, &context, &mut timings).await? {
+                let fresh = match load_fresh(protocol, plan, idem, &context, &mut timings, &mut read_at).await? {
                     Loaded::Snapshots(fresh) => fresh,
                     Loaded::Recorded(record) => return replay(plan, idem, &record, timings),
                 };
@@ -118,7 +123,7 @@ pub(super) async fn run(
                     for (pos, &caller) in plan.order.iter().enumerate() {
                         let version = committed_versions.get(pos).copied().unwrap_or_default();
                         let state = output.workspaces[caller].final_snapshot(version);
-                        protocol.cache.put(&plan.sorted[pos], &state, epoch);
+                        protocol.cache.put(&plan.sorted[pos], &state, epoch.of_state_read_at(read_at));
                     }
                 }
                 let versions = plan.to_caller_order(&committed_versions);
@@ -134,6 +139,8 @@ pub(super) async fn run(
                 let Some(model) = models.first().map(|m| m.model.clone()) else {
                     return Err(StoreError::Stale { models }.into());
                 };
+                // The refusal's reply read the fresh state: that is what the next run is on.
+                read_at = epoch;
                 for stale in models {
                     if let Some(slot) = loaded.get_mut(stale.index) {
                         protocol.cache.put(&plan.sorted[stale.index], &stale.snapshot, epoch);
@@ -165,17 +172,19 @@ pub(super) async fn run(
     }
 }
 
-/// Loads the models from the store (unless the key is recorded: then the record), and keeps
-/// what was loaded in the cache.
+/// Loads the models from the store (unless the key is recorded: then the record), keeps what
+/// was loaded in the cache, and sets `read_at` to the epoch the load began at.
 async fn load_fresh(
     protocol: &Protocol,
     plan: &Plan,
     idem: &Idempotency,
     context: &RunContext,
     timings: &mut Timings,
+    read_at: &mut CacheEpoch,
 ) -> Result<Loaded> {
     let start = Instant::now();
     let epoch = protocol.cache_epoch();
+    *read_at = epoch;
     let loaded = match idem.lookup(context.attempt) {
         Some(key) => protocol.store.load_unless_recorded(&plan.sorted, key).await?,
         None => Loaded::Snapshots(protocol.store.load(&plan.sorted).await?),
