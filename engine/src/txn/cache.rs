@@ -269,13 +269,7 @@ impl SnapshotCache {
 
     /// Forgets these models (written in a way whose result this engine does not know exactly).
     pub(crate) fn forget(&self, models: &[ModelTarget]) {
-        if !self.enabled() {
-            return;
-        }
-        let mut state = self.state();
-        for target in models {
-            state.remove(&target.id);
-        }
+        self.forget_ids(models.iter().map(|target| &target.id));
     }
 
     /// Forgets the models of these ids.
