@@ -51,12 +51,12 @@ impl CacheEpoch {
     }
 
     /// The epoch under which to keep what a commit that began at `self` wrote, on a state
-    /// read by a call that began at `read`: the read's generation (a generation change since
-    /// the read may hide lost data, which the commit's version check cannot see), and the
-    /// change notices since the commit began (a change between the read and the commit is
+    /// read under store generation `read_generation`: that generation (a generation change
+    /// since the read may hide lost data, which the commit's version check cannot see), and
+    /// the change notices since the commit began (a change between the read and the commit is
     /// one the commit's version check decided on).
-    pub(crate) fn of_state_read_at(self, read: CacheEpoch) -> CacheEpoch {
-        CacheEpoch { generation: read.generation, changes: self.changes }
+    pub(crate) fn with_read_generation(self, read_generation: u64) -> CacheEpoch {
+        CacheEpoch { generation: read_generation, changes: self.changes }
     }
 }
 
@@ -467,13 +467,13 @@ mod tests {
         let cache = SnapshotCache::new(SnapshotCacheConfig::default());
         let read = cache.epoch(0);
         let commit = cache.epoch(1);
-        cache.put(&a, &snap(1, 1), commit.of_state_read_at(read));
+        cache.put(&a, &snap(1, 1), commit.with_read_generation(read.generation()));
         assert!(cache.get_all(std::slice::from_ref(&a), 1).is_none(), "read under generation 0, cached in 1");
 
         let read = cache.epoch(1);
         cache.changed(std::slice::from_ref(&a.id));
         let commit = cache.epoch(1);
-        cache.put(&a, &snap(2, 2), commit.of_state_read_at(read));
+        cache.put(&a, &snap(2, 2), commit.with_read_generation(read.generation()));
         assert_eq!(
             cache.get_all(std::slice::from_ref(&a), 1).map(|v| v[0].version),
             Some(2),
@@ -481,7 +481,7 @@ mod tests {
         );
         let commit = cache.epoch(1);
         cache.changed(std::slice::from_ref(&a.id));
-        cache.put(&a, &snap(3, 3), commit.of_state_read_at(read));
+        cache.put(&a, &snap(3, 3), commit.with_read_generation(read.generation()));
         assert!(cache.get_all(std::slice::from_ref(&a), 1).is_none(), "a notice after the commit began");
     }
 

@@ -168,7 +168,7 @@ async fn run_alone(
                 protocol.cache.put(
                     &plan.sorted[pos],
                     &output.workspaces[caller].final_snapshot(version),
-                    committed_at.of_state_read_at(loaded_at),
+                    committed_at.with_read_generation(loaded_at.generation()),
                 );
             } else {
                 protocol.cache.put(&plan.sorted[pos], &loaded[pos], loaded_at);

@@ -10,7 +10,6 @@
 
 use std::time::Instant;
 
-use super::cache::CacheEpoch;
 use super::flow::outcome;
 use super::idempotency::{CommitFailure, Committed, Idempotency, payload, replay};
 use super::{Plan, Protocol};
@@ -48,15 +47,14 @@ pub(super) async fn run(
     max_attempts: u32,
 ) -> Result<Outcome> {
     // Cached entries serve only under the store's current generation (each store call below
-    // takes its own cache epoch for what it keeps).
-    // `read_at` is the epoch before the store call that read the state the rule runs on: a
-    // commit's snapshot is kept only under that generation (a generation change since may
-    // hide lost data), and only if no change notice arrived since the commit began.
+    // takes its own cache epoch for what it keeps). `read_generation` is the generation of the
+    // read the rule runs on: a commit's snapshot is kept only under it (a generation change
+    // since may hide lost data).
     let mut timings = Timings::default();
-    let mut read_at = protocol.cache_epoch();
-    let (mut loaded, mut source) = match protocol.cache.get_all(&plan.sorted, read_at.generation()) {
+    let mut read_generation = protocol.store.generation();
+    let (mut loaded, mut source) = match protocol.cache.get_all(&plan.sorted, read_generation) {
         Some(cached) => (cached, Source::Cache),
-        None => match load_fresh(protocol, plan, idem, &context, &mut timings, &mut read_at).await? {
+        None => match load_fresh(protocol, plan, idem, &context, &mut timings, &mut read_generation).await? {
             Loaded::Snapshots(loaded) => (loaded, Source::Store),
             Loaded::Recorded(record) => return replay(plan, idem, &record, timings),
         },
@@ -72,7 +70,8 @@ pub(super) async fn run(
                 // A failure on cached state may be the cache's: the key may be recorded (a
                 // repeat of a committed invocation gets its first outcome, never this
                 // failure), or the state may have moved. The store's state decides.
-                let fresh = match load_fresh(protocol, plan, idem, &context, &mut timings, &mut read_at).await? {
+                let fresh = match load_fresh(protocol, plan, idem, &context, &mut timings, &mut read_generation).await?
+                {
                     Loaded::Snapshots(fresh) => fresh,
                     Loaded::Recorded(record) => return replay(plan, idem, &record, timings),
                 };
@@ -123,7 +122,7 @@ pub(super) async fn run(
                     for (pos, &caller) in plan.order.iter().enumerate() {
                         let version = committed_versions.get(pos).copied().unwrap_or_default();
                         let state = output.workspaces[caller].final_snapshot(version);
-                        protocol.cache.put(&plan.sorted[pos], &state, epoch.of_state_read_at(read_at));
+                        protocol.cache.put(&plan.sorted[pos], &state, epoch.with_read_generation(read_generation));
                     }
                 }
                 let versions = plan.to_caller_order(&committed_versions);
@@ -140,7 +139,7 @@ pub(super) async fn run(
                     return Err(StoreError::Stale { models }.into());
                 };
                 // The refusal's reply read the fresh state: that is what the next run is on.
-                read_at = epoch;
+                read_generation = epoch.generation();
                 for stale in models {
                     if let Some(slot) = loaded.get_mut(stale.index) {
                         protocol.cache.put(&plan.sorted[stale.index], &stale.snapshot, epoch);
@@ -173,18 +172,18 @@ pub(super) async fn run(
 }
 
 /// Loads the models from the store (unless the key is recorded: then the record), keeps what
-/// was loaded in the cache, and sets `read_at` to the epoch the load began at.
+/// was loaded in the cache, and sets `read_generation` to the generation the load began under.
 async fn load_fresh(
     protocol: &Protocol,
     plan: &Plan,
     idem: &Idempotency,
     context: &RunContext,
     timings: &mut Timings,
-    read_at: &mut CacheEpoch,
+    read_generation: &mut u64,
 ) -> Result<Loaded> {
     let start = Instant::now();
     let epoch = protocol.cache_epoch();
-    *read_at = epoch;
+    *read_generation = epoch.generation();
     let loaded = match idem.lookup(context.attempt) {
         Some(key) => protocol.store.load_unless_recorded(&plan.sorted, key).await?,
         None => Loaded::Snapshots(protocol.store.load(&plan.sorted).await?),
